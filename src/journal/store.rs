@@ -1,0 +1,993 @@
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::codec::{self, CodecError, Dictionary, Interner};
+use super::cursor::{Cursor, StartAt};
+use crate::clock::Clock;
+use crate::model::{MachineId, Record, RecordKind, SignalId, Timestamp};
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// first seq → (last seq, min time µs, max time µs, encoded bytes)
+const BLOCK_META: TableDefinition<u64, (u64, i64, i64, u64)> = TableDefinition::new("block_meta");
+const MACHINES: TableDefinition<u32, &str> = TableDefinition::new("machines");
+const SIGNALS: TableDefinition<u32, &str> = TableDefinition::new("signals");
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_NEXT_SEQ: &str = "next_seq";
+const META_DROPPED: &str = "dropped_total";
+const META_FORMAT: &str = "format";
+
+/// The file inside the data directory that holds the journal.
+pub const JOURNAL_FILE: &str = "journal.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(
+        "the journal {path} is open in another process (a running shopbridge on the same data \
+         directory holds it exclusively)"
+    )]
+    AlreadyOpen { path: PathBuf },
+    #[error("cannot open the journal {path}: {detail}")]
+    Open { path: PathBuf, detail: String },
+    #[error("there is no journal at {path}")]
+    Missing { path: PathBuf },
+    #[error("journal storage failed while {op}: {detail}")]
+    Storage { op: &'static str, detail: String },
+    #[error("journal block at seq {first_seq} cannot be decoded: {source}")]
+    Codec {
+        first_seq: u64,
+        #[source]
+        source: CodecError,
+    },
+    #[error("a cursor name is 1-64 characters of a-z, 0-9, '-', '_', '.' and ':', found {0:?}")]
+    CursorName(String),
+    #[error("the journal is closed")]
+    Closed,
+}
+
+fn storage(op: &'static str) -> impl Fn(redb::Error) -> JournalError {
+    move |e| JournalError::Storage {
+        op,
+        detail: e.to_string(),
+    }
+}
+
+macro_rules! st {
+    ($e:expr, $op:literal) => {
+        $e.map_err(|e| storage($op)(redb::Error::from(e)))
+    };
+}
+
+/// Retention and batching settings.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    /// Acknowledged records older than this go.
+    pub max_age: Duration,
+    /// Above this many encoded bytes, acknowledged records go, oldest first.
+    pub max_bytes: u64,
+    /// Above this, the oldest records go even if a cursor has not acknowledged them.
+    pub hard_cap_bytes: u64,
+    /// Most records one group commit takes.
+    pub batch_max_records: usize,
+    /// Records per stored block (the unit of reading and of retention).
+    pub block_records: usize,
+    /// How often retention runs when nothing else wakes the writer.
+    pub retention_interval: Duration,
+    /// The clock retention reads its "now" from.
+    pub clock: Clock,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(30 * 86_400),
+            max_bytes: 2 << 30,
+            hard_cap_bytes: 4 << 30,
+            batch_max_records: 16_384,
+            block_records: 4096,
+            retention_interval: Duration::from_secs(10),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Counters for `/metrics` and `/healthz`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct JournalStats {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub appended_total: u64,
+    pub commits_total: u64,
+    pub commit_errors_total: u64,
+    pub bytes: u64,
+    pub file_bytes: u64,
+    pub dropped_total: u64,
+    pub removed_total: u64,
+    /// Each cursor's last acknowledged seq.
+    pub cursors: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Counters {
+    first_seq: AtomicU64,
+    appended_total: AtomicU64,
+    commits_total: AtomicU64,
+    commit_errors_total: AtomicU64,
+    bytes: AtomicU64,
+    dropped_total: AtomicU64,
+    removed_total: AtomicU64,
+    cursors: Mutex<BTreeMap<String, u64>>,
+}
+
+#[derive(Default)]
+struct DictVecs {
+    machines: Vec<MachineId>,
+    signals: Vec<SignalId>,
+}
+
+impl Dictionary for DictVecs {
+    fn machine(&self, id: u32) -> Option<&MachineId> {
+        self.machines.get(id as usize)
+    }
+    fn signal(&self, id: u32) -> Option<&SignalId> {
+        self.signals.get(id as usize)
+    }
+}
+
+/// What readers share: the database and the dictionary.
+struct Core {
+    db: Database,
+    path: PathBuf,
+    dict: RwLock<DictVecs>,
+}
+
+impl Core {
+    fn open(dir: &Path, create: bool) -> Result<Core, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        if !create && !path.exists() {
+            return Err(JournalError::Missing { path });
+        }
+        if create {
+            std::fs::create_dir_all(dir).map_err(|e| JournalError::Open {
+                path: path.clone(),
+                detail: format!("cannot create the data directory: {e}"),
+            })?;
+        }
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(JournalError::AlreadyOpen { path });
+            }
+            Err(e) => {
+                return Err(JournalError::Open {
+                    path,
+                    detail: e.to_string(),
+                });
+            }
+        };
+        // Make sure every table exists so readers never meet a missing one.
+        let w = st!(db.begin_write(), "starting the first transaction")?;
+        {
+            st!(w.open_table(BLOCKS), "creating tables")?;
+            st!(w.open_table(BLOCK_META), "creating tables")?;
+            st!(w.open_table(MACHINES), "creating tables")?;
+            st!(w.open_table(SIGNALS), "creating tables")?;
+            st!(w.open_table(CURSORS), "creating tables")?;
+            let mut meta = st!(w.open_table(META), "creating tables")?;
+            let fmt = st!(meta.get(META_FORMAT), "reading the format")?.map(|g| g.value());
+            match fmt {
+                None => {
+                    st!(meta.insert(META_FORMAT, u64::from(codec::FORMAT_VERSION)), "writing the format")?;
+                }
+                Some(v) if v > u64::from(codec::FORMAT_VERSION) => {
+                    return Err(JournalError::Open {
+                        path,
+                        detail: format!(
+                            "it was written by a newer shopbridge (format {v}, this one reads up to {})",
+                            codec::FORMAT_VERSION
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        st!(w.commit(), "committing the first transaction")?;
+        let core = Core {
+            db,
+            path,
+            dict: RwLock::new(DictVecs::default()),
+        };
+        core.load_dict()?;
+        Ok(core)
+    }
+
+    fn load_dict(&self) -> Result<(), JournalError> {
+        let r = st!(self.db.begin_read(), "reading the dictionary")?;
+        let mut d = DictVecs::default();
+        let t = st!(r.open_table(MACHINES), "reading the dictionary")?;
+        for e in st!(t.iter(), "reading the dictionary")? {
+            let (k, v) = st!(e, "reading the dictionary")?;
+            let id = MachineId::new(v.value()).map_err(|err| JournalError::Open {
+                path: self.path.clone(),
+                detail: format!("dictionary entry {} is not a machine id: {err}", k.value()),
+            })?;
+            if k.value() as usize != d.machines.len() {
+                return Err(JournalError::Open {
+                    path: self.path.clone(),
+                    detail: format!("machine dictionary has a hole at {}", d.machines.len()),
+                });
+            }
+            d.machines.push(id);
+        }
+        let t = st!(r.open_table(SIGNALS), "reading the dictionary")?;
+        for e in st!(t.iter(), "reading the dictionary")? {
+            let (k, v) = st!(e, "reading the dictionary")?;
+            if k.value() as usize != d.signals.len() {
+                return Err(JournalError::Open {
+                    path: self.path.clone(),
+                    detail: format!("signal dictionary has a hole at {}", d.signals.len()),
+                });
+            }
+            d.signals.push(SignalId::new(v.value()));
+        }
+        *self.dict.write().unwrap_or_else(|p| p.into_inner()) = d;
+        Ok(())
+    }
+
+    /// Records with `seq > after`, at most `max`, in sequence order.
+    fn read(&self, after: u64, max: usize) -> Result<Vec<Record>, JournalError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        let r = st!(self.db.begin_read(), "reading")?;
+        let blocks = st!(r.open_table(BLOCKS), "reading")?;
+        let start = match st!(blocks.range(..=after.saturating_add(1)), "reading")?.next_back() {
+            Some(e) => st!(e, "reading")?.0.value(),
+            None => 0,
+        };
+        let dict = self.dict.read().unwrap_or_else(|p| p.into_inner());
+        for e in st!(blocks.range(start..), "reading")? {
+            let (k, v) = st!(e, "reading")?;
+            let first_seq = k.value();
+            codec::decode_block(v.value(), first_seq, after, &*dict, &mut out, max)
+                .map_err(|source| JournalError::Codec { first_seq, source })?;
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The seq after which the first record at or after `t` is (a start position for a cursor).
+    fn seek_time(&self, t: Timestamp) -> Result<u64, JournalError> {
+        let r = st!(self.db.begin_read(), "seeking")?;
+        let meta = st!(r.open_table(BLOCK_META), "seeking")?;
+        let mut block_first = None;
+        let mut last_seq = 0;
+        for e in st!(meta.iter(), "seeking")? {
+            let (k, v) = st!(e, "seeking")?;
+            let (last, _min, max, _bytes) = v.value();
+            last_seq = last;
+            if max >= t.as_micros() {
+                block_first = Some(k.value());
+                break;
+            }
+        }
+        let Some(first) = block_first else {
+            return Ok(last_seq.max(self.next_seq_hint()?.saturating_sub(1)));
+        };
+        let mut pos = first.saturating_sub(1);
+        loop {
+            let batch = self.read(pos, 4096)?;
+            if batch.is_empty() {
+                return Ok(pos);
+            }
+            for rec in &batch {
+                if rec.kind.time() >= t {
+                    return Ok(rec.seq - 1);
+                }
+                pos = rec.seq;
+            }
+        }
+    }
+
+    fn next_seq_hint(&self) -> Result<u64, JournalError> {
+        let r = st!(self.db.begin_read(), "reading meta")?;
+        let meta = st!(r.open_table(META), "reading meta")?;
+        Ok(st!(meta.get(META_NEXT_SEQ), "reading meta")?.map(|g| g.value()).unwrap_or(1))
+    }
+
+    fn first_seq(&self) -> Result<u64, JournalError> {
+        let r = st!(self.db.begin_read(), "reading")?;
+        let meta = st!(r.open_table(BLOCK_META), "reading")?;
+        match st!(meta.first(), "reading")? {
+            Some((k, _)) => Ok(k.value()),
+            None => self.next_seq_hint(),
+        }
+    }
+
+    fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+enum Cmd {
+    Append {
+        records: Vec<RecordKind>,
+        done: oneshot::Sender<Result<Range<u64>, JournalError>>,
+    },
+    Ack {
+        cursor: String,
+        upto: u64,
+        done: oneshot::Sender<Result<(), JournalError>>,
+    },
+    OpenCursor {
+        cursor: String,
+        start: StartAt,
+        done: oneshot::Sender<Result<u64, JournalError>>,
+    },
+    Tick,
+    Shutdown,
+}
+
+/// A journal opened for writing (one per data directory; the file is locked).
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Taken on close, so that the database file is released once readers finish.
+    core: RwLock<Option<Arc<Core>>>,
+    tx: mpsc::Sender<Cmd>,
+    committed: watch::Sender<u64>,
+    counters: Arc<Counters>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+/// A ticket for records handed to the writer: resolves once they are durable.
+pub struct AppendTicket(oneshot::Receiver<Result<Range<u64>, JournalError>>);
+
+impl AppendTicket {
+    pub async fn durable(self) -> Result<Range<u64>, JournalError> {
+        self.0.await.unwrap_or(Err(JournalError::Closed))
+    }
+}
+
+pub(crate) fn valid_cursor_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` and starts its writer thread.
+    pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
+        let core = Arc::new(Core::open(dir, true)?);
+        let counters = Arc::new(Counters::default());
+        let writer = Writer::load(core.clone(), counters.clone(), opts.clone())?;
+        let (committed, _) = watch::channel(writer.next_seq - 1);
+        let (tx, rx) = mpsc::channel::<Cmd>(1024);
+        let committed_tx = committed.clone();
+        let handle = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run(rx, committed_tx))
+            .map_err(|e| JournalError::Open {
+                path: core.path.clone(),
+                detail: format!("cannot start the writer thread: {e}"),
+            })?;
+        // A ticker wakes the writer for retention; it stops when the writer is gone.
+        let tick_tx = tx.downgrade();
+        let interval = opts.retention_interval;
+        std::thread::Builder::new()
+            .name("journal-retention".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(tx) = tick_tx.upgrade() else { return };
+                    if tx.is_closed() {
+                        return;
+                    }
+                    let _ = tx.try_send(Cmd::Tick);
+                }
+            })
+            .map_err(|e| JournalError::Open {
+                path: core.path.clone(),
+                detail: format!("cannot start the retention thread: {e}"),
+            })?;
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                core: RwLock::new(Some(core)),
+                tx,
+                committed,
+                counters,
+                writer: Mutex::new(Some(handle)),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Hands records to the writer (waiting for room: back-pressure) and returns a ticket that
+    /// resolves once they are durable. Lets a producer keep several commits in flight.
+    pub async fn submit(&self, records: Vec<RecordKind>) -> Result<AppendTicket, JournalError> {
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::Append { records, done })
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        Ok(AppendTicket(rx))
+    }
+
+    /// Appends records and returns their sequence numbers once they are durable.
+    pub async fn append(&self, records: Vec<RecordKind>) -> Result<Range<u64>, JournalError> {
+        self.submit(records).await?.durable().await
+    }
+
+    /// Blocking form of [`Journal::append`] for threads outside the runtime.
+    pub fn append_blocking(&self, records: Vec<RecordKind>) -> Result<Range<u64>, JournalError> {
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .blocking_send(Cmd::Append { records, done })
+            .map_err(|_| JournalError::Closed)?;
+        rx.blocking_recv().unwrap_or(Err(JournalError::Closed))
+    }
+
+    /// Records with `seq > after`, at most `max`.
+    pub fn read(&self, after: u64, max: usize) -> Result<Vec<Record>, JournalError> {
+        self.core()?.read(after, max)
+    }
+
+    fn core(&self) -> Result<Arc<Core>, JournalError> {
+        self.inner
+            .core
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(JournalError::Closed)
+    }
+
+    /// The last durable sequence number (0 when empty).
+    pub fn last_seq(&self) -> u64 {
+        *self.inner.committed.borrow()
+    }
+
+    /// The first sequence number still stored.
+    pub fn first_seq(&self) -> u64 {
+        self.inner.counters.first_seq.load(Ordering::Relaxed)
+    }
+
+    /// Notifies on every commit with the last durable seq.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.committed.subscribe()
+    }
+
+    /// Opens (or resumes) a named durable cursor. An existing cursor resumes after its last
+    /// acknowledgement and ignores `start`; a new one starts where `start` says.
+    pub async fn cursor(&self, name: &str, start: StartAt) -> Result<Cursor, JournalError> {
+        if !valid_cursor_name(name) {
+            return Err(JournalError::CursorName(name.to_string()));
+        }
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::OpenCursor {
+                cursor: name.to_string(),
+                start,
+                done,
+            })
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        let acked = rx.await.unwrap_or(Err(JournalError::Closed))?;
+        Ok(Cursor::new(self.clone(), name.to_string(), acked))
+    }
+
+    pub(crate) async fn ack(&self, cursor: &str, upto: u64) -> Result<(), JournalError> {
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::Ack {
+                cursor: cursor.to_string(),
+                upto,
+                done,
+            })
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        rx.await.unwrap_or(Err(JournalError::Closed))
+    }
+
+    pub fn stats(&self) -> JournalStats {
+        let c = &self.inner.counters;
+        JournalStats {
+            first_seq: c.first_seq.load(Ordering::Relaxed),
+            last_seq: self.last_seq(),
+            appended_total: c.appended_total.load(Ordering::Relaxed),
+            commits_total: c.commits_total.load(Ordering::Relaxed),
+            commit_errors_total: c.commit_errors_total.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            file_bytes: self.core().map(|c| c.file_bytes()).unwrap_or(0),
+            dropped_total: c.dropped_total.load(Ordering::Relaxed),
+            removed_total: c.removed_total.load(Ordering::Relaxed),
+            cursors: c.cursors.lock().map(|m| m.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer after everything already handed to it is committed. Appends after this
+    /// fail with [`JournalError::Closed`].
+    pub fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.inner.tx.try_send(Cmd::Shutdown).or_else(|e| match e {
+            mpsc::error::TrySendError::Full(c) => self.inner.tx.blocking_send(c).map_err(|_| ()),
+            mpsc::error::TrySendError::Closed(_) => Ok(()),
+        });
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.inner.core.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// [`Journal::close`] from async code (runs the blocking join off the runtime's workers).
+    pub async fn close_async(&self) {
+        let j = self.clone();
+        let _ = tokio::task::spawn_blocking(move || j.close()).await;
+    }
+}
+
+/// A journal opened only for reading (exports), when no bridge holds it.
+pub struct ReadOnlyJournal {
+    core: Core,
+}
+
+impl ReadOnlyJournal {
+    pub fn open(dir: &Path) -> Result<ReadOnlyJournal, JournalError> {
+        Ok(ReadOnlyJournal {
+            core: Core::open(dir, false)?,
+        })
+    }
+    pub fn read(&self, after: u64, max: usize) -> Result<Vec<Record>, JournalError> {
+        self.core.read(after, max)
+    }
+    pub fn seek_time(&self, t: Timestamp) -> Result<u64, JournalError> {
+        self.core.seek_time(t)
+    }
+    pub fn first_seq(&self) -> Result<u64, JournalError> {
+        self.core.first_seq()
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    core: Arc<Core>,
+    counters: Arc<Counters>,
+    opts: JournalOptions,
+    next_seq: u64,
+    machine_ids: HashMap<MachineId, u32>,
+    signal_ids: HashMap<SignalId, u32>,
+    /// Dictionary entries assigned but not yet committed.
+    pending_machines: Vec<(u32, MachineId)>,
+    pending_signals: Vec<(u32, SignalId)>,
+    cursors: HashMap<String, u64>,
+    /// (first seq, last seq, max time, bytes) of every stored block, oldest first.
+    blocks: std::collections::VecDeque<(u64, u64, i64, u64)>,
+    dropped_total: u64,
+    in_drop_episode: bool,
+    last_retention: Instant,
+    committed: Option<watch::Sender<u64>>,
+}
+
+struct WriterDict<'a> {
+    w: &'a mut Writer,
+}
+
+impl Interner for WriterDict<'_> {
+    fn machine_id(&mut self, m: &MachineId) -> u32 {
+        if let Some(id) = self.w.machine_ids.get(m) {
+            return *id;
+        }
+        let id = self.w.machine_ids.len() as u32;
+        self.w.machine_ids.insert(m.clone(), id);
+        self.w.pending_machines.push((id, m.clone()));
+        id
+    }
+    fn signal_id(&mut self, s: &SignalId) -> u32 {
+        if let Some(id) = self.w.signal_ids.get(s) {
+            return *id;
+        }
+        let id = self.w.signal_ids.len() as u32;
+        self.w.signal_ids.insert(s.clone(), id);
+        self.w.pending_signals.push((id, s.clone()));
+        id
+    }
+}
+
+enum Pending {
+    Append(usize, oneshot::Sender<Result<Range<u64>, JournalError>>),
+    Ack(oneshot::Sender<Result<(), JournalError>>),
+    Cursor(oneshot::Sender<Result<u64, JournalError>>, u64),
+}
+
+impl Writer {
+    fn load(core: Arc<Core>, counters: Arc<Counters>, opts: JournalOptions) -> Result<Writer, JournalError> {
+        let r = st!(core.db.begin_read(), "loading")?;
+        let meta = st!(r.open_table(META), "loading")?;
+        let mut next_seq = st!(meta.get(META_NEXT_SEQ), "loading")?.map(|g| g.value()).unwrap_or(1);
+        let dropped_total = st!(meta.get(META_DROPPED), "loading")?.map(|g| g.value()).unwrap_or(0);
+        let bm = st!(r.open_table(BLOCK_META), "loading")?;
+        let mut blocks = std::collections::VecDeque::new();
+        let mut bytes = 0;
+        for e in st!(bm.iter(), "loading")? {
+            let (k, v) = st!(e, "loading")?;
+            let (last, _min, max, b) = v.value();
+            blocks.push_back((k.value(), last, max, b));
+            bytes += b;
+            // next_seq is written in the same transaction as every block, but be defensive.
+            next_seq = next_seq.max(last + 1);
+        }
+        let ct = st!(r.open_table(CURSORS), "loading")?;
+        let mut cursors = HashMap::new();
+        for e in st!(ct.iter(), "loading")? {
+            let (k, v) = st!(e, "loading")?;
+            cursors.insert(k.value().to_string(), v.value());
+        }
+        let dict = core.dict.read().unwrap_or_else(|p| p.into_inner());
+        let machine_ids = dict.machines.iter().enumerate().map(|(i, m)| (m.clone(), i as u32)).collect();
+        let signal_ids = dict.signals.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        drop(dict);
+        counters.bytes.store(bytes, Ordering::Relaxed);
+        counters.dropped_total.store(dropped_total, Ordering::Relaxed);
+        counters
+            .first_seq
+            .store(blocks.front().map(|b| b.0).unwrap_or(next_seq), Ordering::Relaxed);
+        if let Ok(mut c) = counters.cursors.lock() {
+            *c = cursors.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        }
+        Ok(Writer {
+            core,
+            counters,
+            opts,
+            next_seq,
+            machine_ids,
+            signal_ids,
+            pending_machines: Vec::new(),
+            pending_signals: Vec::new(),
+            cursors,
+            blocks,
+            dropped_total,
+            in_drop_episode: false,
+            last_retention: Instant::now(),
+            committed: None,
+        })
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Cmd>, committed: watch::Sender<u64>) {
+        self.committed = Some(committed.clone());
+        let mut shutting_down = false;
+        while !shutting_down {
+            let Some(first) = rx.blocking_recv() else { break };
+            let mut cmds = vec![first];
+            let mut n_records = 0usize;
+            loop {
+                match cmds.last() {
+                    Some(Cmd::Append { records, .. }) => n_records += records.len(),
+                    Some(Cmd::Shutdown) => {
+                        shutting_down = true;
+                        break;
+                    }
+                    _ => {}
+                }
+                if n_records >= self.opts.batch_max_records {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(cmds);
+            if let Err(e) = self.maybe_retain(false) {
+                tracing::warn!(error = %e, "journal retention pass failed; will retry");
+            }
+            committed.send_replace(self.next_seq - 1);
+        }
+        // Drain: anything still queued after Shutdown is refused (its sender sees Closed).
+        rx.close();
+        while let Ok(c) = rx.try_recv() {
+            if !matches!(c, Cmd::Shutdown | Cmd::Tick) {
+                self.commit_group(vec![c]);
+            }
+        }
+        committed.send_replace(self.next_seq - 1);
+    }
+
+    fn commit_group(&mut self, cmds: Vec<Cmd>) {
+        let start_seq = self.next_seq;
+        let mut records: Vec<RecordKind> = Vec::new();
+        let mut pending = Vec::with_capacity(cmds.len());
+        let mut acks: Vec<(String, u64)> = Vec::new();
+        let mut tick = false;
+        for c in cmds {
+            match c {
+                Cmd::Append { records: r, done } => {
+                    pending.push(Pending::Append(r.len(), done));
+                    if records.is_empty() {
+                        records = r;
+                    } else {
+                        records.extend(r);
+                    }
+                }
+                Cmd::Ack { cursor, upto, done } => {
+                    // Acknowledgements only move forward, and never past what is stored.
+                    let prev = self.cursors.get(&cursor).copied().unwrap_or(0);
+                    acks.push((cursor, upto.min(self.next_seq - 1).max(prev)));
+                    pending.push(Pending::Ack(done));
+                }
+                Cmd::OpenCursor { cursor, start, done } => {
+                    if let Some(&acked) = self.cursors.get(&cursor) {
+                        pending.push(Pending::Cursor(done, acked));
+                        continue;
+                    }
+                    let pos = match start {
+                        StartAt::Beginning => 0,
+                        StartAt::End => self.next_seq - 1,
+                        StartAt::Sequence(s) => s.saturating_sub(1).min(self.next_seq - 1),
+                        StartAt::Time(t) => match self.core.seek_time(t) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = done.send(Err(e));
+                                continue;
+                            }
+                        },
+                    };
+                    acks.push((cursor, pos));
+                    pending.push(Pending::Cursor(done, pos));
+                }
+                Cmd::Tick => tick = true,
+                Cmd::Shutdown => {}
+            }
+        }
+        if records.is_empty() && acks.is_empty() {
+            let next = self.next_seq;
+            for p in pending {
+                match p {
+                    Pending::Cursor(done, pos) => {
+                        let _ = done.send(Ok(pos));
+                    }
+                    Pending::Append(_, done) => {
+                        let _ = done.send(Ok(next..next));
+                    }
+                    Pending::Ack(done) => {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+            }
+            if tick {
+                if let Err(e) = self.maybe_retain(true) {
+                    tracing::warn!(error = %e, "journal retention pass failed; will retry");
+                }
+            }
+            return;
+        }
+        let result = self.write_txn(&records, &acks);
+        match result {
+            Ok(new_blocks) => {
+                self.next_seq = start_seq + records.len() as u64;
+                self.pending_machines.clear();
+                self.pending_signals.clear();
+                let mut added = 0;
+                for b in new_blocks {
+                    added += b.3;
+                    self.blocks.push_back(b);
+                }
+                self.counters.bytes.fetch_add(added, Ordering::Relaxed);
+                self.counters.appended_total.fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.counters.commits_total.fetch_add(1, Ordering::Relaxed);
+                if self.counters.first_seq.load(Ordering::Relaxed) == 0 {
+                    self.counters.first_seq.store(start_seq, Ordering::Relaxed);
+                }
+                for (c, upto) in acks {
+                    self.cursors.insert(c, upto);
+                }
+                if let Some(w) = &self.committed {
+                    w.send_replace(self.next_seq - 1);
+                }
+                if let Ok(mut c) = self.counters.cursors.lock() {
+                    *c = self.cursors.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                }
+                let mut seq = start_seq;
+                for p in pending {
+                    match p {
+                        Pending::Append(n, done) => {
+                            let _ = done.send(Ok(seq..seq + n as u64));
+                            seq += n as u64;
+                        }
+                        Pending::Ack(done) => {
+                            let _ = done.send(Ok(()));
+                        }
+                        Pending::Cursor(done, pos) => {
+                            let _ = done.send(Ok(pos));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.counters.commit_errors_total.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, records = records.len(), "journal commit failed; the records were refused");
+                let msg = e.to_string();
+                for p in pending {
+                    let err = || JournalError::Storage {
+                        op: "committing",
+                        detail: msg.clone(),
+                    };
+                    match p {
+                        Pending::Append(_, done) => {
+                            let _ = done.send(Err(err()));
+                        }
+                        Pending::Ack(done) => {
+                            let _ = done.send(Err(err()));
+                        }
+                        Pending::Cursor(done, _) => {
+                            let _ = done.send(Err(err()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One write transaction: blocks, dictionary entries, cursor positions, next_seq.
+    /// Returns the new blocks' (first, last, max time, bytes).
+    fn write_txn(
+        &mut self,
+        records: &[RecordKind],
+        acks: &[(String, u64)],
+    ) -> Result<Vec<(u64, u64, i64, u64)>, JournalError> {
+        let mut new_blocks = Vec::new();
+        let mut encoded = Vec::new();
+        let mut seq = self.next_seq;
+        for chunk in records.chunks(self.opts.block_records.max(1)) {
+            let bytes = codec::encode_block(chunk, chunk.len(), &mut WriterDict { w: self });
+            let (mut min, mut max) = (i64::MAX, i64::MIN);
+            for r in chunk {
+                let t = r.time().as_micros();
+                min = min.min(t);
+                max = max.max(t);
+            }
+            let last = seq + chunk.len() as u64 - 1;
+            new_blocks.push((seq, last, max, bytes.len() as u64));
+            encoded.push((seq, last, min, max, bytes));
+            seq = last + 1;
+        }
+        // Readers may decode a block as soon as it commits: publish the dictionary first.
+        if !self.pending_machines.is_empty() || !self.pending_signals.is_empty() {
+            let mut d = self.core.dict.write().unwrap_or_else(|p| p.into_inner());
+            for (id, m) in &self.pending_machines {
+                if *id as usize == d.machines.len() {
+                    d.machines.push(m.clone());
+                }
+            }
+            for (id, s) in &self.pending_signals {
+                if *id as usize == d.signals.len() {
+                    d.signals.push(s.clone());
+                }
+            }
+        }
+        let w = st!(self.core.db.begin_write(), "starting a write")?;
+        {
+            let mut blocks = st!(w.open_table(BLOCKS), "writing blocks")?;
+            let mut meta = st!(w.open_table(BLOCK_META), "writing blocks")?;
+            for (first, last, min, max, bytes) in &encoded {
+                st!(blocks.insert(*first, bytes.as_slice()), "writing blocks")?;
+                st!(meta.insert(*first, (*last, *min, *max, bytes.len() as u64)), "writing blocks")?;
+            }
+            let mut mt = st!(w.open_table(MACHINES), "writing the dictionary")?;
+            for (id, m) in &self.pending_machines {
+                st!(mt.insert(*id, m.as_str()), "writing the dictionary")?;
+            }
+            let mut stt = st!(w.open_table(SIGNALS), "writing the dictionary")?;
+            for (id, s) in &self.pending_signals {
+                st!(stt.insert(*id, s.as_str()), "writing the dictionary")?;
+            }
+            let mut ct = st!(w.open_table(CURSORS), "writing cursors")?;
+            for (c, upto) in acks {
+                st!(ct.insert(c.as_str(), *upto), "writing cursors")?;
+            }
+            let mut m = st!(w.open_table(META), "writing meta")?;
+            st!(m.insert(META_NEXT_SEQ, seq), "writing meta")?;
+        }
+        st!(w.commit(), "committing")?;
+        Ok(new_blocks)
+    }
+
+    /// Removes blocks that retention allows. Runs at most once per `retention_interval` unless
+    /// `force` or the journal is over its byte limits.
+    fn maybe_retain(&mut self, force: bool) -> Result<(), JournalError> {
+        let bytes = self.counters.bytes.load(Ordering::Relaxed);
+        let over = bytes > self.opts.max_bytes;
+        if !force && !over && self.last_retention.elapsed() < self.opts.retention_interval {
+            return Ok(());
+        }
+        self.last_retention = Instant::now();
+        let now = self.opts.clock.now();
+        let cutoff = now.saturating_sub(self.opts.max_age).as_micros();
+        let min_ack = self.cursors.values().copied().min().unwrap_or(u64::MAX);
+        let mut total = bytes;
+        let mut remove = Vec::new();
+        let mut dropped = 0u64;
+        let mut hard = false;
+        for &(first, last, max_time, b) in &self.blocks {
+            if total > self.opts.hard_cap_bytes {
+                hard = true;
+                if last > min_ack {
+                    dropped += last - first.max(min_ack.saturating_add(1)) + 1;
+                }
+            } else if !(last <= min_ack && (max_time < cutoff || total > self.opts.max_bytes)) {
+                break;
+            }
+            remove.push((first, last, b));
+            total -= b;
+        }
+        if remove.is_empty() {
+            self.in_drop_episode = false;
+            return Ok(());
+        }
+        let w = st!(self.core.db.begin_write(), "starting retention")?;
+        {
+            let mut blocks = st!(w.open_table(BLOCKS), "removing blocks")?;
+            let mut meta = st!(w.open_table(BLOCK_META), "removing blocks")?;
+            for (first, _, _) in &remove {
+                st!(blocks.remove(*first), "removing blocks")?;
+                st!(meta.remove(*first), "removing blocks")?;
+            }
+            if dropped > 0 {
+                let mut m = st!(w.open_table(META), "writing meta")?;
+                st!(m.insert(META_DROPPED, self.dropped_total + dropped), "writing meta")?;
+            }
+        }
+        st!(w.commit(), "committing retention")?;
+        let removed: u64 = remove.iter().map(|(f, l, _)| l - f + 1).sum();
+        for _ in 0..remove.len() {
+            self.blocks.pop_front();
+        }
+        self.counters.bytes.store(total, Ordering::Relaxed);
+        self.counters.removed_total.fetch_add(removed, Ordering::Relaxed);
+        self.counters
+            .first_seq
+            .store(self.blocks.front().map(|b| b.0).unwrap_or(self.next_seq), Ordering::Relaxed);
+        if dropped > 0 {
+            self.dropped_total += dropped;
+            self.counters.dropped_total.store(self.dropped_total, Ordering::Relaxed);
+            if !self.in_drop_episode {
+                tracing::error!(
+                    dropped,
+                    hard_cap_bytes = self.opts.hard_cap_bytes,
+                    "journal reached its hard size cap: the oldest unacknowledged records were removed \
+                     (a consumer is not keeping up or is offline); raise journal.hard_cap_bytes or fix the consumer"
+                );
+            }
+            self.in_drop_episode = true;
+        } else if !hard {
+            self.in_drop_episode = false;
+        }
+        Ok(())
+    }
+}
