@@ -1,0 +1,118 @@
+//! Time alignment: a machine's clock, corrected onto the bridge's time line.
+//!
+//! Each sample `received - source` is the machine's clock offset plus the transport delay.
+//! The delay is never negative, so the smallest recent sample is the best estimate of the
+//! offset (the NTP minimum filter). The aligned time is `source + offset`: never later than
+//! the receive time, and forced monotonic per machine so that a planner never sees a machine
+//! go back in time. A machine with no clock of its own gets its receive time.
+//!
+//! A clock step (somebody set the control's clock, daylight saving done wrong) shows up as many
+//! samples in a row far from the estimate: after [`STEP_CONFIRM`] of them the window restarts,
+//! so the estimate follows the new clock instead of clamping everything for a window.
+
+use std::collections::VecDeque;
+
+use crate::model::Timestamp;
+
+/// Samples kept for the minimum filter.
+const WINDOW: usize = 64;
+/// A sample this far (µs) from the estimate counts toward a clock step.
+const STEP_THRESHOLD_US: i64 = 30_000_000;
+/// Consecutive far samples that confirm a clock step.
+const STEP_CONFIRM: u32 = 8;
+
+#[derive(Debug, Default, Clone)]
+pub struct ClockAlign {
+    samples: VecDeque<i64>,
+    offset: Option<i64>,
+    far_in_a_row: u32,
+    last_aligned: Option<Timestamp>,
+}
+
+impl ClockAlign {
+    /// The current offset estimate (µs to add to the machine's time), if it has sent any.
+    pub fn offset_micros(&self) -> Option<i64> {
+        self.offset
+    }
+
+    pub fn align(&mut self, source: Option<Timestamp>, received: Timestamp) -> Timestamp {
+        let t = match source {
+            None => received,
+            Some(s) => {
+                let sample = received.micros_since(s);
+                match self.offset {
+                    Some(o) if (sample - o).abs() > STEP_THRESHOLD_US => {
+                        self.far_in_a_row += 1;
+                        if self.far_in_a_row >= STEP_CONFIRM {
+                            self.samples.clear();
+                            self.far_in_a_row = 0;
+                            self.offset = None;
+                        }
+                    }
+                    _ => self.far_in_a_row = 0,
+                }
+                if self.samples.len() == WINDOW {
+                    self.samples.pop_front();
+                }
+                self.samples.push_back(sample);
+                let o = match self.offset {
+                    // Cheap path: a new minimum, or the old minimum still in the window.
+                    Some(o) if sample <= o => sample,
+                    Some(o) if self.samples.len() < WINDOW || self.samples.contains(&o) => o,
+                    _ => self.samples.iter().copied().min().unwrap_or(sample),
+                };
+                self.offset = Some(o);
+                Timestamp::from_micros(s.as_micros().saturating_add(o)).min(received)
+            }
+        };
+        let t = match self.last_aligned {
+            Some(last) if t < last => last,
+            _ => t,
+        };
+        self.last_aligned = Some(t);
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(us: i64) -> Timestamp {
+        Timestamp::from_micros(us)
+    }
+
+    #[test]
+    fn offset_is_the_minimum_delay_and_aligned_time_is_monotonic() {
+        let mut a = ClockAlign::default();
+        // Machine clock 10 s behind; delays 5 ms then 1 ms.
+        let off = 10_000_000;
+        assert_eq!(a.align(Some(ts(1_000_000)), ts(1_000_000 + off + 5_000)), ts(1_000_000 + off + 5_000));
+        let t = a.align(Some(ts(2_000_000)), ts(2_000_000 + off + 1_000));
+        assert_eq!(t, ts(2_000_000 + off + 1_000));
+        // A delayed sample is placed at source + best offset, not at its late arrival.
+        let t = a.align(Some(ts(3_000_000)), ts(3_000_000 + off + 400_000));
+        assert_eq!(t, ts(3_000_000 + off + 1_000));
+        // An older source time (out of order) never moves the machine back in time.
+        let t2 = a.align(Some(ts(2_500_000)), ts(3_100_000 + off));
+        assert_eq!(t2, t);
+        // No source time: the receive time.
+        assert_eq!(a.align(None, ts(9_000_000 + off)), ts(9_000_000 + off));
+    }
+
+    #[test]
+    fn a_clock_step_is_followed_after_confirmation() {
+        let mut a = ClockAlign::default();
+        for i in 0..20 {
+            a.align(Some(ts(i * 1_000_000)), ts(i * 1_000_000 + 1_000));
+        }
+        // The control's clock jumps back one hour.
+        let hour = 3_600_000_000;
+        let mut last = ts(0);
+        for i in 20..40 {
+            last = a.align(Some(ts(i * 1_000_000 - hour)), ts(i * 1_000_000 + 1_000));
+        }
+        assert_eq!(last, ts(39 * 1_000_000 + 1_000));
+        assert_eq!(a.offset_micros(), Some(hour + 1_000));
+    }
+}
