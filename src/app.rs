@@ -1,1 +1,332 @@
-//! app
+//! Wiring: drivers → normalization (+ context) → journal → consumers, one cancellation token,
+//! and a clean shutdown that leaves the journal flushed.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::{Config, DriverConfig};
+use crate::drivers::{DriverBatch, DriverContext};
+use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::normalize::Normalizer;
+use crate::northbound::export::{BRIDGE_FILE, BridgeFile};
+use crate::northbound::http::{self, HttpState, Telemetry};
+use crate::northbound::live::{LiveMachine, LiveView, run_live_consumer};
+
+/// Why the bridge could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot listen for HTTP on {addr}: {source} (is another shopbridge or service using it? set [http] listen or --http-port)")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("machine {machine:?}: driver type {kind:?} is not part of this build yet (available: sim)")]
+    DriverUnavailable { machine: String, kind: &'static str },
+    #[error("cannot write {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Events taken from the driver channel per normalization pass.
+const MAX_EVENTS_PER_PASS: usize = 16_384;
+/// Journal commits a pipeline keeps in flight before it waits for the oldest.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Reads driver batches until every sender is gone, normalizes them and appends the records to
+/// the journal, keeping up to [`MAX_IN_FLIGHT`] group commits in flight. On the way out it
+/// closes every open state interval at `clock.now()`.
+pub async fn run_pipeline(
+    mut rx: mpsc::Receiver<DriverBatch>,
+    journal: Journal,
+    telemetry: Arc<Telemetry>,
+    clock: Clock,
+) {
+    let mut normalizer = Normalizer::new();
+    let mut in_flight: VecDeque<(crate::journal::AppendTicket, usize)> = VecDeque::new();
+    let mut last_stats = normalizer.stats;
+    let mut events: Vec<crate::drivers::DriverEvent> = Vec::new();
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        let mut batches = 1u64;
+        events.clear();
+        events.extend(first);
+        while events.len() < MAX_EVENTS_PER_PASS {
+            match rx.try_recv() {
+                Ok(more) => {
+                    batches += 1;
+                    events.extend(more);
+                }
+                Err(_) => break,
+            }
+        }
+        Telemetry::add(&telemetry.driver_batches_total, batches);
+        Telemetry::add(&telemetry.driver_events_total, events.len() as u64);
+        let mut out = Vec::with_capacity(events.len() + 8);
+        for ev in events.drain(..) {
+            normalizer.process(ev, &mut out);
+        }
+        publish_stats(&telemetry, &mut last_stats, normalizer.stats);
+        submit(&journal, out, &mut in_flight, &telemetry).await;
+    }
+    let mut out = Vec::new();
+    normalizer.close_all(clock.now(), &mut out);
+    publish_stats(&telemetry, &mut last_stats, normalizer.stats);
+    submit(&journal, out, &mut in_flight, &telemetry).await;
+    while let Some((t, n)) = in_flight.pop_front() {
+        settle(t, n, &telemetry).await;
+    }
+}
+
+fn publish_stats(
+    t: &Telemetry,
+    last: &mut crate::normalize::NormalizeStats,
+    now: crate::normalize::NormalizeStats,
+) {
+    Telemetry::add(&t.observations_total, now.observations - last.observations);
+    Telemetry::add(&t.state_changes_total, now.state_changes - last.state_changes);
+    Telemetry::add(&t.intervals_total, now.intervals - last.intervals);
+    Telemetry::add(&t.decode_errors_total, now.decode_errors - last.decode_errors);
+    *last = now;
+}
+
+async fn submit(
+    journal: &Journal,
+    records: Vec<crate::model::RecordKind>,
+    in_flight: &mut VecDeque<(crate::journal::AppendTicket, usize)>,
+    telemetry: &Telemetry,
+) {
+    if records.is_empty() {
+        return;
+    }
+    let n = records.len();
+    match journal.submit(records).await {
+        Ok(t) => in_flight.push_back((t, n)),
+        Err(e) => {
+            Telemetry::add(&telemetry.append_failed_records_total, n as u64);
+            tracing::error!(error = %e, records = n, "journal refused records; they are lost");
+        }
+    }
+    while in_flight.len() > MAX_IN_FLIGHT {
+        if let Some((t, n)) = in_flight.pop_front() {
+            settle(t, n, telemetry).await;
+        }
+    }
+}
+
+async fn settle(ticket: crate::journal::AppendTicket, n: usize, telemetry: &Telemetry) {
+    if let Err(e) = ticket.durable().await {
+        Telemetry::add(&telemetry.append_failed_records_total, n as u64);
+        tracing::error!(error = %e, records = n, "journal commit failed; records are lost");
+    }
+}
+
+/// How `run` was started.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The clock every component reads (scaled in the demo).
+    pub clock: Clock,
+    /// Called with the HTTP address once the bridge listens (tests, the demo banner).
+    pub announce: bool,
+}
+
+impl JournalOptions {
+    pub fn from_config(c: &crate::config::JournalConfig, clock: Clock) -> Self {
+        Self {
+            max_age: c.max_age,
+            max_bytes: c.max_bytes,
+            hard_cap_bytes: c.hard_cap_bytes,
+            batch_max_records: c.batch_max_records,
+            clock,
+            ..JournalOptions::default()
+        }
+    }
+}
+
+/// Runs the bridge until SIGINT/SIGTERM or `shutdown` fires.
+pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) -> Result<(), AppError> {
+    let started = Instant::now();
+    let clock = opts.clock.clone();
+    for m in &config.machines {
+        if let DriverConfig::Shdr { .. } = m.driver {
+            return Err(AppError::DriverUnavailable {
+                machine: m.id.to_string(),
+                kind: "shdr",
+            });
+        }
+    }
+    let journal = Journal::open(&config.journal.dir, JournalOptions::from_config(&config.journal, clock.clone()))?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| AppError::Bind {
+        addr: config.http.listen,
+        source,
+    })?;
+    let bridge_file = config.journal.dir.join(BRIDGE_FILE);
+    let bf = BridgeFile {
+        pid: std::process::id(),
+        http: http_addr.to_string(),
+        started: Clock::system().now(),
+    };
+    std::fs::write(&bridge_file, serde_json::to_vec_pretty(&bf).unwrap_or_default()).map_err(|source| {
+        AppError::DataDir {
+            path: bridge_file.clone(),
+            source,
+        }
+    })?;
+
+    let telemetry = Arc::new(Telemetry::default());
+    let live = Arc::new(LiveView::new(config.machines.iter().map(|m| {
+        LiveMachine::new(m.id.clone(), m.name.clone(), m.profile.clone(), m.driver.type_name().to_string())
+    })));
+    let tasks = TaskTracker::new();
+    // Consumers stop on `consumers`, after the pipeline has flushed.
+    let consumers = CancellationToken::new();
+    let http_state = HttpState {
+        journal: journal.clone(),
+        live: live.clone(),
+        telemetry: telemetry.clone(),
+        started,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let http_task = tokio::spawn({
+        let c = consumers.clone();
+        async move {
+            if let Err(e) = http::run(listener, http_state, c).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+    });
+    tasks.spawn(run_live_consumer(journal.clone(), live.clone(), consumers.clone()));
+
+    let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
+    let pipeline = tokio::spawn(run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone()));
+    let drivers = TaskTracker::new();
+    let truth = crate::sim::TruthWriter::start(&config.journal.dir, &drivers).map_err(|source| AppError::DataDir {
+        path: config.journal.dir.join(crate::sim::TRUTH_FILE),
+        source,
+    })?;
+    let sim_start = clock.now();
+    for (index, m) in config.machines.iter().enumerate() {
+        let ctx = DriverContext {
+            machines: vec![m.id.clone()],
+            tx: tx.clone(),
+            shutdown: shutdown.clone(),
+            clock: clock.clone(),
+        };
+        match &m.driver {
+            DriverConfig::Sim { seed } => {
+                let sim = crate::sim::MachineSim::new(index, m.id.clone(), seed.unwrap_or(config.sim.seed), sim_start);
+                let span = tracing::info_span!("driver", component = "sim", machine = %m.id);
+                drivers.spawn(tracing::Instrument::instrument(
+                    crate::drivers::sim::run(sim, ctx, truth.sink()),
+                    span,
+                ));
+            }
+            DriverConfig::Shdr { .. } => {}
+        }
+    }
+    drop(tx);
+    drop(truth);
+    drivers.close();
+    tracing::info!(
+        http = %http_addr,
+        machines = config.machines.len(),
+        data_dir = %config.journal.dir.display(),
+        speed = clock.speed(),
+        "shopbridge is running"
+    );
+    if opts.announce {
+        println!(
+            "shopbridge {} is running: {} machines, data in {}\n  live state: http://{http_addr}/api/v1/machines\n  records:    http://{http_addr}/api/v1/records\n  health:     http://{http_addr}/healthz    metrics: http://{http_addr}/metrics\nPress Ctrl-C to stop.",
+            env!("CARGO_PKG_VERSION"),
+            config.machines.len(),
+            config.journal.dir.display()
+        );
+    }
+
+    wait_for_signal(&shutdown).await?;
+    let stop_began = Instant::now();
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    // Drivers stop at their next await; the pipeline drains what they sent and closes intervals.
+    if tokio::time::timeout(Duration::from_millis(1200), drivers.wait()).await.is_err() {
+        tracing::warn!("some drivers did not stop within 1.2 s; their unsent data is dropped");
+    }
+    if tokio::time::timeout(Duration::from_millis(1500), pipeline).await.is_err() {
+        tracing::error!("the pipeline did not drain within 1.5 s; records still queued are lost");
+    }
+    consumers.cancel();
+    tasks.close();
+    let _ = tokio::time::timeout(Duration::from_millis(300), tasks.wait()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(300), http_task).await;
+    journal.close_async().await;
+    let _ = std::fs::remove_file(&bridge_file);
+    let js = journal.stats();
+    tracing::info!(
+        last_seq = js.last_seq,
+        took_ms = stop_began.elapsed().as_millis() as u64,
+        "stopped; journal flushed"
+    );
+    if opts.announce {
+        println!(
+            "stopped after {:.1} s; journal flushed at seq {} in {}",
+            started.elapsed().as_secs_f64(),
+            js.last_seq,
+            config.journal.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Waits for SIGINT, SIGTERM or the token.
+async fn wait_for_signal(shutdown: &CancellationToken) -> Result<(), AppError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(AppError::Signal)?,
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    Ok(())
+}
+
+/// The demo's clock: starts now, runs `speed` times faster.
+pub fn demo_clock(speed: f64) -> Clock {
+    if (speed - 1.0).abs() < f64::EPSILON {
+        Clock::system()
+    } else {
+        Clock::scaled(Clock::system().now(), speed)
+    }
+}
+

@@ -1,1 +1,6 @@
-//! northbound
+//! Distribution: consumers that read the journal (or the live state derived from it) and serve
+//! one audience each. None of them talks to a driver.
+
+pub mod export;
+pub mod http;
+pub mod live;

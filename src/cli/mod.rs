@@ -1,0 +1,238 @@
+//! The command line: `demo`, `run`, `check`, `export`, `bench`.
+
+mod bench;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, RunOptions};
+use crate::config::{self, Config};
+use crate::model::{MachineId, Timestamp};
+use crate::northbound::export;
+
+/// shopbridge: machine data in, one time-aligned, job-aware record out.
+///
+/// Collects what CNC machines report (MTConnect, SHDR, Haas, Modbus, FOCAS, OPC UA), turns it
+/// into one canonical record of what every machine did and why it stopped, keeps that record
+/// durably on this box, and serves it over OPC UA, MQTT Sparkplug B, REST and exports.
+#[derive(Debug, Parser)]
+#[command(name = "shopbridge", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a simulated job shop end to end, no configuration file needed.
+    ///
+    /// Simulated machines (a mixed fleet: Haas, Okuma, Mazak, DMG MORI, Fanuc) work a realistic
+    /// shift: setups, prove-outs, production cycles, tool changes, alarms, waiting, power-off.
+    /// Their records flow through the real pipeline into the journal in --data-dir, and each
+    /// machine writes what it really did to truth.jsonl there, for scoring.
+    Demo(DemoArgs),
+    /// Run the bridge from a configuration file (see packaging/shopbridge.example.toml).
+    Run {
+        /// The TOML configuration file. Every key can be overridden from the environment as
+        /// SHOPBRIDGE_<SECTION>__<KEY>, e.g. SHOPBRIDGE_HTTP__LISTEN=0.0.0.0:8080.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file: prints OK (exit 0) or every error with file:line:column
+    /// (exit 2).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Export journal records as JSON Lines or CSV.
+    ///
+    /// Works while a bridge is running on the same data directory (it then reads through that
+    /// bridge's HTTP API, found via bridge.json) and when none is.
+    Export(ExportArgs),
+    /// Measure performance (see the README's "Performance" section).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Test helper: append to a journal forever, printing each durable sequence number.
+    #[command(hide = true)]
+    JournalAppendLoop {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many simulated machines (1-1000).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub machines: u16,
+    /// Simulated time runs this many times faster than real time (60 = an hour a minute).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Seed of the simulated shop: the same seed plays the same shift.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the journal and truth.jsonl are kept.
+    #[arg(long, default_value = "./shopbridge-data")]
+    pub data_dir: PathBuf,
+    /// HTTP port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The bridge's data directory (the one holding journal.redb).
+    #[arg(long, default_value = "./shopbridge-data")]
+    pub data_dir: PathBuf,
+    /// Only records at or after this time (RFC 3339, e.g. 2026-11-24T06:00:00Z).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only records before this time (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this machine's records.
+    #[arg(long)]
+    pub machine: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+fn init_tracing(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        b.json().try_init()
+    } else {
+        b.compact().try_init()
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Demo(a) => {
+            init_tracing("info", false);
+            if !(a.speed.is_finite() && a.speed > 0.0 && a.speed <= 100_000.0) {
+                anyhow::bail!("--speed must be a number between 0 and 100000, found {}", a.speed);
+            }
+            let machines = crate::sim::demo_machines(usize::from(a.machines))
+                .into_iter()
+                .map(|(id, name, profile)| config::MachineConfig {
+                    id,
+                    name,
+                    profile,
+                    driver: config::DriverConfig::Sim { seed: None },
+                })
+                .collect();
+            let cfg = Config::demo(
+                machines,
+                a.data_dir,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, a.http_port)),
+                a.speed,
+                a.seed,
+            );
+            run_config(cfg)
+        }
+        Command::Run { config } => {
+            let cfg = match config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(2);
+                }
+            };
+            init_tracing(&cfg.log.level, cfg.log.json);
+            run_config(cfg)
+        }
+        Command::Check { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("OK");
+                Ok(0)
+            }
+            Err(e) => {
+                println!("{e}");
+                Ok(2)
+            }
+        },
+        Command::Export(a) => export_cmd(a),
+        Command::Bench(b) => {
+            init_tracing("warn", false);
+            bench::run(b)
+        }
+        Command::JournalAppendLoop { dir } => bench::append_loop(&dir),
+    }
+}
+
+fn run_config(cfg: Config) -> anyhow::Result<i32> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let clock = app::demo_clock(cfg.sim.speed);
+        let opts = RunOptions {
+            clock,
+            announce: true,
+        };
+        app::run(cfg, opts, CancellationToken::new()).await
+    })?;
+    Ok(0)
+}
+
+fn export_cmd(a: ExportArgs) -> anyhow::Result<i32> {
+    let parse = |s: &Option<String>, what: &str| -> anyhow::Result<Option<Timestamp>> {
+        s.as_deref()
+            .map(|s| Timestamp::parse_rfc3339(s).map_err(|e| anyhow::anyhow!("--{what}: {e}")))
+            .transpose()
+    };
+    let filter = export::Filter {
+        from: parse(&a.from, "from")?,
+        to: parse(&a.to, "to")?,
+        machine: a
+            .machine
+            .as_deref()
+            .map(MachineId::new)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--machine: {e}"))?,
+    };
+    let format = match a.format {
+        ExportFormat::Jsonl => export::Format::Jsonl,
+        ExportFormat::Csv => export::Format::Csv,
+    };
+    let out: Box<dyn std::io::Write> = match &a.output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut w = export::Writer::new(out, format)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let n = rt.block_on(export::export(&a.data_dir, &filter, &mut w))?;
+    w.finish()?;
+    eprintln!("exported {n} records");
+    Ok(0)
+}

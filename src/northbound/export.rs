@@ -1,0 +1,300 @@
+//! Exports: journal records as JSON Lines or CSV, filtered by time and machine.
+//!
+//! `shopbridge export` reads the journal file directly when no bridge holds it. A running bridge
+//! holds its journal exclusively (redb locks the file), so then the export reads the same
+//! records from that bridge's `/api/v1/records`, found through `bridge.json` in the data
+//! directory. Either way the output is the same.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::{JournalError, ReadOnlyJournal};
+use crate::model::{MachineId, Record, RecordKind, Timestamp};
+
+/// Written by a running bridge into its data directory so that other processes find it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BridgeFile {
+    pub pid: u32,
+    /// The HTTP address, e.g. "127.0.0.1:8080".
+    pub http: String,
+    pub started: Timestamp,
+}
+
+pub const BRIDGE_FILE: &str = "bridge.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// Which records to export.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub machine: Option<MachineId>,
+}
+
+impl Filter {
+    pub fn matches(&self, r: &Record) -> bool {
+        let t = r.kind.time();
+        self.from.is_none_or(|f| t >= f)
+            && self.to.is_none_or(|to| t < to)
+            && self.machine.as_ref().is_none_or(|m| r.kind.machine() == m)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+    #[error(
+        "the journal in {dir} is held by a running shopbridge, and reading through its HTTP API at {http} failed: {detail}"
+    )]
+    Http {
+        dir: String,
+        http: String,
+        detail: String,
+    },
+    #[error(
+        "the journal in {dir} is held by a running shopbridge (redb locks it for one process), and \
+         {BRIDGE_FILE} there does not say where its HTTP API is ({detail}); stop the bridge, or \
+         export with `curl http://<its http.listen>/api/v1/records`"
+    )]
+    NoBridgeFile { dir: String, detail: String },
+}
+
+pub const CSV_HEADER: &str =
+    "seq,kind,machine,time,signal,value,quality,source_time,received_time,detail\n";
+
+fn csv_field(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// One CSV row. Observations fill signal/value/quality and the three times; other kinds put
+/// their JSON in `detail`, so nothing is lost.
+pub fn csv_row(r: &Record) -> String {
+    let mut out = String::with_capacity(96);
+    out.push_str(&r.seq.to_string());
+    out.push(',');
+    out.push_str(r.kind.kind_name());
+    out.push(',');
+    csv_field(&mut out, r.kind.machine().as_str());
+    out.push(',');
+    out.push_str(&r.kind.time().to_rfc3339());
+    out.push(',');
+    match &r.kind {
+        RecordKind::Observation(o) => {
+            csv_field(&mut out, o.signal.as_str());
+            out.push(',');
+            csv_field(&mut out, &o.value.to_string());
+            out.push(',');
+            let q = serde_json::to_value(o.quality).unwrap_or_default();
+            let qs = match (q.get("quality"), q.get("reason")) {
+                (Some(k), Some(r)) => format!(
+                    "{}:{}",
+                    k.as_str().unwrap_or_default(),
+                    r.as_str().unwrap_or_default()
+                ),
+                (Some(k), None) => k.as_str().unwrap_or_default().to_string(),
+                _ => String::new(),
+            };
+            out.push_str(&qs);
+            out.push(',');
+            if let Some(s) = o.time.source {
+                out.push_str(&s.to_rfc3339());
+            }
+            out.push(',');
+            out.push_str(&o.time.received.to_rfc3339());
+            out.push(',');
+        }
+        other => {
+            out.push_str(",,,,,");
+            let json = serde_json::to_string(other).unwrap_or_default();
+            csv_field(&mut out, &json);
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// Writes records in the chosen format.
+pub struct Writer<W: Write> {
+    out: W,
+    format: Format,
+    pub written: u64,
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(mut out: W, format: Format) -> std::io::Result<Self> {
+        if format == Format::Csv {
+            out.write_all(CSV_HEADER.as_bytes())?;
+        }
+        Ok(Self {
+            out,
+            format,
+            written: 0,
+        })
+    }
+
+    pub fn write(&mut self, r: &Record) -> std::io::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, r)?;
+                self.out.write_all(b"\n")?;
+            }
+            Format::Csv => self.out.write_all(csv_row(r).as_bytes())?,
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        self.out.flush()?;
+        Ok(self.written)
+    }
+}
+
+/// Where the records come from.
+enum Source {
+    File(ReadOnlyJournal),
+    Http { base: String, client: reqwest::Client },
+}
+
+/// The page returned by `/api/v1/records`.
+#[derive(Debug, Deserialize)]
+struct RecordsPage {
+    records: Vec<Record>,
+}
+
+/// Exports every record matching `filter` from the journal in `dir` into `w`.
+/// Returns the number of records written.
+pub async fn export<W: Write>(
+    dir: &Path,
+    filter: &Filter,
+    w: &mut Writer<W>,
+) -> Result<u64, ExportError> {
+    let dirs = dir.display().to_string();
+    let source = match ReadOnlyJournal::open(dir) {
+        Ok(j) => Source::File(j),
+        Err(JournalError::AlreadyOpen { .. }) => {
+            let text = std::fs::read_to_string(dir.join(BRIDGE_FILE)).map_err(|e| {
+                ExportError::NoBridgeFile {
+                    dir: dirs.clone(),
+                    detail: e.to_string(),
+                }
+            })?;
+            let bf: BridgeFile =
+                serde_json::from_str(&text).map_err(|e| ExportError::NoBridgeFile {
+                    dir: dirs.clone(),
+                    detail: e.to_string(),
+                })?;
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(|e| ExportError::Http {
+                    dir: dirs.clone(),
+                    http: bf.http.clone(),
+                    detail: e.to_string(),
+                })?;
+            Source::Http {
+                base: format!("http://{}", bf.http),
+                client,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut after = match (&source, filter.from) {
+        (Source::File(j), Some(t)) => j.seek_time(t)?,
+        _ => 0,
+    };
+    const PAGE: usize = 5000;
+    let mut written = 0;
+    loop {
+        let batch = match &source {
+            Source::File(j) => j.read(after, PAGE)?,
+            Source::Http { base, client } => {
+                let url = format!("{base}/api/v1/records?after={after}&limit={PAGE}");
+                let http_err = |detail: String| ExportError::Http {
+                    dir: dirs.clone(),
+                    http: base.clone(),
+                    detail,
+                };
+                let resp = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| http_err(e.to_string()))?;
+                if !resp.status().is_success() {
+                    return Err(http_err(format!("{url} answered {}", resp.status())));
+                }
+                resp.json::<RecordsPage>()
+                    .await
+                    .map_err(|e| http_err(e.to_string()))?
+                    .records
+            }
+        };
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        for r in &batch {
+            if filter.matches(r) {
+                w.write(r)?;
+                written += 1;
+            }
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LinkEvent, LinkStatus, Observation, Quality, Timestamps, Value};
+
+    #[test]
+    fn csv_quotes_and_keeps_other_kinds_as_json() {
+        let m = MachineId::new("m1").unwrap();
+        let t = Timestamp::from_micros(1_764_000_000_000_000);
+        let o = Record {
+            seq: 1,
+            kind: RecordKind::Observation(Observation {
+                machine: m.clone(),
+                signal: "alarm".into(),
+                value: Value::text("SPINDLE OVERLOAD, \"2\""),
+                quality: Quality::Good,
+                time: Timestamps {
+                    source: None,
+                    received: t,
+                    aligned: t,
+                },
+            }),
+        };
+        assert_eq!(
+            csv_row(&o),
+            "1,observation,m1,2025-11-24T16:00:00.000000Z,alarm,\"SPINDLE OVERLOAD, \"\"2\"\"\",good,,2025-11-24T16:00:00.000000Z,\n"
+        );
+        let l = Record {
+            seq: 2,
+            kind: RecordKind::Link(LinkEvent {
+                machine: m,
+                at: t,
+                status: LinkStatus::Lost,
+                detail: None,
+                missed: None,
+            }),
+        };
+        let row = csv_row(&l);
+        assert!(row.starts_with("2,link,m1,2025-11-24T16:00:00.000000Z,,,,,,\"{"), "{row}");
+    }
+}

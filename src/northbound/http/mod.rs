@@ -1,0 +1,324 @@
+//! HTTP: health, Prometheus metrics, and the REST API (v1).
+//!
+//! `run(listener, state, shutdown)` serves on a listener the caller bound, so tests bind port 0.
+
+mod metrics;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::live::LiveView;
+use crate::journal::Journal;
+use crate::model::{MachineId, Record};
+
+pub use metrics::render_metrics;
+
+/// Counters the pipeline keeps and `/metrics` shows.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    pub driver_batches_total: AtomicU64,
+    pub driver_events_total: AtomicU64,
+    pub observations_total: AtomicU64,
+    pub state_changes_total: AtomicU64,
+    pub intervals_total: AtomicU64,
+    pub decode_errors_total: AtomicU64,
+    /// Records the journal refused (a commit failed): data lost, a person must act.
+    pub append_failed_records_total: AtomicU64,
+    pub http_requests_total: AtomicU64,
+}
+
+impl Telemetry {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub journal: Journal,
+    pub live: Arc<LiveView>,
+    pub telemetry: Arc<Telemetry>,
+    pub started: Instant,
+    pub version: &'static str,
+}
+
+/// An API error: a stable machine-readable code and a human message.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a ApiError,
+        }
+        (self.status, Json(Body { error: &self })).into_response()
+    }
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_handler))
+        .route("/api/v1/machines", get(machines))
+        .route("/api/v1/machines/{id}", get(machine))
+        .route("/api/v1/records", get(records))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see /api/v1/machines, /api/v1/records, /healthz, /metrics",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+async fn count_requests(
+    State(s): State<HttpState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    Telemetry::add(&s.telemetry.http_requests_total, 1);
+    next.run(req).await
+}
+
+/// Serves until `shutdown` fires, then finishes in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    uptime_seconds: f64,
+    components: BTreeMap<String, ComponentHealth>,
+}
+
+#[derive(Serialize)]
+struct ComponentHealth {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+async fn healthz(State(s): State<HttpState>) -> Response {
+    let mut components = BTreeMap::new();
+    let js = s.journal.stats();
+    let journal_ok = !s.journal.is_closed();
+    components.insert(
+        "journal".to_string(),
+        ComponentHealth {
+            status: if journal_ok { "ok" } else { "down" },
+            detail: Some(format!(
+                "last_seq {} ({} records stored, {} bytes), {} commit errors",
+                js.last_seq,
+                js.last_seq.saturating_sub(js.first_seq.saturating_sub(1)),
+                js.bytes,
+                js.commit_errors_total
+            )),
+        },
+    );
+    let lag = js.last_seq.saturating_sub(s.live.position());
+    components.insert(
+        "live_view".to_string(),
+        ComponentHealth {
+            status: "ok",
+            detail: Some(format!("{lag} records behind the journal")),
+        },
+    );
+    for m in s.live.snapshot() {
+        let (status, detail) = match m.link {
+            Some(crate::model::LinkStatus::Connected) => ("ok", "connected".to_string()),
+            Some(crate::model::LinkStatus::Lost) => ("degraded", "link lost".to_string()),
+            _ => ("starting", "no report yet".to_string()),
+        };
+        components.insert(
+            format!("driver:{}", m.id),
+            ComponentHealth {
+                status,
+                detail: Some(detail),
+            },
+        );
+    }
+    let code = if journal_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Health {
+        status: if journal_ok { "ok" } else { "down" },
+        version: s.version,
+        uptime_seconds: s.started.elapsed().as_secs_f64(),
+        components,
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics_handler(State(s): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        render_metrics(&s),
+    )
+        .into_response()
+}
+
+async fn machines(State(s): State<HttpState>) -> Response {
+    Json(s.live.snapshot()).into_response()
+}
+
+async fn machine(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+    match s.live.get(&id) {
+        Some(m) => Json(m).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_machine",
+            format!("no machine with id {id:?} is configured"),
+        )
+        .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsQuery {
+    /// Records with seq greater than this (default 0: from the oldest stored).
+    after: Option<u64>,
+    /// At most this many (default 1000, max 10000).
+    limit: Option<usize>,
+    /// Only this machine's records.
+    machine: Option<String>,
+    /// Only this kind (observation, state_change, link, interval).
+    kind: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RecordsPage {
+    records: Vec<Record>,
+    /// Pass as `after` to get the next page (null when this page reached the end).
+    next_after: Option<u64>,
+    /// The last durable sequence number in the journal.
+    last_seq: u64,
+}
+
+const KINDS: [&str; 4] = ["observation", "state_change", "link", "interval"];
+
+async fn records(
+    State(s): State<HttpState>,
+    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()).into_response();
+        }
+    };
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 10_000 {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            format!("limit must be 1..=10000, found {limit}"),
+        )
+        .into_response();
+    }
+    let machine = match q.machine.as_deref().map(MachineId::new).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_machine", e.to_string()).into_response();
+        }
+    };
+    if let Some(k) = &q.kind {
+        if !KINDS.contains(&k.as_str()) {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_kind",
+                format!("kind must be one of {}, found {k:?}", KINDS.join(", ")),
+            )
+            .into_response();
+        }
+    }
+    let journal = s.journal.clone();
+    let after = q.after.unwrap_or(0);
+    let kind = q.kind.clone();
+    // Reading decodes blocks: keep it off the async workers.
+    let res = tokio::task::spawn_blocking(move || {
+        let last_seq = journal.last_seq();
+        let mut out = Vec::new();
+        let mut pos = after;
+        let filtered = machine.is_some() || kind.is_some();
+        let mut scanned = 0usize;
+        loop {
+            let batch = journal.read(pos, if filtered { 10_000 } else { limit })?;
+            let Some(last) = batch.last() else { break };
+            pos = last.seq;
+            scanned += batch.len();
+            for r in batch {
+                if machine.as_ref().is_some_and(|m| r.kind.machine() != m)
+                    || kind.as_deref().is_some_and(|k| r.kind.kind_name() != k)
+                {
+                    continue;
+                }
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            if out.len() >= limit || !filtered || scanned >= 200_000 {
+                break;
+            }
+        }
+        let next_after = if let Some(l) = out.last().filter(|_| out.len() >= limit) {
+            Some(l.seq)
+        } else if pos < last_seq {
+            // A filtered scan stopped early: continue from where it stopped.
+            Some(pos)
+        } else {
+            None
+        };
+        Ok::<_, crate::journal::JournalError>(RecordsPage {
+            records: out,
+            next_after,
+            last_seq,
+        })
+    })
+    .await;
+    match res {
+        Ok(Ok(page)) => Json(page).into_response(),
+        Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal_unavailable", e.to_string())
+            .into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+    }
+}

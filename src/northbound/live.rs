@@ -1,0 +1,210 @@
+//! The live view: each machine's current state, derived only from durable journal records.
+//!
+//! [`run_live_consumer`] follows the journal's tail and applies every record, so what the API
+//! shows is exactly what the journal holds; nothing a crash could take back is ever shown.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::Journal;
+use crate::model::{
+    Availability, ControllerMode, EmergencyStop, Execution, FunctionalMode, LinkStatus, MachineId,
+    Quality, RecordKind, ShopState, Timestamp, Value,
+};
+
+/// One signal's latest value.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveSignal {
+    pub value: Value,
+    #[serde(skip_serializing_if = "Quality::is_good")]
+    pub quality: Quality,
+    pub time: Timestamp,
+}
+
+/// What `/api/v1/machines` shows for one machine.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveMachine {
+    pub id: MachineId,
+    pub name: String,
+    pub profile: String,
+    pub driver: String,
+    /// RUN / IDLE / DOWN / OFF.
+    pub state: ShopState,
+    pub availability: Availability,
+    pub execution: Option<Execution>,
+    pub controller_mode: Option<ControllerMode>,
+    pub functional_mode: Option<FunctionalMode>,
+    pub emergency_stop: Option<EmergencyStop>,
+    pub alarm: bool,
+    pub program: Option<String>,
+    pub part_count: Option<i64>,
+    /// When the machine entered its current state (aligned time).
+    pub since: Option<Timestamp>,
+    /// The driver's link: connected, lost (or null before the first report).
+    pub link: Option<LinkStatus>,
+    /// Aligned time of the last record about this machine.
+    pub last_seen: Option<Timestamp>,
+    /// Sequence number of the last record about this machine.
+    pub last_seq: u64,
+    pub signals: BTreeMap<String, LiveSignal>,
+}
+
+impl LiveMachine {
+    pub fn new(id: MachineId, name: String, profile: String, driver: String) -> Self {
+        Self {
+            id,
+            name,
+            profile,
+            driver,
+            state: ShopState::Off,
+            availability: Availability::Unavailable,
+            execution: None,
+            controller_mode: None,
+            functional_mode: None,
+            emergency_stop: None,
+            alarm: false,
+            program: None,
+            part_count: None,
+            since: None,
+            link: None,
+            last_seen: None,
+            last_seq: 0,
+            signals: BTreeMap::new(),
+        }
+    }
+}
+
+/// The live state of every configured machine.
+#[derive(Default)]
+pub struct LiveView {
+    machines: RwLock<BTreeMap<MachineId, LiveMachine>>,
+    position: AtomicU64,
+}
+
+impl LiveView {
+    pub fn new(machines: impl IntoIterator<Item = LiveMachine>) -> Self {
+        Self {
+            machines: RwLock::new(machines.into_iter().map(|m| (m.id.clone(), m)).collect()),
+            position: AtomicU64::new(0),
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<LiveMachine> {
+        self.machines
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, id: &str) -> Option<LiveMachine> {
+        let m = self.machines.read().ok()?;
+        m.values().find(|m| m.id.as_str() == id).cloned()
+    }
+
+    /// The last journal seq applied.
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    /// Applies durable records, in sequence order.
+    pub fn apply(&self, records: &[crate::model::Record]) {
+        let Ok(mut machines) = self.machines.write() else {
+            return;
+        };
+        for r in records {
+            // Records about machines no longer configured are history, not live state.
+            let Some(m) = machines.get_mut(r.kind.machine()) else {
+                continue;
+            };
+            m.last_seq = r.seq;
+            let t = r.kind.time();
+            if m.last_seen.is_none_or(|s| t > s) {
+                m.last_seen = Some(t);
+            }
+            match &r.kind {
+                RecordKind::Observation(o) => {
+                    m.signals.insert(
+                        o.signal.as_str().to_string(),
+                        LiveSignal {
+                            value: o.value.clone(),
+                            quality: o.quality,
+                            time: o.time.aligned,
+                        },
+                    );
+                    match o.signal.as_str() {
+                        crate::model::signals::PROGRAM => {
+                            m.program = Some(o.value.to_string()).filter(|s| !o.value.is_unavailable() && !s.is_empty())
+                        }
+                        crate::model::signals::PART_COUNT => m.part_count = o.value.as_i64(),
+                        _ => {}
+                    }
+                }
+                RecordKind::StateChange(s) => {
+                    m.state = s.shop_state;
+                    m.availability = s.state.availability;
+                    m.execution = s.state.execution;
+                    m.controller_mode = s.state.controller_mode;
+                    m.functional_mode = s.state.functional_mode;
+                    m.emergency_stop = s.state.emergency_stop;
+                    m.alarm = s.state.alarm;
+                    m.since = Some(s.at);
+                }
+                RecordKind::Link(l) => {
+                    if l.status != LinkStatus::Gap {
+                        m.link = Some(l.status);
+                    }
+                }
+                RecordKind::Interval(_) => {}
+            }
+        }
+        if let Some(last) = records.last() {
+            self.position.store(last.seq, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Follows the journal from its current end and applies every new record to `view`.
+pub async fn run_live_consumer(
+    journal: Journal,
+    view: std::sync::Arc<LiveView>,
+    shutdown: CancellationToken,
+) {
+    let mut rx = journal.subscribe();
+    let mut pos = journal.last_seq();
+    // Show the latest known state at once: replay the recent tail (bounded).
+    let start = pos.saturating_sub(200_000);
+    let mut p = start;
+    while p < pos {
+        match journal.read(p, 20_000) {
+            Ok(batch) if !batch.is_empty() => {
+                p = batch.last().map(|r| r.seq).unwrap_or(pos);
+                view.apply(&batch);
+            }
+            _ => break,
+        }
+    }
+    loop {
+        while pos < *rx.borrow_and_update() {
+            match journal.read(pos, 20_000) {
+                Ok(batch) => {
+                    let Some(last) = batch.last() else { break };
+                    pos = last.seq;
+                    view.apply(&batch);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "live view cannot read the journal; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}
