@@ -526,7 +526,7 @@ impl MachineSim {
                 let shift_id = t.div_euclid(DAY) * 4 + i64::from(shift);
                 if self.last_shift != Some(shift_id) {
                     self.last_shift = Some(shift_id);
-                    if self.rng.chance(0.03) {
+                    if self.rng.chance(0.05) {
                         let d = ms(self.rng.lognormal(75.0 * 60.0, 0.4, 1800.0, 3.0 * 3600.0));
                         self.maintenance(t, (t + d).min(until));
                         return;
@@ -890,4 +890,183 @@ impl MachineSim {
 /// Monday to Friday (1970-01-01, day 0, was a Thursday).
 fn is_workday(day: i64) -> bool {
     (day + 3).rem_euclid(7) < 5
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::sim::demo_machines;
+
+    /// Monday 2026-11-23 05:00 UTC.
+    fn monday_early() -> Timestamp {
+        Timestamp::parse_rfc3339("2026-11-23T05:00:00Z").unwrap_or(Timestamp::from_micros(0))
+    }
+
+    fn sims(seed: u64, n: usize, start: Timestamp) -> Vec<MachineSim> {
+        demo_machines(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, _, _))| MachineSim::new(i, id, seed, start))
+            .collect()
+    }
+
+    /// Runs one machine for `span` in steps of `step`, collecting everything.
+    fn run(mut sim: MachineSim, span: i64, step: i64) -> SimOutput {
+        let start = sim.now().as_micros();
+        let mut all = SimOutput::default();
+        let mut t = start;
+        while t < start + span {
+            t = (t + step).min(start + span);
+            let o = sim.advance(Timestamp::from_micros(t));
+            all.events.extend(o.events);
+            all.truth.extend(o.truth);
+        }
+        let o = sim.finish(Timestamp::from_micros(start + span));
+        all.events.extend(o.events);
+        all.truth.extend(o.truth);
+        all
+    }
+
+    #[test]
+    fn same_seed_same_output_however_time_is_chopped() {
+        let start = monday_early();
+        let a = run(sims(7, 3, start).remove(1), 2 * DAY, HOUR);
+        let b = run(sims(7, 3, start).remove(1), 2 * DAY, 7 * SEC + 333);
+        assert!(a.events.len() > 1000, "{}", a.events.len());
+        assert_eq!(a, b);
+        let c = run(sims(8, 3, start).remove(1), 2 * DAY, HOUR);
+        assert_ne!(a.events, c.events);
+        assert_ne!(a.truth, c.truth);
+    }
+
+    #[test]
+    fn a_week_of_twelve_machines_tiles_time_and_visits_every_category() {
+        let start = monday_early();
+        let span = 7 * DAY;
+        let mut seen: BTreeMap<String, i64> = BTreeMap::new();
+        let mut signals_seen: BTreeSet<(&str, String)> = BTreeSet::new();
+        for sim in sims(2026, 12, start) {
+            let id = sim.id().clone();
+            let out = run(sim, span, 15 * MIN);
+            // Truth tiles [start, start + span) exactly.
+            let mut t = start;
+            for i in &out.truth {
+                assert_eq!(i.start, t, "{id}: gap or overlap at {i:?}");
+                assert!(i.end > i.start, "{id}: empty interval {i:?}");
+                assert_eq!(i.machine, id);
+                t = i.end;
+                *seen.entry(i.category.to_string()).or_default() += i.end.micros_since(i.start);
+            }
+            assert_eq!(t.as_micros(), start.as_micros() + span, "{id}");
+            // Events are time-ordered and inside the span.
+            assert!(out.events.windows(2).all(|w| w[0].at <= w[1].at), "{id}");
+            assert!(out.events.iter().all(|e| e.at >= start
+                && e.at.as_micros() <= start.as_micros() + span));
+            // Part count only rises, except the reset to 0 at a program load.
+            let mut last = None;
+            let mut program_changed = false;
+            for e in &out.events {
+                match e.signal {
+                    signals::PROGRAM => program_changed = true,
+                    signals::PART_COUNT => {
+                        let n = e.value.as_i64().unwrap_or(-1);
+                        if let Some(prev) = last {
+                            assert!(
+                                n > prev || (n == 0 && program_changed),
+                                "{id}: part count {prev} -> {n} at {}",
+                                e.at
+                            );
+                        }
+                        program_changed = false;
+                        last = Some(n);
+                    }
+                    _ => {}
+                }
+                if let Some(s) = e.value.as_str() {
+                    signals_seen.insert((e.signal, s.to_string()));
+                }
+            }
+        }
+        for cat in [
+            "production",
+            "setup",
+            "program_proveout",
+            "waiting_inspection",
+            "tool_change",
+            "machine_fault",
+            "starved",
+            "no_operator",
+            "blocked",
+            "maintenance",
+            "planned_downtime",
+            "unexplained",
+        ] {
+            assert!(seen.contains_key(cat), "{cat} never visited: {seen:?}");
+        }
+        for (s, v) in [
+            ("execution", "FEED_HOLD"),
+            ("execution", "INTERRUPTED"),
+            ("execution", "OPTIONAL_STOP"),
+            ("execution", "PROGRAM_STOPPED"),
+            ("controller_mode", "MANUAL_DATA_INPUT"),
+            ("functional_mode", "PROCESS_DEVELOPMENT"),
+            ("functional_mode", "MAINTENANCE"),
+            ("availability", "UNAVAILABLE"),
+            ("emergency_stop", "TRIGGERED"),
+        ] {
+            assert!(signals_seen.contains(&(s, v.to_string())), "{s}={v} never emitted");
+        }
+        // Sanity of the mix: production is the largest share of scheduled time, and the shop is
+        // not planned-down more than two thirds of the week.
+        let total: i64 = seen.values().sum();
+        let share = |c: &str| seen.get(c).copied().unwrap_or(0) as f64 / total as f64;
+        assert!(share("production") > 0.15, "{seen:?}");
+        assert!(share("planned_downtime") < 0.7, "{seen:?}");
+    }
+
+    #[test]
+    fn snapshot_follows_the_released_events() {
+        let start = monday_early();
+        let mut sim = sims(1, 1, start).remove(0);
+        let snap0 = sim.current_signals();
+        assert_eq!(snap0.len(), signals::ALL.len());
+        let out = sim.advance(Timestamp::from_micros(start.as_micros() + 5 * HOUR));
+        let mut expect: BTreeMap<&str, Value> = snap0.into_iter().collect();
+        for e in out.events {
+            expect.insert(e.signal, e.value);
+        }
+        let now: BTreeMap<&str, Value> = sim.current_signals().into_iter().collect();
+        assert_eq!(now, expect);
+        assert_eq!(now.get(signals::AVAILABILITY), Some(&Value::text("AVAILABLE")));
+        // Advancing into the past is a no-op.
+        assert_eq!(sim.advance(start), SimOutput::default());
+    }
+
+    #[test]
+    fn ten_sim_days_of_a_machine_run_in_a_blink() {
+        // Pure code: ten days is a few hundred thousand events; this only has to finish.
+        let sim = sims(3, 1, monday_early()).remove(0);
+        let out = run(sim, 10 * DAY, DAY);
+        assert!(out.truth.len() > 100);
+    }
+
+    #[test]
+    fn the_calendar_has_shifts_breaks_and_weekends() {
+        let sim = sims(1, 3, monday_early()).remove(2); // index 2: first shift only
+        let at = |s: &str| Timestamp::parse_rfc3339(s).map(|t| t.as_micros()).unwrap_or(0);
+        assert!(matches!(sim.slot(at("2026-11-23T07:00:00Z")), Slot::Work { shift: 1, .. }));
+        assert!(matches!(sim.slot(at("2026-11-23T09:05:00Z")), Slot::Coffee { .. }));
+        assert!(matches!(sim.slot(at("2026-11-23T11:45:00Z")), Slot::Lunch { .. }));
+        assert_eq!(
+            sim.slot(at("2026-11-23T15:00:00Z")),
+            Slot::Off { until: at("2026-11-24T06:00:00Z") }
+        );
+        // Friday evening to Monday morning.
+        assert_eq!(
+            sim.slot(at("2026-11-27T15:00:00Z")),
+            Slot::Off { until: at("2026-11-30T06:00:00Z") }
+        );
+    }
 }

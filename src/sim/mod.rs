@@ -56,7 +56,7 @@
 //! 6. **teardown** (median 20 min): functional TEARDOWN, MANUAL, door open.
 //! 7. between jobs, one time in four the machine waits for material (median 30 min).
 //!
-//! At the first work of a shift a machine goes to **maintenance** with probability 3 %
+//! At the first work of a shift a machine goes to **maintenance** with probability 5 %
 //! (functional MAINTENANCE, MANUAL, 30 min–3 h). A cycle that is running when a break or the
 //! end of the shift comes finishes first (the machine runs unattended); every other activity
 //! pauses and resumes after. At a coffee break the machine sits idle; at lunch and off shift it
