@@ -23,7 +23,9 @@ pub const MIN_WALL_STEP: Duration = Duration::from_millis(5);
 pub async fn run(mut sim: MachineSim, ctx: DriverContext, truth: TruthSink) {
     let machine = sim.id().clone();
     let clock = ctx.clock.clone();
-    let step = STEP.max(Duration::from_secs_f64(MIN_WALL_STEP.as_secs_f64() * clock.speed()));
+    let step = STEP.max(Duration::from_secs_f64(
+        MIN_WALL_STEP.as_secs_f64() * clock.speed(),
+    ));
 
     // Catch up to now (the sim may have been built a moment ago), then connect with a snapshot.
     let now = clock.now();
@@ -54,7 +56,10 @@ pub async fn run(mut sim: MachineSim, ctx: DriverContext, truth: TruthSink) {
             _ = clock.sleep(step) => {}
         }
         let now = clock.now();
-        let SimOutput { events, truth: intervals } = sim.advance(now);
+        let SimOutput {
+            events,
+            truth: intervals,
+        } = sim.advance(now);
         let batch: DriverBatch = events
             .into_iter()
             .map(|e| observation(&sim, e.signal, e.value, e.at, now))
@@ -139,7 +144,9 @@ mod tests {
         };
         let start = Timestamp::parse_rfc3339("2026-11-24T07:00:00Z").unwrap_or_default();
         let clock = Clock::scaled(start, 600.0);
-        let (writer, sink) = TruthWriter::open(dir.path()).await.expect("open truth file");
+        let (writer, sink) = TruthWriter::open(dir.path())
+            .await
+            .expect("open truth file");
         let (tx, mut rx) = mpsc::channel(64);
         let shutdown = CancellationToken::new();
         let fleet = demo_machines(3);
@@ -189,7 +196,13 @@ mod tests {
             // The first batch: link Connected, then one value per canonical signal.
             let first = mine[0];
             assert!(
-                matches!(first[0], DriverEvent::Link { status: LinkStatus::Connected, .. }),
+                matches!(
+                    first[0],
+                    DriverEvent::Link {
+                        status: LinkStatus::Connected,
+                        ..
+                    }
+                ),
                 "{first:?}"
             );
             assert_eq!(first.len(), 1 + crate::model::signals::ALL.len());
@@ -198,7 +211,9 @@ mod tests {
             let mut n = 0;
             for b in &mine[1..] {
                 for e in b.iter() {
-                    let DriverEvent::Observation(o) = e else { panic!("{e:?}") };
+                    let DriverEvent::Observation(o) = e else {
+                        panic!("{e:?}")
+                    };
                     let at = o.source_time.unwrap_or(Timestamp::MAX);
                     assert!(at >= last && at <= o.received, "{o:?}");
                     last = at;

@@ -194,7 +194,11 @@ impl MachineSim {
     /// Every canonical signal's value as of [`MachineSim::now`], in [`signals::ALL`] order: the
     /// snapshot a protocol face serves on (re)connect.
     pub fn current_signals(&self) -> Vec<(&'static str, Value)> {
-        signals::ALL.iter().copied().zip(self.current.iter().cloned()).collect()
+        signals::ALL
+            .iter()
+            .copied()
+            .zip(self.current.iter().cloned())
+            .collect()
     }
 
     /// Runs the machine up to `until` (inclusive) and returns the signal changes in
@@ -211,7 +215,12 @@ impl MachineSim {
             self.step();
             if self.cursor <= before {
                 // Never happens by construction; keep time moving and the truth tiled anyway.
-                self.wait(before, before + SEC, loss(LossCategory::UNEXPLAINED), "idle");
+                self.wait(
+                    before,
+                    before + SEC,
+                    loss(LossCategory::UNEXPLAINED),
+                    "idle",
+                );
             }
         }
         while self.pending.front().is_some_and(|e| e.at.as_micros() <= u) {
@@ -384,7 +393,11 @@ impl MachineSim {
             }
         }
         let first = windows.first().map(|w| w.0).unwrap_or(6 * HOUR);
-        let mut d = if is_workday(day) && tod < first { day } else { day + 1 };
+        let mut d = if is_workday(day) && tod < first {
+            day
+        } else {
+            day + 1
+        };
         while !is_workday(d) {
             d += 1;
         }
@@ -460,7 +473,12 @@ impl MachineSim {
         let roll = self.rng.f64();
         let (phase, functional, controller, execution) = if roll < 0.7 {
             job.made = self.rng.range(0, (job.quantity - 1).max(0) as u64) as i64;
-            (Phase::Production, "PRODUCTION", "AUTOMATIC", "PROGRAM_COMPLETED")
+            (
+                Phase::Production,
+                "PRODUCTION",
+                "AUTOMATIC",
+                "PROGRAM_COMPLETED",
+            )
         } else if roll < 0.85 {
             let left = job.setup / 2;
             (Phase::Setup { left }, "SETUP", "MANUAL", "READY")
@@ -566,7 +584,12 @@ impl MachineSim {
         self.modes(t, "MANUAL", "MAINTENANCE");
         self.text(t, signals::EXECUTION, "READY");
         self.text(t, signals::DOOR, "OPEN");
-        self.wait(t, end, loss(LossCategory::MAINTENANCE), "preventive maintenance");
+        self.wait(
+            t,
+            end,
+            loss(LossCategory::MAINTENANCE),
+            "preventive maintenance",
+        );
     }
 
     /// Chunked manual work (setup, teardown): returns the time used.
@@ -578,7 +601,10 @@ impl MachineSim {
         functional: &str,
         activity: &'static str,
     ) -> i64 {
-        let chunk = ms(self.rng.uniform(300.0, 1200.0)).min(left).min(until - t).max(SEC);
+        let chunk = ms(self.rng.uniform(300.0, 1200.0))
+            .min(left)
+            .min(until - t)
+            .max(SEC);
         let controller = if self.rng.chance(0.5) {
             "MANUAL"
         } else {
@@ -787,14 +813,26 @@ impl MachineSim {
         }
         type Wait = (f64, LossCategory, &'static str, f64);
         let waits: [Wait; 4] = [
-            (1.0 / 250.0, LossCategory::STARVED, "waiting for material", 25.0),
-            (1.0 / 150.0, LossCategory::NO_OPERATOR, "operator away", 12.0),
+            (
+                1.0 / 250.0,
+                LossCategory::STARVED,
+                "waiting for material",
+                25.0,
+            ),
+            (
+                1.0 / 150.0,
+                LossCategory::NO_OPERATOR,
+                "operator away",
+                12.0,
+            ),
             (1.0 / 400.0, LossCategory::BLOCKED, "parts rack full", 15.0),
             (1.0 / 200.0, LossCategory::UNEXPLAINED, "idle", 8.0),
         ];
         for (q, cat, activity, median_min) in waits {
             if hit(q) {
-                let d = ms(self.rng.lognormal(median_min * 60.0, 0.6, 120.0, 3.0 * 3600.0));
+                let d = ms(self
+                    .rng
+                    .lognormal(median_min * 60.0, 0.6, 120.0, 3.0 * 3600.0));
                 self.text(t, signals::CONTROLLER_MODE, "AUTOMATIC");
                 return self.wait(t, (t + d).min(until), loss(cat), activity);
             }
@@ -824,9 +862,15 @@ impl MachineSim {
         };
         let fault = self.rng.f64();
         let (alarm_at, estop) = if fault < 1.0 / 180.0 {
-            (Some(self.rng.range(0, job.tools.len() as u64 - 1) as usize), false)
+            (
+                Some(self.rng.range(0, job.tools.len() as u64 - 1) as usize),
+                false,
+            )
         } else if fault < 1.0 / 180.0 + 1.0 / 700.0 {
-            (Some(self.rng.range(0, job.tools.len() as u64 - 1) as usize), true)
+            (
+                Some(self.rng.range(0, job.tools.len() as u64 - 1) as usize),
+                true,
+            )
         } else {
             (None, false)
         };
@@ -962,8 +1006,11 @@ mod tests {
             assert_eq!(t.as_micros(), start.as_micros() + span, "{id}");
             // Events are time-ordered and inside the span.
             assert!(out.events.windows(2).all(|w| w[0].at <= w[1].at), "{id}");
-            assert!(out.events.iter().all(|e| e.at >= start
-                && e.at.as_micros() <= start.as_micros() + span));
+            assert!(
+                out.events
+                    .iter()
+                    .all(|e| e.at >= start && e.at.as_micros() <= start.as_micros() + span)
+            );
             // Part count only rises, except the reset to 0 at a program load.
             let mut last = None;
             let mut program_changed = false;
@@ -1016,7 +1063,10 @@ mod tests {
             ("availability", "UNAVAILABLE"),
             ("emergency_stop", "TRIGGERED"),
         ] {
-            assert!(signals_seen.contains(&(s, v.to_string())), "{s}={v} never emitted");
+            assert!(
+                signals_seen.contains(&(s, v.to_string())),
+                "{s}={v} never emitted"
+            );
         }
         // Sanity of the mix: production is the largest share of scheduled time, and the shop is
         // not planned-down more than two thirds of the week.
@@ -1039,7 +1089,10 @@ mod tests {
         }
         let now: BTreeMap<&str, Value> = sim.current_signals().into_iter().collect();
         assert_eq!(now, expect);
-        assert_eq!(now.get(signals::AVAILABILITY), Some(&Value::text("AVAILABLE")));
+        assert_eq!(
+            now.get(signals::AVAILABILITY),
+            Some(&Value::text("AVAILABLE"))
+        );
         // Advancing into the past is a no-op.
         assert_eq!(sim.advance(start), SimOutput::default());
     }
@@ -1055,18 +1108,35 @@ mod tests {
     #[test]
     fn the_calendar_has_shifts_breaks_and_weekends() {
         let sim = sims(1, 3, monday_early()).remove(2); // index 2: first shift only
-        let at = |s: &str| Timestamp::parse_rfc3339(s).map(|t| t.as_micros()).unwrap_or(0);
-        assert!(matches!(sim.slot(at("2026-11-23T07:00:00Z")), Slot::Work { shift: 1, .. }));
-        assert!(matches!(sim.slot(at("2026-11-23T09:05:00Z")), Slot::Coffee { .. }));
-        assert!(matches!(sim.slot(at("2026-11-23T11:45:00Z")), Slot::Lunch { .. }));
+        let at = |s: &str| {
+            Timestamp::parse_rfc3339(s)
+                .map(|t| t.as_micros())
+                .unwrap_or(0)
+        };
+        assert!(matches!(
+            sim.slot(at("2026-11-23T07:00:00Z")),
+            Slot::Work { shift: 1, .. }
+        ));
+        assert!(matches!(
+            sim.slot(at("2026-11-23T09:05:00Z")),
+            Slot::Coffee { .. }
+        ));
+        assert!(matches!(
+            sim.slot(at("2026-11-23T11:45:00Z")),
+            Slot::Lunch { .. }
+        ));
         assert_eq!(
             sim.slot(at("2026-11-23T15:00:00Z")),
-            Slot::Off { until: at("2026-11-24T06:00:00Z") }
+            Slot::Off {
+                until: at("2026-11-24T06:00:00Z")
+            }
         );
         // Friday evening to Monday morning.
         assert_eq!(
             sim.slot(at("2026-11-27T15:00:00Z")),
-            Slot::Off { until: at("2026-11-30T06:00:00Z") }
+            Slot::Off {
+                until: at("2026-11-30T06:00:00Z")
+            }
         );
     }
 }

@@ -213,7 +213,10 @@ pub fn model_of(index: usize) -> &'static ModelSpec {
 pub fn machine_name(index: usize) -> (String, String) {
     let m = model_of(index);
     let n = index + 1;
-    (format!("{}-{n:02}", m.id_prefix), format!("{} #{n}", m.name))
+    (
+        format!("{}-{n:02}", m.id_prefix),
+        format!("{} #{n}", m.name),
+    )
 }
 
 /// A realistic mixed fleet of `n` machines: `(id, display name, profile)`. Ids are unique for

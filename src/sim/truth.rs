@@ -113,7 +113,9 @@ impl TruthWriter {
             path: path.clone(),
             source,
         };
-        tokio::fs::create_dir_all(data_dir).await.map_err(open_err)?;
+        tokio::fs::create_dir_all(data_dir)
+            .await
+            .map_err(open_err)?;
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
