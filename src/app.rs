@@ -39,6 +39,8 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Truth(#[from] crate::sim::TruthError),
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -221,10 +223,14 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
     let pipeline = tokio::spawn(run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone()));
     let drivers = TaskTracker::new();
-    let truth = crate::sim::TruthWriter::start(&config.journal.dir, &drivers).map_err(|source| AppError::DataDir {
-        path: config.journal.dir.join(crate::sim::TRUTH_FILE),
-        source,
-    })?;
+    // Simulated machines write what they really did (ground truth) beside the journal.
+    let any_sim = config.machines.iter().any(|m| matches!(m.driver, DriverConfig::Sim { .. }));
+    let (truth_writer, truth_sink) = if any_sim {
+        let (w, s) = crate::sim::TruthWriter::open(&config.journal.dir).await?;
+        (Some(w), Some(s))
+    } else {
+        (None, None)
+    };
     let sim_start = clock.now();
     for (index, m) in config.machines.iter().enumerate() {
         let ctx = DriverContext {
@@ -235,10 +241,11 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
         };
         match &m.driver {
             DriverConfig::Sim { seed } => {
+                let Some(truth) = truth_sink.clone() else { continue };
                 let sim = crate::sim::MachineSim::new(index, m.id.clone(), seed.unwrap_or(config.sim.seed), sim_start);
                 let span = tracing::info_span!("driver", component = "sim", machine = %m.id);
                 drivers.spawn(tracing::Instrument::instrument(
-                    crate::drivers::sim::run(sim, ctx, truth.sink()),
+                    crate::drivers::sim::run(sim, ctx, truth),
                     span,
                 ));
             }
@@ -246,7 +253,7 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
         }
     }
     drop(tx);
-    drop(truth);
+    drop(truth_sink);
     drivers.close();
     tracing::info!(
         http = %http_addr,
@@ -274,6 +281,15 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
     }
     if tokio::time::timeout(Duration::from_millis(1500), pipeline).await.is_err() {
         tracing::error!("the pipeline did not drain within 1.5 s; records still queued are lost");
+    }
+    if let Some(w) = truth_writer {
+        match tokio::time::timeout(Duration::from_millis(300), w.close()).await {
+            Ok(Ok(st)) if st.lost > 0 => {
+                tracing::error!(lost = st.lost, "ground-truth lines could not be written")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "ground-truth writer failed"),
+            _ => {}
+        }
     }
     consumers.cancel();
     tasks.close();
