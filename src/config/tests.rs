@@ -1,0 +1,1 @@
+//! Loader tests: error text pinned by snapshots, environment overrides, the example file.
