@@ -41,7 +41,13 @@ impl Problems {
     }
 }
 
-pub(crate) fn compile(raw: &RawConfig, locate: Locate<'_>) -> Result<Config, Vec<Problem>> {
+/// Compiles `raw`. `indices[k]` is the position in the file of `raw.machines[k]` (machines that
+/// failed the schema check are left out, and the others keep their own position in messages).
+pub(crate) fn compile(
+    raw: &RawConfig,
+    indices: &[usize],
+    locate: Locate<'_>,
+) -> Result<Config, Vec<Problem>> {
     let mut p = Problems(Vec::new());
 
     let http = compile_http(raw, &mut p);
@@ -49,16 +55,16 @@ pub(crate) fn compile(raw: &RawConfig, locate: Locate<'_>) -> Result<Config, Vec
     let log = compile_log(raw, &mut p);
     let sim = compile_sim(raw, &mut p);
     let taxonomy = compile_taxonomy(raw, &mut p);
-    let machines = compile_machines(&raw.machines, locate, &mut p);
+    let machines = compile_machines(&raw.machines, indices, locate, &mut p);
 
     if let Some(sim) = &sim {
         if sim.speed != 1.0 {
             let real: Vec<String> = raw
                 .machines
                 .iter()
-                .enumerate()
-                .filter(|(_, m)| !matches!(m.driver, RawDriver::Sim(_)))
-                .map(|(i, m)| format!("{:?} (machines[{i}])", m.id))
+                .zip(indices)
+                .filter(|(m, _)| !matches!(m.driver, RawDriver::Sim(_)))
+                .map(|(m, i)| format!("{:?} (machines[{i}])", m.id))
                 .collect();
             if !real.is_empty() {
                 p.at(
@@ -201,9 +207,28 @@ fn compile_journal(raw: &RawConfig, p: &mut Problems) -> Option<JournalConfig> {
     })
 }
 
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
 fn compile_log(raw: &RawConfig, p: &mut Problems) -> Option<LogConfig> {
     let d = LogConfig::default();
     let level = raw.log.level.clone().unwrap_or(d.level);
+    // EnvFilter takes a bare word as a target name ("loud" = everything from a module named
+    // loud), which turns a typo'd level into silence; a bare word here must be a level.
+    if let Some(word) = level.split(',').map(str::trim).find(|w| {
+        !w.is_empty()
+            && !w.contains(['=', '[', ':'])
+            && !LEVELS.contains(&w.to_ascii_lowercase().as_str())
+    }) {
+        p.at(
+            "log.level",
+            format!(
+                "unknown log level {word:?}, expected one of {}, or a filter like \
+                 \"info,shopbridge::drivers=debug\"",
+                LEVELS.join(", ")
+            ),
+        );
+        return None;
+    }
     if let Err(e) = EnvFilter::builder().parse(&level) {
         p.at(
             "log.level",
@@ -268,13 +293,14 @@ fn compile_taxonomy(raw: &RawConfig, p: &mut Problems) -> Option<Taxonomy> {
 
 fn compile_machines(
     raw: &[RawMachine],
+    indices: &[usize],
     locate: Locate<'_>,
     p: &mut Problems,
 ) -> Option<Vec<MachineConfig>> {
     let before = p.0.len();
     let mut machines = Vec::with_capacity(raw.len());
     let mut first_use: HashMap<&str, usize> = HashMap::new();
-    for (i, m) in raw.iter().enumerate() {
+    for (m, &i) in raw.iter().zip(indices) {
         let at = |key: &str| format!("machines[{i}].{key}");
         let id = match MachineId::new(&m.id) {
             Ok(id) => Some(id),

@@ -35,7 +35,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Err(fail());
         }
         let number: u64 = rest[..digits].parse().map_err(|_| fail())?;
-        rest = &rest[digits..];
+        rest = rest[digits..].trim_start();
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
         if unit.is_empty() {
@@ -153,6 +153,7 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration(" 1h 30m "), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30 d"), Ok(Duration::from_secs(30 * 86400)));
     }
 
     #[test]
@@ -169,11 +170,12 @@ mod tests {
 
     #[test]
     fn durations_round_trip_through_format() {
-        for s in ["30d", "12h", "90s", "1h30m", "250ms", "1d2h3m4s5ms"] {
+        for s in ["30d", "12h", "1h30m", "250ms", "1d2h3m4s5ms"] {
             let d = parse_duration(s).unwrap();
             assert_eq!(format_duration(d), s);
         }
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
     #[test]

@@ -85,7 +85,12 @@ pub fn load_str_with_env(
     let failed = check_file_parts(&root, &mut errors);
 
     // 3. Merge environment overrides through the `config` crate.
-    let overrides = env_overrides(env, &mut errors);
+    let file_machines = root
+        .get_ref()
+        .get("machines")
+        .and_then(|m| m.get_ref().as_array())
+        .map_or(0, |a| a.len());
+    let overrides = env_overrides(env, file_machines, &mut errors);
     let merged = match merge(text, &overrides) {
         Ok(merged) => merged,
         Err(e) => {
@@ -102,33 +107,33 @@ pub fn load_str_with_env(
 
     // 4. The merged values, part by part; a part that already failed in the file is skipped,
     //    so what fails here came from the environment.
-    let raw = merged_parts(&merged, &failed, &overrides, &mut errors);
+    let (raw, indices) = merged_parts(&merged, &failed, &overrides, &mut errors);
 
-    // 5. Compile.
+    // 5. Compile what passed (failed parts are left at their defaults or left out), so that
+    //    the meaning of the good parts is checked too.
     let locate = |path: &str| locate(path, &root, &overrides, origin, text);
-    match (raw, errors.list.is_empty()) {
-        (Some(raw), true) => {
-            let place = |path: &str| locate(path).map(|l| l.to_string());
-            match compile(&raw, &place) {
-                Ok(config) => Ok(config),
-                Err(problems) => {
-                    for Problem { paths, message } in problems {
-                        let location = paths.iter().find_map(|p| locate(p)).unwrap_or_else(|| {
-                            Location::FileOnly {
-                                file: origin.to_string(),
-                            }
-                        });
-                        errors.list.push(ConfigError {
-                            location,
-                            key: paths.first().cloned(),
-                            message,
-                        });
-                    }
-                    Err(errors.finish())
-                }
+    let place = |path: &str| locate(path).map(|l| l.to_string());
+    match compile(&raw, &indices, &place) {
+        Ok(config) if errors.list.is_empty() => Ok(config),
+        Ok(_) => Err(errors.finish()),
+        Err(problems) => {
+            for Problem { paths, message } in problems {
+                let found = paths.iter().find_map(|p| Some((p.clone(), locate(p)?)));
+                let (key, location) = found.unwrap_or_else(|| {
+                    let file = origin.to_string();
+                    (
+                        paths.first().cloned().unwrap_or_default(),
+                        Location::FileOnly { file },
+                    )
+                });
+                errors.list.push(ConfigError {
+                    location,
+                    key: Some(key),
+                    message,
+                });
             }
+            Err(errors.finish())
         }
-        _ => Err(errors.finish()),
     }
 }
 
@@ -461,7 +466,11 @@ fn locate(
 
 /// serde's wording, in the terms of a TOML file: "expected X, found Y".
 fn serde_message(message: &str) -> String {
-    let message = message.trim();
+    let message = message
+        .trim()
+        .replace("expected u64", "expected a whole number")
+        .replace("expected f64", "expected a number");
+    let message = message.as_str();
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(prefix) {
             if let Some((found, expected)) = rest.split_once(", expected ") {
@@ -503,6 +512,7 @@ struct EnvOverride {
 /// `SHOPBRIDGE_MACHINES__<index>__<KEY>...` addresses a machine by its position in the file.
 fn env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
+    file_machines: usize,
     errors: &mut Errors<'_>,
 ) -> Vec<EnvOverride> {
     let prefix = format!("{ENV_PREFIX}_");
@@ -531,6 +541,19 @@ fn env_overrides(
         }
         let (path, source_name) = if segments[0] == "machines" {
             match segments.get(1).map(|s| s.parse::<usize>()) {
+                Some(Ok(i)) if segments.len() > 2 && i >= file_machines => {
+                    errors.at_env(
+                        &var,
+                        None,
+                        format!(
+                            "there is no machines[{i}]: the file defines {file_machines} \
+                             machine{} (counted from 0); an environment variable can only change \
+                             a machine the file defines",
+                            if file_machines == 1 { "" } else { "s" }
+                        ),
+                    );
+                    continue;
+                }
                 Some(Ok(i)) if segments.len() > 2 => {
                     let tail = segments[2..].join(".");
                     (
@@ -585,22 +608,22 @@ fn merge(text: &str, overrides: &[EnvOverride]) -> Result<config::Config, config
         .build()
 }
 
-/// Deserializes each part of the merged configuration on its own. Returns the whole schema when
-/// every part passed.
+/// Deserializes each part of the merged configuration on its own. Returns the parts that passed
+/// (failed sections stay at their defaults, failed machines are left out) and the file position
+/// of each machine returned.
 fn merged_parts(
     merged: &config::Config,
     failed: &[String],
     overrides: &[EnvOverride],
     errors: &mut Errors<'_>,
-) -> Option<RawConfig> {
-    let mut ok = true;
+) -> (RawConfig, Vec<usize>) {
     let mut raw = RawConfig::default();
+    let mut indices = Vec::new();
 
     // Unknown sections can only come from the environment here (the file's were reported).
     if let Ok(table) = merged.get_table("") {
         for key in table.keys() {
             if !SECTIONS.contains(&key.as_str()) && !failed.contains(key) {
-                ok = false;
                 report_env(
                     key,
                     format!(
@@ -622,12 +645,9 @@ fn merged_parts(
                     Ok(v) => raw.$field = v,
                     Err(config::ConfigError::NotFound(_)) => {}
                     Err(e) => {
-                        ok = false;
                         report_env($name, describe(&e), error_key(&e), overrides, errors);
                     }
                 }
-            } else {
-                ok = false;
             }
         };
     }
@@ -638,26 +658,27 @@ fn merged_parts(
     section!("taxonomy", taxonomy);
 
     if failed.iter().any(|f| f == "machines") {
-        return None;
+        return (raw, indices);
     }
     let count = match merged.get_array("machines") {
         Ok(machines) => machines.len(),
         Err(config::ConfigError::NotFound(_)) => 0,
         Err(e) => {
             report_env("machines", describe(&e), None, overrides, errors);
-            return None;
+            return (raw, indices);
         }
     };
     for i in 0..count {
         let part = format!("machines[{i}]");
         if failed.contains(&part) {
-            ok = false;
             continue;
         }
         match merged.get::<RawMachine>(&part) {
-            Ok(m) => raw.machines.push(m),
+            Ok(m) => {
+                raw.machines.push(m);
+                indices.push(i);
+            }
             Err(e) => {
-                ok = false;
                 let message = match &e {
                     config::ConfigError::NotFound(_) => {
                         "this machine is not in the file; an environment variable can only change a machine the file defines".to_string()
@@ -668,7 +689,7 @@ fn merged_parts(
             }
         }
     }
-    ok.then_some(raw)
+    (raw, indices)
 }
 
 /// Reports a problem in the merged part `part`, at the environment variable(s) that changed it.
