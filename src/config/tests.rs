@@ -146,8 +146,8 @@ fn unknown_key_typo_lists_the_expected_keys() {
 #[test]
 fn wrong_type() {
     insta::assert_snapshot!(errs("[http]\nlisten = 8080\n"), @r#"shopbridge.toml:2:10: http.listen: expected a string, found integer `8080`"#);
-    insta::assert_snapshot!(errs("[journal]\nbatch_max_records = \"many\"\n"), @r#"shopbridge.toml:2:21: journal.batch_max_records: expected u64, found string "many""#);
-    insta::assert_snapshot!(errs("[sim]\nspeed = \"fast\"\n"), @r#"shopbridge.toml:2:9: sim.speed: expected f64, found string "fast""#);
+    insta::assert_snapshot!(errs("[journal]\nbatch_max_records = \"many\"\n"), @r#"shopbridge.toml:2:21: journal.batch_max_records: expected a whole number, found string "many""#);
+    insta::assert_snapshot!(errs("[sim]\nspeed = \"fast\"\n"), @r#"shopbridge.toml:2:9: sim.speed: expected a number, found string "fast""#);
     insta::assert_snapshot!(errs("http = 5\n"), @r#"shopbridge.toml:1:8: http: expected a table (a [http] section), found integer"#);
     insta::assert_snapshot!(errs("[log]\nformat = \"xml\"\n"), @r#"shopbridge.toml:2:10: log.format: unknown variant `xml`, expected `text` or `json`"#);
 }
@@ -208,7 +208,7 @@ fn bad_duration_and_size() {
 fn hard_cap_below_max_bytes() {
     insta::assert_snapshot!(errs("[journal]\nmax_bytes = \"8GiB\"\nhard_cap_bytes = \"6GiB\"\n"), @r#"shopbridge.toml:3:18: journal.hard_cap_bytes: hard_cap_bytes must be at least max_bytes: found hard_cap_bytes 6GiB < max_bytes 8GiB (max_bytes is where acknowledged records are removed, hard_cap_bytes is where even unacknowledged ones go)"#);
     // Only max_bytes given: the default cap (4GiB) is too small; reported at max_bytes.
-    insta::assert_snapshot!(errs("[journal]\nmax_bytes = \"5GiB\"\n"), @r#"shopbridge.toml:2:13: journal.hard_cap_bytes: hard_cap_bytes must be at least max_bytes: found hard_cap_bytes 4GiB < max_bytes 5GiB (max_bytes is where acknowledged records are removed, hard_cap_bytes is where even unacknowledged ones go)"#);
+    insta::assert_snapshot!(errs("[journal]\nmax_bytes = \"5GiB\"\n"), @r#"shopbridge.toml:2:13: journal.max_bytes: hard_cap_bytes must be at least max_bytes: found hard_cap_bytes 4GiB < max_bytes 5GiB (max_bytes is where acknowledged records are removed, hard_cap_bytes is where even unacknowledged ones go)"#);
 }
 
 #[test]
@@ -277,6 +277,14 @@ type = "sim"
 sed = 4
 "#;
     insta::assert_snapshot!(errs(text), @r#"
+shopbridge.toml:3:10: http.listen: expected an IP address and port like "127.0.0.1:8080" or "0.0.0.0:8080", found "127.0.0.1"
+shopbridge.toml:6:11: journal.max_age: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "forever"
+shopbridge.toml:8:18: journal.hard_cap_bytes: hard_cap_bytes must be at least max_bytes: found hard_cap_bytes 1GiB < max_bytes 8GiB (max_bytes is where acknowledged records are removed, hard_cap_bytes is where even unacknowledged ones go)
+shopbridge.toml:9:21: journal.batch_max_records: expected a whole number of at least 1, found 0
+shopbridge.toml:12:9: sim.speed: a speed other than 1 is only allowed when every machine uses the sim driver, because the timestamps of real machines cannot be scaled; found speed 2 and real machine "okuma 1" (machines[0])
+shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may hold only a-z, A-Z, 0-9, '-', '_' and '.', found ' ' at position 5
+shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
+shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
 shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `driver`
 shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "haas" ("haas" is planned but not in this version), expected one of `sim`, `shdr`
 shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
@@ -328,11 +336,7 @@ fn bad_env_values_name_the_variable() {
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__LISTN", "0.0.0.0:9090")]), @r#"environment variable SHOPBRIDGE_HTTP__LISTN: http.listn: unknown key `listn`, expected `listen`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS", "nowhere")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS: machines[0].driver.address: expected "host:port" with a port 1-65535, found "nowhere""#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__OKUMA__NAME", "x")]), @r#"environment variable SHOPBRIDGE_MACHINES__OKUMA__NAME: a machine is addressed by its position in the file (0 for the first): expected SHOPBRIDGE_MACHINES__<index>__<KEY>, like SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS"#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__3__NAME", "x")]), @r#"
-shopbridge.toml: machines[1]: expected struct RawMachine, found unit value
-shopbridge.toml: machines[2]: expected struct RawMachine, found unit value
-environment variable SHOPBRIDGE_MACHINES__3__NAME: machines[3].name: missing configuration field "id"
-"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__3__NAME", "x")]), @r#"environment variable SHOPBRIDGE_MACHINES__3__NAME: there is no machines[3]: the file defines 1 machine (counted from 0); an environment variable can only change a machine the file defines"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_SIM__SPEED", "10")]), @r#"environment variable SHOPBRIDGE_SIM__SPEED: sim.speed: a speed other than 1 is only allowed when every machine uses the sim driver, because the timestamps of real machines cannot be scaled; found speed 10 and real machine "okuma-1" (machines[0])"#);
 }
 
@@ -390,6 +394,22 @@ fn the_example_file_passes_check() {
     assert_eq!(c.log, LogConfig::default());
     assert_eq!(c.sim, SimConfig::default());
     assert_eq!(c.taxonomy, Taxonomy::default());
+
+    // The commented-out SHDR machine is valid once uncommented.
+    let start = text
+        .find("# [[machines]]")
+        .expect("the example has a commented-out machine");
+    let uncommented: String = text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l).trim_start_matches('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let with_shdr = format!("{}{uncommented}\n", &text[..start]);
+    let c = load_str(&with_shdr, "shopbridge.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.machines.last().map(|m| m.driver.type_name()),
+        Some("shdr")
+    );
 }
 
 #[test]
