@@ -1,1 +1,233 @@
-//! config
+//! Configuration: one TOML file, every key overridable from the environment, compiled into a
+//! validated [`Config`] that the rest of the program uses without re-checking.
+//!
+//! Layers, as cargo does it (`TomlManifest` -> `Manifest`):
+//!
+//! - [`schema`]: the serde shape of the file (`deny_unknown_fields` everywhere), values kept as
+//!   written;
+//! - [`load`](load()): reads the file, checks its syntax and each part's shape with exact
+//!   positions, merges environment overrides through the `config` crate
+//!   (`SHOPBRIDGE_<SECTION>__<KEY>`), then compiles;
+//! - `compile`: turns the schema into the domain types below, collecting *every* problem.
+//!
+//! Every error names `file:line:column` (or the environment variable a bad value came from),
+//! the key path, what was expected and what was found:
+//!
+//! ```text
+//! shopbridge.toml:12:11: machines[1].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
+//! ```
+//!
+//! The reference for users is `docs/configuration.md`; `packaging/shopbridge.example.toml` is a
+//! commented example that passes `shopbridge check`.
+
+mod compile;
+mod error;
+pub mod human;
+mod load;
+pub mod schema;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::{MachineId, Taxonomy};
+
+pub use error::{ConfigError, ConfigErrors, Location};
+pub use load::{ENV_PREFIX, load, load_str, load_str_with_env, load_with_env};
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub journal: JournalConfig,
+    pub log: LogConfig,
+    pub sim: SimConfig,
+    pub taxonomy: Taxonomy,
+    pub machines: Vec<MachineConfig>,
+}
+
+/// `[http]`: the REST API, web floor view and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+/// `[journal]`: where records are kept and how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    /// Acknowledged records older than this are removed.
+    pub max_age: Duration,
+    /// Acknowledged records beyond this total size are removed, oldest first.
+    pub max_bytes: u64,
+    /// At this size the oldest records are removed even if a consumer has not acknowledged
+    /// them (data loss, logged). Always `>= max_bytes`.
+    pub hard_cap_bytes: u64,
+    /// The most records one consumer batch may hold. Always `>= 1`.
+    pub batch_max_records: usize,
+}
+
+impl JournalConfig {
+    pub const DEFAULT_DIR: &'static str = "./shopbridge-data";
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
+    pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+    pub const DEFAULT_HARD_CAP_BYTES: u64 = 4 << 30;
+    pub const DEFAULT_BATCH_MAX_RECORDS: usize = 16_384;
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(Self::DEFAULT_DIR),
+            max_age: Self::DEFAULT_MAX_AGE,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            hard_cap_bytes: Self::DEFAULT_HARD_CAP_BYTES,
+            batch_max_records: Self::DEFAULT_BATCH_MAX_RECORDS,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A `tracing_subscriber::EnvFilter` directive string, already checked to parse.
+    pub level: String,
+    /// JSON lines instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            json: false,
+        }
+    }
+}
+
+/// `[sim]`: the simulated shop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Simulated time runs this many times faster than real time (> 0, finite). Anything but
+    /// 1.0 only when every machine is simulated.
+    pub speed: f64,
+    /// Seed of the simulated shop; a machine's own `seed` overrides it for that machine.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            speed: 1.0,
+            seed: 1,
+        }
+    }
+}
+
+/// One `[[machines]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineConfig {
+    pub id: MachineId,
+    /// Human-readable name, never empty.
+    pub name: String,
+    /// The machine profile (a file in `profiles/`), never empty. Passed through as written
+    /// until profiles are loaded.
+    pub profile: String,
+    pub driver: DriverConfig,
+}
+
+/// How shopbridge talks to a machine. One variant per protocol; later ones (mtconnect, haas,
+/// modbus, focas, opcua, plugin) are added as variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverConfig {
+    /// A simulated machine; `seed` overrides `[sim] seed` for this machine.
+    Sim { seed: Option<u64> },
+    /// An MTConnect adapter's SHDR stream over TCP.
+    Shdr {
+        /// `host:port`, port 1-65535 (checked; the host is resolved when connecting).
+        address: String,
+        /// Expect a `* PONG` at least this often; `None` uses the adapter's advertised value.
+        heartbeat: Option<Duration>,
+    },
+}
+
+impl DriverConfig {
+    /// The `type = "..."` word of this driver.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            DriverConfig::Sim { .. } => "sim",
+            DriverConfig::Shdr { .. } => "shdr",
+        }
+    }
+
+    pub fn is_sim(&self) -> bool {
+        matches!(self, DriverConfig::Sim { .. })
+    }
+}
+
+impl Config {
+    /// The embedded demo configuration: the given (simulated) machines, defaults elsewhere.
+    /// The machines come from the simulator (`crate::sim::demo_machines`).
+    pub fn demo(
+        machines: Vec<MachineConfig>,
+        data_dir: PathBuf,
+        http: SocketAddr,
+        speed: f64,
+        seed: u64,
+    ) -> Config {
+        Config {
+            http: HttpConfig { listen: http },
+            journal: JournalConfig {
+                dir: data_dir,
+                ..JournalConfig::default()
+            },
+            log: LogConfig::default(),
+            sim: SimConfig { speed, seed },
+            taxonomy: Taxonomy::default(),
+            machines,
+        }
+    }
+
+    /// Looks a machine up by id.
+    pub fn machine(&self, id: &MachineId) -> Option<&MachineConfig> {
+        self.machines.iter().find(|m| &m.id == id)
+    }
+}
+
+/// Loads and checks a configuration file, environment overrides included: what
+/// `shopbridge check` runs. Same as [`load`].
+pub fn check(path: &Path) -> Result<Config, ConfigErrors> {
+    load(path)
+}
+
+/// The text and exit code of `shopbridge check <path>`: `OK ...` and 0, or every error (one per
+/// line) plus a count and 2.
+pub fn check_command(path: &Path) -> (String, i32) {
+    check_report(path, check(path))
+}
+
+fn check_report(path: &Path, result: Result<Config, ConfigErrors>) -> (String, i32) {
+    match result {
+        Ok(config) => {
+            let n = config.machines.len();
+            let s = if n == 1 { "" } else { "s" };
+            (format!("OK: {} ({n} machine{s})", path.display()), 0)
+        }
+        Err(errors) => {
+            let n = errors.len();
+            let s = if n == 1 { "" } else { "s" };
+            (format!("{errors}\n{n} error{s} in {}", path.display()), 2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

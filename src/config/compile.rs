@@ -1,0 +1,430 @@
+//! Schema -> domain: parse every value into its real type and check the rules that span keys.
+//! Collects every problem instead of stopping at the first, each tagged with the key path(s)
+//! it is about, so the loader can point at the right place in the file or environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use super::human::{format_size, parse_duration, parse_size};
+use super::schema::{LogFormat, RawConfig, RawDriver, RawMachine};
+use super::{Config, DriverConfig, HttpConfig, JournalConfig, LogConfig, MachineConfig, SimConfig};
+use crate::model::{LossCategory, MachineId, Taxonomy};
+
+/// One semantic problem: the key paths it is about (the first one that exists in the file or the
+/// environment is where it is reported) and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub paths: Vec<String>,
+    pub message: String,
+}
+
+/// Resolves a key path to a printable place (`shopbridge.toml:5:6`), if the key was given.
+pub(crate) type Locate<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn at(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            paths: vec![path.into()],
+            message: message.into(),
+        });
+    }
+    fn at_any(&mut self, paths: &[&str], message: impl Into<String>) {
+        self.0.push(Problem {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Compiles `raw`. `indices[k]` is the position in the file of `raw.machines[k]` (machines that
+/// failed the schema check are left out, and the others keep their own position in messages).
+pub(crate) fn compile(
+    raw: &RawConfig,
+    indices: &[usize],
+    locate: Locate<'_>,
+) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems(Vec::new());
+
+    let http = compile_http(raw, &mut p);
+    let journal = compile_journal(raw, &mut p);
+    let log = compile_log(raw, &mut p);
+    let sim = compile_sim(raw, &mut p);
+    let taxonomy = compile_taxonomy(raw, &mut p);
+    let machines = compile_machines(&raw.machines, indices, locate, &mut p);
+
+    if let Some(sim) = &sim {
+        if sim.speed != 1.0 {
+            let real: Vec<String> = raw
+                .machines
+                .iter()
+                .zip(indices)
+                .filter(|(m, _)| !matches!(m.driver, RawDriver::Sim(_)))
+                .map(|(m, i)| format!("{:?} (machines[{i}])", m.id))
+                .collect();
+            if !real.is_empty() {
+                p.at(
+                    "sim.speed",
+                    format!(
+                        "a speed other than 1 is only allowed when every machine uses the sim \
+                         driver, because the timestamps of real machines cannot be scaled; \
+                         found speed {} and real machine{} {}",
+                        sim.speed,
+                        if real.len() == 1 { "" } else { "s" },
+                        real.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    match (http, journal, log, sim, taxonomy, machines) {
+        (Some(http), Some(journal), Some(log), Some(sim), Some(taxonomy), Some(machines))
+            if p.0.is_empty() =>
+        {
+            Ok(Config {
+                http,
+                journal,
+                log,
+                sim,
+                taxonomy,
+                machines,
+            })
+        }
+        _ => Err(p.0),
+    }
+}
+
+fn compile_http(raw: &RawConfig, p: &mut Problems) -> Option<HttpConfig> {
+    let Some(listen) = &raw.http.listen else {
+        return Some(HttpConfig::default());
+    };
+    match listen.trim().parse::<SocketAddr>() {
+        Ok(listen) => Some(HttpConfig { listen }),
+        Err(_) => {
+            p.at(
+                "http.listen",
+                format!(
+                    "expected an IP address and port like \"127.0.0.1:8080\" or \"0.0.0.0:8080\", \
+                     found {listen:?}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn compile_journal(raw: &RawConfig, p: &mut Problems) -> Option<JournalConfig> {
+    let j = &raw.journal;
+    let d = JournalConfig::default();
+    let before = p.0.len();
+
+    let dir = match &j.dir {
+        Some(dir) if dir.as_os_str().is_empty() => {
+            p.at(
+                "journal.dir",
+                "expected a directory path, found an empty string",
+            );
+            d.dir
+        }
+        Some(dir) => dir.clone(),
+        None => d.dir,
+    };
+    let max_age = match &j.max_age {
+        None => d.max_age,
+        Some(h) => match parse_duration(&h.0) {
+            Ok(Duration::ZERO) => {
+                p.at(
+                    "journal.max_age",
+                    "expected a duration longer than zero, found \"0\" (records would be removed as soon as they are written)",
+                );
+                d.max_age
+            }
+            Ok(age) => age,
+            Err(e) => {
+                p.at("journal.max_age", e);
+                d.max_age
+            }
+        },
+    };
+    let mut size = |key: &str, value: &Option<super::schema::Human>, default: u64| match value {
+        None => Some(default),
+        Some(h) => match parse_size(&h.0) {
+            Ok(0) => {
+                p.at(
+                    format!("journal.{key}"),
+                    format!("expected a size larger than zero, found {:?}", h.0),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                p.at(format!("journal.{key}"), e);
+                None
+            }
+        },
+    };
+    let max_bytes = size("max_bytes", &j.max_bytes, d.max_bytes);
+    let hard_cap_bytes = size("hard_cap_bytes", &j.hard_cap_bytes, d.hard_cap_bytes);
+    if let (Some(max), Some(cap)) = (max_bytes, hard_cap_bytes) {
+        if cap < max {
+            p.at_any(
+                &["journal.hard_cap_bytes", "journal.max_bytes"],
+                format!(
+                    "hard_cap_bytes must be at least max_bytes: found hard_cap_bytes {} < \
+                     max_bytes {} (max_bytes is where acknowledged records are removed, \
+                     hard_cap_bytes is where even unacknowledged ones go)",
+                    format_size(cap),
+                    format_size(max)
+                ),
+            );
+        }
+    }
+    let batch_max_records = match j.batch_max_records {
+        None => d.batch_max_records,
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                p.at(
+                    "journal.batch_max_records",
+                    format!("expected a whole number of at least 1, found {n}"),
+                );
+                d.batch_max_records
+            }
+        },
+    };
+
+    (p.0.len() == before).then(|| JournalConfig {
+        dir,
+        max_age,
+        max_bytes: max_bytes.unwrap_or(d.max_bytes),
+        hard_cap_bytes: hard_cap_bytes.unwrap_or(d.hard_cap_bytes),
+        batch_max_records,
+    })
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+fn compile_log(raw: &RawConfig, p: &mut Problems) -> Option<LogConfig> {
+    let d = LogConfig::default();
+    let level = raw.log.level.clone().unwrap_or(d.level);
+    // EnvFilter takes a bare word as a target name ("loud" = everything from a module named
+    // loud), which turns a typo'd level into silence; a bare word here must be a level.
+    if let Some(word) = level.split(',').map(str::trim).find(|w| {
+        !w.is_empty()
+            && !w.contains(['=', '[', ':'])
+            && !LEVELS.contains(&w.to_ascii_lowercase().as_str())
+    }) {
+        p.at(
+            "log.level",
+            format!(
+                "unknown log level {word:?}, expected one of {}, or a filter like \
+                 \"info,shopbridge::drivers=debug\"",
+                LEVELS.join(", ")
+            ),
+        );
+        return None;
+    }
+    if let Err(e) = EnvFilter::builder().parse(&level) {
+        p.at(
+            "log.level",
+            format!(
+                "expected a log filter like \"info\", \"debug\" or \"info,shopbridge::drivers=debug\", \
+                 found {level:?} ({e})"
+            ),
+        );
+        return None;
+    }
+    Some(LogConfig {
+        level,
+        json: raw.log.format == Some(LogFormat::Json),
+    })
+}
+
+fn compile_sim(raw: &RawConfig, p: &mut Problems) -> Option<SimConfig> {
+    let d = SimConfig::default();
+    let speed = raw.sim.speed.unwrap_or(d.speed);
+    if !(speed.is_finite() && speed > 0.0) {
+        p.at(
+            "sim.speed",
+            format!("expected a number greater than 0 (1.0 is real time), found {speed}"),
+        );
+        return None;
+    }
+    Some(SimConfig {
+        speed,
+        seed: raw.sim.seed.unwrap_or(d.seed),
+    })
+}
+
+fn compile_taxonomy(raw: &RawConfig, p: &mut Problems) -> Option<Taxonomy> {
+    let Some(names) = &raw.taxonomy.categories else {
+        return Some(Taxonomy::default());
+    };
+    let before = p.0.len();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let path = format!("taxonomy.categories[{i}]");
+        if let Err(e) = LossCategory::custom(name) {
+            p.at(path, e);
+        } else if let Some(first) = seen.insert(name.as_str(), i) {
+            p.at(
+                path,
+                format!("loss category {name:?} is already listed at taxonomy.categories[{first}]"),
+            );
+            seen.insert(name.as_str(), first);
+        }
+    }
+    if p.0.len() != before {
+        return None;
+    }
+    match Taxonomy::new(names) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            p.at("taxonomy.categories", e);
+            None
+        }
+    }
+}
+
+fn compile_machines(
+    raw: &[RawMachine],
+    indices: &[usize],
+    locate: Locate<'_>,
+    p: &mut Problems,
+) -> Option<Vec<MachineConfig>> {
+    let before = p.0.len();
+    let mut machines = Vec::with_capacity(raw.len());
+    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    for (m, &i) in raw.iter().zip(indices) {
+        let at = |key: &str| format!("machines[{i}].{key}");
+        let id = match MachineId::new(&m.id) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                p.at(at("id"), format!("invalid machine id {:?}: {e}", m.id));
+                None
+            }
+        };
+        if let Some(first) = first_use.get(m.id.as_str()) {
+            let first_path = format!("machines[{first}].id");
+            let place = match locate(&first_path) {
+                Some(place) => format!("{first_path} at {place}"),
+                None => first_path,
+            };
+            p.at(
+                at("id"),
+                format!(
+                    "duplicate machine id {:?}, already used by {place}; every machine needs its own id",
+                    m.id
+                ),
+            );
+        } else {
+            first_use.insert(&m.id, i);
+        }
+        if m.name.trim().is_empty() {
+            p.at(
+                at("name"),
+                "expected a name for people to read, like \"Okuma MULTUS U3000\", found an empty string",
+            );
+        }
+        if m.profile.trim().is_empty() {
+            p.at(
+                at("profile"),
+                "expected a profile name, like \"okuma-osp\", found an empty string",
+            );
+        }
+        let driver = match &m.driver {
+            RawDriver::Sim(s) => Some(DriverConfig::Sim { seed: s.seed }),
+            RawDriver::Shdr(s) => {
+                let address = match check_host_port(&s.address) {
+                    Ok(()) => Some(s.address.trim().to_string()),
+                    Err(()) => {
+                        p.at(
+                            at("driver.address"),
+                            format!(
+                                "expected \"host:port\" with a port 1-65535, found {:?}",
+                                s.address
+                            ),
+                        );
+                        None
+                    }
+                };
+                let heartbeat = match &s.heartbeat {
+                    None => Some(None),
+                    Some(h) => match parse_duration(&h.0) {
+                        Ok(Duration::ZERO) => {
+                            p.at(
+                                at("driver.heartbeat"),
+                                format!("expected a duration longer than zero, found {:?}", h.0),
+                            );
+                            None
+                        }
+                        Ok(d) => Some(Some(d)),
+                        Err(e) => {
+                            p.at(at("driver.heartbeat"), e);
+                            None
+                        }
+                    },
+                };
+                match (address, heartbeat) {
+                    (Some(address), Some(heartbeat)) => {
+                        Some(DriverConfig::Shdr { address, heartbeat })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if let (Some(id), Some(driver)) = (id, driver) {
+            machines.push(MachineConfig {
+                id,
+                name: m.name.trim().to_string(),
+                profile: m.profile.trim().to_string(),
+                driver,
+            });
+        }
+    }
+    (p.0.len() == before).then_some(machines)
+}
+
+/// `host:port` with a non-empty host (a name, an IPv4 address or a `[bracketed]` IPv6 address)
+/// and a port 1-65535.
+fn check_host_port(s: &str) -> Result<(), ()> {
+    let s = s.trim();
+    let (host, port) = s.rsplit_once(':').ok_or(())?;
+    let port: u16 = port.parse().map_err(|_| ())?;
+    if port == 0 {
+        return Err(());
+    }
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    };
+    if host_ok { Ok(()) } else { Err(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port() {
+        assert!(check_host_port("127.0.0.1:7878").is_ok());
+        assert!(check_host_port("okuma-1.shop.local:7878").is_ok());
+        assert!(check_host_port("[::1]:7878").is_ok());
+        assert!(check_host_port("127.0.0.1:99999").is_err());
+        assert!(check_host_port("127.0.0.1:0").is_err());
+        assert!(check_host_port("127.0.0.1").is_err());
+        assert!(check_host_port(":7878").is_err());
+        assert!(check_host_port("my host:7878").is_err());
+        assert!(check_host_port("::1:7878").is_err());
+        assert!(check_host_port("[nope]:7878").is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! The serde *schema* of the configuration file: exactly what the TOML may say, nothing more
+//! (`deny_unknown_fields` everywhere). Values whose meaning needs checking (addresses,
+//! durations, sizes, ids) stay text here; [`super::compile`] turns a schema into the validated
+//! [`super::Config`] and reports every problem with the key path that caused it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// The top-level sections. Every section is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub http: RawHttp,
+    pub journal: RawJournal,
+    pub log: RawLog,
+    pub sim: RawSim,
+    pub taxonomy: RawTaxonomy,
+    pub machines: Vec<RawMachine>,
+}
+
+/// The top-level keys [`RawConfig`] knows, in the order the reference documents them.
+pub const SECTIONS: [&str; 6] = ["http", "journal", "log", "sim", "taxonomy", "machines"];
+
+/// `[http]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+}
+
+/// `[journal]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJournal {
+    pub dir: Option<PathBuf>,
+    pub max_age: Option<Human>,
+    pub max_bytes: Option<Human>,
+    pub hard_cap_bytes: Option<Human>,
+    pub batch_max_records: Option<u64>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<LogFormat>,
+}
+
+/// `[log] format`
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[sim]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSim {
+    pub speed: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// `[taxonomy]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTaxonomy {
+    pub categories: Option<Vec<String>>,
+}
+
+/// One `[[machines]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMachine {
+    pub id: String,
+    pub name: String,
+    pub profile: String,
+    pub driver: RawDriver,
+}
+
+/// `[machines.driver]`, tagged by its `type` key. A later protocol is one more variant here and
+/// one more arm in [`super::compile`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RawDriver {
+    Sim(RawSimDriver),
+    Shdr(RawShdrDriver),
+}
+
+/// The driver types this build knows, as written in `type = "..."`.
+pub const DRIVER_TYPES: [&str; 2] = ["sim", "shdr"];
+
+/// Driver types that are planned but not in this build yet; named in the error for an unknown
+/// type so that nobody goes looking for a typo.
+pub const PLANNED_DRIVER_TYPES: [&str; 6] =
+    ["mtconnect", "haas", "modbus", "focas", "opcua", "plugin"];
+
+/// `type = "sim"`: a simulated machine, for demos and tests.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSimDriver {
+    pub seed: Option<u64>,
+}
+
+/// `type = "shdr"`: an MTConnect adapter's SHDR stream over TCP.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawShdrDriver {
+    pub address: String,
+    pub heartbeat: Option<Human>,
+}
+
+/// A human-written value, kept as text until compiled: a string (`"2GiB"`, `"30d"`) or a plain
+/// number (`4096`, written back as `"4096"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Human(pub String);
+
+impl<'de> Deserialize<'de> for Human {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct HumanVisitor;
+        impl Visitor<'_> for HumanVisitor {
+            type Value = Human;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string like \"30d\" or \"2GiB\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Human, E> {
+                Ok(Human(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Human, E> {
+                Ok(Human(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Human, E> {
+                Ok(Human(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Human, E> {
+                Ok(Human(v.to_string()))
+            }
+        }
+        d.deserialize_any(HumanVisitor)
+    }
+}

@@ -1,0 +1,440 @@
+//! Loader tests: error text pinned by snapshots, environment overrides, the example file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+const ORIGIN: &str = "shopbridge.toml";
+
+/// The errors for `text` (which must fail), one per line.
+fn errs(text: &str) -> String {
+    errs_env(text, &[])
+}
+
+fn errs_env(text: &str, env: &[(&str, &str)]) -> String {
+    match load_str_with_env(text, ORIGIN, env_of(env)) {
+        Ok(c) => panic!("expected errors, got {c:#?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn env_of(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn ok(text: &str) -> Config {
+    match load_str(text, ORIGIN) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+const ONE_SHDR: &str = r#"
+[http]
+listen = "127.0.0.1:8080"
+[journal]
+dir = "./shopbridge-data"
+[[machines]]
+id = "okuma-1"
+name = "Okuma MULTUS U3000"
+profile = "okuma-osp"
+[machines.driver]
+type = "shdr"
+address = "127.0.0.1:7878"
+"#;
+
+#[test]
+fn the_issue_example_loads_with_defaults_elsewhere() {
+    let c = ok(ONE_SHDR);
+    assert_eq!(
+        c.http.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.journal.dir, PathBuf::from("./shopbridge-data"));
+    assert_eq!(c.journal.max_age, Duration::from_secs(30 * 86400));
+    assert_eq!(c.journal.max_bytes, 2 << 30);
+    assert_eq!(c.journal.hard_cap_bytes, 4 << 30);
+    assert_eq!(c.journal.batch_max_records, 16384);
+    assert_eq!(c.log, LogConfig::default());
+    assert_eq!(c.sim, SimConfig::default());
+    assert_eq!(c.taxonomy, Taxonomy::default());
+    assert_eq!(c.machines.len(), 1);
+    let m = &c.machines[0];
+    assert_eq!(m.id.as_str(), "okuma-1");
+    assert_eq!(m.name, "Okuma MULTUS U3000");
+    assert_eq!(m.profile, "okuma-osp");
+    assert_eq!(
+        m.driver,
+        DriverConfig::Shdr {
+            address: "127.0.0.1:7878".into(),
+            heartbeat: None
+        }
+    );
+}
+
+#[test]
+fn an_empty_file_is_all_defaults() {
+    let c = ok("");
+    assert_eq!(c.http, HttpConfig::default());
+    assert_eq!(c.journal, JournalConfig::default());
+    assert!(c.machines.is_empty());
+}
+
+#[test]
+fn every_key_set() {
+    let c = ok(r#"
+[http]
+listen = "0.0.0.0:9090"
+[journal]
+dir = "/var/lib/shopbridge"
+max_age = "12h"
+max_bytes = "500MB"
+hard_cap_bytes = 1000000000
+batch_max_records = 100
+[log]
+level = "info,shopbridge::drivers=debug"
+format = "json"
+[sim]
+speed = 10.0
+seed = 42
+[taxonomy]
+categories = ["setup", "coffee_break"]
+[[machines]]
+id = "sim-1"
+name = "Sim one"
+profile = "okuma-osp"
+[machines.driver]
+type = "sim"
+seed = 7
+"#);
+    assert_eq!(c.http.listen.port(), 9090);
+    assert_eq!(c.journal.max_age, Duration::from_secs(12 * 3600));
+    assert_eq!(c.journal.max_bytes, 500_000_000);
+    assert_eq!(c.journal.hard_cap_bytes, 1_000_000_000);
+    assert_eq!(c.journal.batch_max_records, 100);
+    assert!(c.log.json);
+    assert_eq!(c.log.level, "info,shopbridge::drivers=debug");
+    assert_eq!(
+        c.sim,
+        SimConfig {
+            speed: 10.0,
+            seed: 42
+        }
+    );
+    assert_eq!(c.taxonomy.categories().len(), 3, "unexplained is added");
+    assert_eq!(c.machines[0].driver, DriverConfig::Sim { seed: Some(7) });
+}
+
+#[test]
+fn syntax_error() {
+    insta::assert_snapshot!(errs("[http]\nlisten = \"127.0.0.1:8080\n[journal]\n"), @r#"shopbridge.toml:2:25: invalid TOML: invalid basic string, expected `"`"#);
+    insta::assert_snapshot!(errs("[http]\nlisten 127.0.0.1\n"), @r#"shopbridge.toml:2:8: invalid TOML: key with no value, expected `=`"#);
+}
+
+#[test]
+fn unknown_key_typo_lists_the_expected_keys() {
+    let text = ONE_SHDR.replace("address =", "adress =");
+    insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected `address` or `heartbeat`"#);
+    insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected `listen`"#);
+    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `machines`"#);
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(errs("[http]\nlisten = 8080\n"), @r#"shopbridge.toml:2:10: http.listen: expected a string, found integer `8080`"#);
+    insta::assert_snapshot!(errs("[journal]\nbatch_max_records = \"many\"\n"), @r#"shopbridge.toml:2:21: journal.batch_max_records: expected a whole number, found string "many""#);
+    insta::assert_snapshot!(errs("[sim]\nspeed = \"fast\"\n"), @r#"shopbridge.toml:2:9: sim.speed: expected a number, found string "fast""#);
+    insta::assert_snapshot!(errs("http = 5\n"), @r#"shopbridge.toml:1:8: http: expected a table (a [http] section), found integer"#);
+    insta::assert_snapshot!(errs("[log]\nformat = \"xml\"\n"), @r#"shopbridge.toml:2:10: log.format: unknown variant `xml`, expected `text` or `json`"#);
+}
+
+#[test]
+fn unknown_driver_type_lists_the_known_types() {
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbus\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`"#);
+}
+
+#[test]
+fn missing_keys() {
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("name = \"Okuma MULTUS U3000\"\n", "")), @r#"shopbridge.toml:6:1: machines[0]: missing key `name`"#);
+    insta::assert_snapshot!(errs("[[machines]]\nid = \"a\"\nname = \"A\"\nprofile = \"p\"\n"), @r#"shopbridge.toml:1:1: machines[0]: missing key `driver`"#);
+}
+
+const TWO_SIMS: &str = r#"
+[[machines]]
+id = "sim-1"
+name = "Sim one"
+profile = "okuma-osp"
+driver = { type = "sim" }
+
+[[machines]]
+id = "sim-1"
+name = "Sim two"
+profile = "okuma-osp"
+driver = { type = "sim" }
+"#;
+
+#[test]
+fn duplicate_machine_id_names_both_places() {
+    insta::assert_snapshot!(errs(TWO_SIMS), @r#"shopbridge.toml:9:6: machines[1].id: duplicate machine id "sim-1", already used by machines[0].id at shopbridge.toml:3:6; every machine needs its own id"#);
+}
+
+#[test]
+fn bad_machine_id_says_why() {
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"okuma-1\"", "\"okuma/1\"")), @r#"shopbridge.toml:7:6: machines[0].id: invalid machine id "okuma/1": an id may hold only a-z, A-Z, 0-9, '-', '_' and '.', found '/' at position 5"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"okuma-1\"", "\"\"")), @r#"shopbridge.toml:7:6: machines[0].id: invalid machine id "": an id must not be empty"#);
+}
+
+#[test]
+fn bad_address() {
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("127.0.0.1:7878", "127.0.0.1:99999")), @r#"shopbridge.toml:12:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999""#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("127.0.0.1:7878", "127.0.0.1")), @r#"shopbridge.toml:12:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1""#);
+    insta::assert_snapshot!(errs("[http]\nlisten = \"localhost:8080\"\n"), @r#"shopbridge.toml:2:10: http.listen: expected an IP address and port like "127.0.0.1:8080" or "0.0.0.0:8080", found "localhost:8080""#);
+}
+
+#[test]
+fn bad_duration_and_size() {
+    insta::assert_snapshot!(errs("[journal]\nmax_age = \"30 days\"\n"), @r#"shopbridge.toml:2:11: journal.max_age: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "30 days" (unknown unit "days")"#);
+    insta::assert_snapshot!(errs("[journal]\nmax_bytes = \"2 gigs\"\n"), @r#"shopbridge.toml:2:13: journal.max_bytes: expected a size: a whole number of bytes or a number with a unit B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), like "500MB" or "2GiB", found "2 gigs" (unknown unit "gigs")"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("address = \"127.0.0.1:7878\"", "address = \"127.0.0.1:7878\"\nheartbeat = \"10\"")), @r#"shopbridge.toml:13:13: machines[0].driver.heartbeat: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "10" (the number 10 has no unit)"#);
+}
+
+#[test]
+fn hard_cap_below_max_bytes() {
+    insta::assert_snapshot!(errs("[journal]\nmax_bytes = \"8GiB\"\nhard_cap_bytes = \"6GiB\"\n"), @r#"shopbridge.toml:3:18: journal.hard_cap_bytes: hard_cap_bytes must be at least max_bytes: found hard_cap_bytes 6GiB < max_bytes 8GiB (max_bytes is where acknowledged records are removed, hard_cap_bytes is where even unacknowledged ones go)"#);
+    // Only max_bytes given: the default cap (4GiB) is too small; reported at max_bytes.
+    insta::assert_snapshot!(errs("[journal]\nmax_bytes = \"5GiB\"\n"), @r#"shopbridge.toml:2:13: journal.max_bytes: hard_cap_bytes must be at least max_bytes: found hard_cap_bytes 4GiB < max_bytes 5GiB (max_bytes is where acknowledged records are removed, hard_cap_bytes is where even unacknowledged ones go)"#);
+}
+
+#[test]
+fn sim_speed_needs_all_sim_machines() {
+    let text = format!("[sim]\nspeed = 60.0\n{ONE_SHDR}");
+    insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:2:9: sim.speed: a speed other than 1 is only allowed when every machine uses the sim driver, because the timestamps of real machines cannot be scaled; found speed 60 and real machine "okuma-1" (machines[0])"#);
+    insta::assert_snapshot!(errs("[sim]\nspeed = 0.0\n"), @r#"shopbridge.toml:2:9: sim.speed: expected a number greater than 0 (1.0 is real time), found 0"#);
+    let c = ok(&format!("[sim]\nspeed = 60.0\n{TWO_SIMS}").replace(
+        "id = \"sim-1\"\nname = \"Sim two\"",
+        "id = \"sim-2\"\nname = \"Sim two\"",
+    ));
+    assert_eq!(c.sim.speed, 60.0);
+}
+
+#[test]
+fn bad_loss_categories() {
+    insta::assert_snapshot!(errs("[taxonomy]\ncategories = [\"setup\", \"Coffee Break\", \"production\", \"setup\"]\n"), @r#"
+shopbridge.toml:2:24: taxonomy.categories[1]: a loss category is a snake_case word (a-z, 0-9, _), found "Coffee Break"
+shopbridge.toml:2:40: taxonomy.categories[2]: "production" is cutting time, not a loss category
+shopbridge.toml:2:54: taxonomy.categories[3]: loss category "setup" is already listed at taxonomy.categories[0]
+"#);
+}
+
+#[test]
+fn bad_log_level() {
+    insta::assert_snapshot!(errs("[log]\nlevel = \"loud\"\n"), @r#"shopbridge.toml:2:9: log.level: unknown log level "loud", expected one of trace, debug, info, warn, error, off, or a filter like "info,shopbridge::drivers=debug""#);
+}
+
+#[test]
+fn several_errors_are_all_reported() {
+    let text = r#"
+[http]
+listen = "127.0.0.1"
+
+[journal]
+max_age = "forever"
+max_bytes = "8GiB"
+hard_cap_bytes = "1GiB"
+batch_max_records = 0
+
+[sim]
+speed = 2.0
+
+[[machines]]
+id = "okuma 1"
+name = ""
+profile = "okuma-osp"
+[machines.driver]
+type = "shdr"
+address = "127.0.0.1:99999"
+
+[[machines]]
+id = "haas-1"
+nmae = "Haas VF-2"
+profile = "haas"
+[machines.driver]
+type = "haas"
+address = "10.0.0.5:5051"
+
+[[machines]]
+id = "sim-1"
+name = "Sim"
+profile = "okuma-osp"
+[machines.driver]
+type = "sim"
+sed = 4
+"#;
+    insta::assert_snapshot!(errs(text), @r#"
+shopbridge.toml:3:10: http.listen: expected an IP address and port like "127.0.0.1:8080" or "0.0.0.0:8080", found "127.0.0.1"
+shopbridge.toml:6:11: journal.max_age: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "forever"
+shopbridge.toml:8:18: journal.hard_cap_bytes: hard_cap_bytes must be at least max_bytes: found hard_cap_bytes 1GiB < max_bytes 8GiB (max_bytes is where acknowledged records are removed, hard_cap_bytes is where even unacknowledged ones go)
+shopbridge.toml:9:21: journal.batch_max_records: expected a whole number of at least 1, found 0
+shopbridge.toml:12:9: sim.speed: a speed other than 1 is only allowed when every machine uses the sim driver, because the timestamps of real machines cannot be scaled; found speed 2 and real machine "okuma 1" (machines[0])
+shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may hold only a-z, A-Z, 0-9, '-', '_' and '.', found ' ' at position 5
+shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
+shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
+shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `driver`
+shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "haas" ("haas" is planned but not in this version), expected one of `sim`, `shdr`
+shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
+"#);
+}
+
+#[test]
+fn env_overrides_win_over_the_file() {
+    let c = load_str_with_env(
+        ONE_SHDR,
+        ORIGIN,
+        env_of(&[
+            ("SHOPBRIDGE_HTTP__LISTEN", "0.0.0.0:9090"),
+            ("SHOPBRIDGE_JOURNAL__DIR", "/var/lib/shopbridge"),
+            ("SHOPBRIDGE_JOURNAL__MAX_BYTES", "1GiB"),
+            ("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS", "99"),
+            ("SHOPBRIDGE_LOG__FORMAT", "json"),
+            ("SHOPBRIDGE_SIM__SEED", "5"),
+            ("SHOPBRIDGE_TAXONOMY__CATEGORIES", "setup,coffee"),
+            ("SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS", "10.0.0.9:7878"),
+            ("SHOPBRIDGE_MACHINES__0__NAME", "Okuma (bay 2)"),
+            // Not overrides: no section separator, or another prefix.
+            ("SHOPBRIDGE_CONFIG", "/etc/shopbridge.toml"),
+            ("OTHER_HTTP__LISTEN", "nonsense"),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.http.listen, "0.0.0.0:9090".parse::<SocketAddr>().unwrap());
+    assert_eq!(c.journal.dir, PathBuf::from("/var/lib/shopbridge"));
+    assert_eq!(c.journal.max_bytes, 1 << 30);
+    assert_eq!(c.journal.batch_max_records, 99);
+    assert!(c.log.json);
+    assert_eq!(c.sim.seed, 5);
+    assert_eq!(c.taxonomy.categories().len(), 3);
+    assert_eq!(c.machines[0].name, "Okuma (bay 2)");
+    assert_eq!(
+        c.machines[0].driver,
+        DriverConfig::Shdr {
+            address: "10.0.0.9:7878".into(),
+            heartbeat: None
+        }
+    );
+}
+
+#[test]
+fn bad_env_values_name_the_variable() {
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__LISTEN", "0.0.0.0:99999")]), @r#"environment variable SHOPBRIDGE_HTTP__LISTEN: http.listen: expected an IP address and port like "127.0.0.1:8080" or "0.0.0.0:8080", found "0.0.0.0:99999""#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS", "lots")]), @r#"environment variable SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS: journal.batch_max_records: expected an integer, found string "lots""#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__LISTN", "0.0.0.0:9090")]), @r#"environment variable SHOPBRIDGE_HTTP__LISTN: http.listn: unknown key `listn`, expected `listen`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS", "nowhere")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS: machines[0].driver.address: expected "host:port" with a port 1-65535, found "nowhere""#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__OKUMA__NAME", "x")]), @r#"environment variable SHOPBRIDGE_MACHINES__OKUMA__NAME: a machine is addressed by its position in the file (0 for the first): expected SHOPBRIDGE_MACHINES__<index>__<KEY>, like SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__3__NAME", "x")]), @r#"environment variable SHOPBRIDGE_MACHINES__3__NAME: there is no machines[3]: the file defines 1 machine (counted from 0); an environment variable can only change a machine the file defines"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_SIM__SPEED", "10")]), @r#"environment variable SHOPBRIDGE_SIM__SPEED: sim.speed: a speed other than 1 is only allowed when every machine uses the sim driver, because the timestamps of real machines cannot be scaled; found speed 10 and real machine "okuma-1" (machines[0])"#);
+}
+
+/// The one test that touches the process environment: the variable name is unique to it.
+#[test]
+fn process_env_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shopbridge.toml");
+    std::fs::write(&path, "[journal]\nbatch_max_records = 10\n").unwrap();
+    // SAFETY: no other test reads or writes this variable; set_var is unsafe only because
+    // another thread could be reading the environment at the same moment, and the only
+    // readers here (`load`) take a snapshot through `vars_os`.
+    unsafe { std::env::set_var("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS", "77") };
+    let result = load(&path);
+    unsafe { std::env::remove_var("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS") };
+    assert_eq!(result.unwrap().journal.batch_max_records, 77);
+}
+
+#[test]
+fn unreadable_file_names_the_path() {
+    let (text, code) = check_command(Path::new("/nonexistent/shopbridge.toml"));
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(text, @r#"
+/nonexistent/shopbridge.toml: cannot read the configuration file: No such file or directory (os error 2)
+1 error in /nonexistent/shopbridge.toml
+"#);
+}
+
+#[test]
+fn check_command_reports_ok_or_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shopbridge.toml");
+    std::fs::write(&path, ONE_SHDR).unwrap();
+    let (text, code) = check_command(&path);
+    assert_eq!(code, 0);
+    assert!(text.starts_with("OK"), "{text}");
+    let (text, code) = check_report(Path::new("shopbridge.toml"), load_str(TWO_SIMS, ORIGIN));
+    assert_eq!(code, 2);
+    insta::assert_snapshot!(text, @r#"
+shopbridge.toml:9:6: machines[1].id: duplicate machine id "sim-1", already used by machines[0].id at shopbridge.toml:3:6; every machine needs its own id
+1 error in shopbridge.toml
+"#);
+}
+
+#[test]
+fn the_example_file_passes_check() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/shopbridge.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = load_str(&text, "shopbridge.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.machines.is_empty());
+    assert!(c.machines.iter().all(|m| m.driver.is_sim()));
+    // Every default the example documents is the real default.
+    assert_eq!(c.http, HttpConfig::default());
+    assert_eq!(c.journal, JournalConfig::default());
+    assert_eq!(c.log, LogConfig::default());
+    assert_eq!(c.sim, SimConfig::default());
+    assert_eq!(c.taxonomy, Taxonomy::default());
+
+    // The commented-out SHDR machine is valid once uncommented.
+    let start = text
+        .find("# [[machines]]")
+        .expect("the example has a commented-out machine");
+    let uncommented: String = text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l).trim_start_matches('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let with_shdr = format!("{}{uncommented}\n", &text[..start]);
+    let c = load_str(&with_shdr, "shopbridge.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.machines.last().map(|m| m.driver.type_name()),
+        Some("shdr")
+    );
+}
+
+#[test]
+fn demo_config_uses_the_given_machines() {
+    let machines = vec![MachineConfig {
+        id: crate::model::MachineId::new("sim-1").unwrap(),
+        name: "Sim".into(),
+        profile: "okuma-osp".into(),
+        driver: DriverConfig::Sim { seed: None },
+    }];
+    let c = Config::demo(
+        machines.clone(),
+        PathBuf::from("/tmp/demo"),
+        "127.0.0.1:0".parse().unwrap(),
+        30.0,
+        9,
+    );
+    assert_eq!(c.machines, machines);
+    assert_eq!(c.journal.dir, PathBuf::from("/tmp/demo"));
+    assert_eq!(
+        c.sim,
+        SimConfig {
+            speed: 30.0,
+            seed: 9
+        }
+    );
+    assert_eq!(c.journal.max_bytes, JournalConfig::default().max_bytes);
+}
