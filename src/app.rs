@@ -25,13 +25,17 @@ use crate::northbound::live::{LiveMachine, LiveView, run_live_consumer};
 pub enum AppError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("cannot listen for HTTP on {addr}: {source} (is another shopbridge or service using it? set [http] listen or --http-port)")]
+    #[error(
+        "cannot listen for HTTP on {addr}: {source} (is another shopbridge or service using it? set [http] listen or --http-port)"
+    )]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("machine {machine:?}: driver type {kind:?} is not part of this build yet (available: sim)")]
+    #[error(
+        "machine {machine:?}: driver type {kind:?} is not part of this build yet (available: sim)"
+    )]
     DriverUnavailable { machine: String, kind: &'static str },
     #[error("cannot write {path}: {source}")]
     DataDir {
@@ -80,9 +84,7 @@ pub async fn run_pipeline(
         Telemetry::add(&telemetry.driver_batches_total, batches);
         Telemetry::add(&telemetry.driver_events_total, events.len() as u64);
         let mut out = Vec::with_capacity(events.len() + 8);
-        for ev in events.drain(..) {
-            normalizer.process(ev, &mut out);
-        }
+        normalizer.process_batch(events.drain(..), &mut out);
         publish_stats(&telemetry, &mut last_stats, normalizer.stats);
         submit(&journal, out, &mut in_flight, &telemetry).await;
     }
@@ -101,9 +103,15 @@ fn publish_stats(
     now: crate::normalize::NormalizeStats,
 ) {
     Telemetry::add(&t.observations_total, now.observations - last.observations);
-    Telemetry::add(&t.state_changes_total, now.state_changes - last.state_changes);
+    Telemetry::add(
+        &t.state_changes_total,
+        now.state_changes - last.state_changes,
+    );
     Telemetry::add(&t.intervals_total, now.intervals - last.intervals);
-    Telemetry::add(&t.decode_errors_total, now.decode_errors - last.decode_errors);
+    Telemetry::add(
+        &t.decode_errors_total,
+        now.decode_errors - last.decode_errors,
+    );
     *last = now;
 }
 
@@ -161,7 +169,11 @@ impl JournalOptions {
 }
 
 /// Runs the bridge until SIGINT/SIGTERM or `shutdown` fires.
-pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) -> Result<(), AppError> {
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let started = Instant::now();
     let clock = opts.clock.clone();
     for m in &config.machines {
@@ -172,7 +184,10 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
             });
         }
     }
-    let journal = Journal::open(&config.journal.dir, JournalOptions::from_config(&config.journal, clock.clone()))?;
+    let journal = Journal::open(
+        &config.journal.dir,
+        JournalOptions::from_config(&config.journal, clock.clone()),
+    )?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| AppError::Bind {
@@ -189,16 +204,23 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
         http: http_addr.to_string(),
         started: Clock::system().now(),
     };
-    std::fs::write(&bridge_file, serde_json::to_vec_pretty(&bf).unwrap_or_default()).map_err(|source| {
-        AppError::DataDir {
-            path: bridge_file.clone(),
-            source,
-        }
+    std::fs::write(
+        &bridge_file,
+        serde_json::to_vec_pretty(&bf).unwrap_or_default(),
+    )
+    .map_err(|source| AppError::DataDir {
+        path: bridge_file.clone(),
+        source,
     })?;
 
     let telemetry = Arc::new(Telemetry::default());
     let live = Arc::new(LiveView::new(config.machines.iter().map(|m| {
-        LiveMachine::new(m.id.clone(), m.name.clone(), m.profile.clone(), m.driver.type_name().to_string())
+        LiveMachine::new(
+            m.id.clone(),
+            m.name.clone(),
+            m.profile.clone(),
+            m.driver.type_name().to_string(),
+        )
     })));
     let tasks = TaskTracker::new();
     // Consumers stop on `consumers`, after the pipeline has flushed.
@@ -218,13 +240,25 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
             }
         }
     });
-    tasks.spawn(run_live_consumer(journal.clone(), live.clone(), consumers.clone()));
+    tasks.spawn(run_live_consumer(
+        journal.clone(),
+        live.clone(),
+        consumers.clone(),
+    ));
 
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
-    let pipeline = tokio::spawn(run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone()));
+    let pipeline = tokio::spawn(run_pipeline(
+        rx,
+        journal.clone(),
+        telemetry.clone(),
+        clock.clone(),
+    ));
     let drivers = TaskTracker::new();
     // Simulated machines write what they really did (ground truth) beside the journal.
-    let any_sim = config.machines.iter().any(|m| matches!(m.driver, DriverConfig::Sim { .. }));
+    let any_sim = config
+        .machines
+        .iter()
+        .any(|m| matches!(m.driver, DriverConfig::Sim { .. }));
     let (truth_writer, truth_sink) = if any_sim {
         let (w, s) = crate::sim::TruthWriter::open(&config.journal.dir).await?;
         (Some(w), Some(s))
@@ -241,8 +275,15 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
         };
         match &m.driver {
             DriverConfig::Sim { seed } => {
-                let Some(truth) = truth_sink.clone() else { continue };
-                let sim = crate::sim::MachineSim::new(index, m.id.clone(), seed.unwrap_or(config.sim.seed), sim_start);
+                let Some(truth) = truth_sink.clone() else {
+                    continue;
+                };
+                let sim = crate::sim::MachineSim::new(
+                    index,
+                    m.id.clone(),
+                    seed.unwrap_or(config.sim.seed),
+                    sim_start,
+                );
                 let span = tracing::info_span!("driver", component = "sim", machine = %m.id);
                 drivers.spawn(tracing::Instrument::instrument(
                     crate::drivers::sim::run(sim, ctx, truth),
@@ -276,10 +317,16 @@ pub async fn run(config: Config, opts: RunOptions, shutdown: CancellationToken) 
     tracing::info!("shutting down");
     shutdown.cancel();
     // Drivers stop at their next await; the pipeline drains what they sent and closes intervals.
-    if tokio::time::timeout(Duration::from_millis(1200), drivers.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(1200), drivers.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some drivers did not stop within 1.2 s; their unsent data is dropped");
     }
-    if tokio::time::timeout(Duration::from_millis(1500), pipeline).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(1500), pipeline)
+        .await
+        .is_err()
+    {
         tracing::error!("the pipeline did not drain within 1.5 s; records still queued are lost");
     }
     if let Some(w) = truth_writer {
@@ -345,4 +392,3 @@ pub fn demo_clock(speed: f64) -> Clock {
         Clock::scaled(Clock::system().now(), speed)
     }
 }
-

@@ -49,7 +49,11 @@ impl Clock {
     /// A clock that starts at `start` and runs `speed` times faster than real time.
     /// `speed` must be finite and positive; anything else is treated as 1.
     pub fn scaled(start: Timestamp, speed: f64) -> Self {
-        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
         Self {
             inner: Arc::new(Inner {
                 origin_instant: tokio::time::Instant::now(),
@@ -67,7 +71,12 @@ impl Clock {
         }
         let elapsed = self.inner.origin_instant.elapsed();
         let scaled_us = elapsed.as_secs_f64() * 1e6 * self.inner.speed;
-        Timestamp::from_micros(self.inner.origin.as_micros().saturating_add(scaled_us as i64))
+        Timestamp::from_micros(
+            self.inner
+                .origin
+                .as_micros()
+                .saturating_add(scaled_us as i64),
+        )
     }
 
     pub fn speed(&self) -> f64 {
@@ -103,6 +112,9 @@ mod tests {
         let c = Clock::scaled(start, 60.0);
         c.sleep(Duration::from_secs(3600)).await;
         let elapsed = c.now().micros_since(start);
-        assert!((3_600_000_000..3_601_000_000).contains(&elapsed), "{elapsed}");
+        assert!(
+            (3_600_000_000..3_601_000_000).contains(&elapsed),
+            "{elapsed}"
+        );
     }
 }

@@ -9,7 +9,16 @@ use serde_json::Value;
 
 fn start_demo(dir: &std::path::Path, machines: u32) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
-        .args(["demo", "--speed", "600", "--http-port", "0", "--machines", &machines.to_string(), "--data-dir"])
+        .args([
+            "demo",
+            "--speed",
+            "600",
+            "--http-port",
+            "0",
+            "--machines",
+            &machines.to_string(),
+            "--data-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -28,17 +37,26 @@ fn start_demo(dir: &std::path::Path, machines: u32) -> (Child, String) {
             }
         }
     });
-    let base = rx.recv_timeout(Duration::from_secs(30)).expect("the demo announced its address");
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the demo announced its address");
     (child, base)
 }
 
 fn sigterm(child: &Child) {
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(ok.success());
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Value {
-    let r = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert!(r.status().is_success(), "GET {url}: {}", r.status());
     r.json().await.expect("json")
 }
@@ -62,11 +80,26 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
     };
     assert_eq!(machines.len(), 12);
     for m in &machines {
-        for key in ["id", "name", "state", "execution", "program", "part_count", "since"] {
+        for key in [
+            "id",
+            "name",
+            "state",
+            "execution",
+            "program",
+            "part_count",
+            "since",
+        ] {
             assert!(m.get(key).is_some(), "machine {m} lacks {key}");
         }
-        assert!(["RUN", "IDLE", "DOWN", "OFF"].contains(&m["state"].as_str().unwrap()), "{m}");
-        assert!(!m["since"].is_null(), "machine {} never reported: {m}", m["id"]);
+        assert!(
+            ["RUN", "IDLE", "DOWN", "OFF"].contains(&m["state"].as_str().unwrap()),
+            "{m}"
+        );
+        assert!(
+            !m["since"].is_null(),
+            "machine {} never reported: {m}",
+            m["id"]
+        );
     }
 
     // Records: sequence numbers from 1, gap-free, paging with next_after.
@@ -79,29 +112,56 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         assert!(r["kind"].is_string() && r["machine"].is_string(), "{r}");
     }
     let next = page["next_after"].as_u64().expect("next_after");
-    let page2 = get(&client, &format!("{base}/api/v1/records?after={next}&limit=10")).await;
+    let page2 = get(
+        &client,
+        &format!("{base}/api/v1/records?after={next}&limit=10"),
+    )
+    .await;
     assert_eq!(page2["records"][0]["seq"].as_u64(), Some(next + 1));
-    let kinds: std::collections::BTreeSet<String> = get(&client, &format!("{base}/api/v1/records?after=0&limit=10000"))
-        .await["records"]
+    let kinds: std::collections::BTreeSet<String> = get(
+        &client,
+        &format!("{base}/api/v1/records?after=0&limit=10000"),
+    )
+    .await["records"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["kind"].as_str().unwrap().to_string())
         .collect();
     for k in ["observation", "state_change", "link", "interval"] {
-        assert!(kinds.contains(k), "no {k} record in the first 10000: {kinds:?}");
+        assert!(
+            kinds.contains(k),
+            "no {k} record in the first 10000: {kinds:?}"
+        );
     }
     // Bad input gets a JSON error with a stable code.
-    let r = client.get(format!("{base}/api/v1/records?limit=0")).send().await.unwrap();
+    let r = client
+        .get(format!("{base}/api/v1/records?limit=0"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "bad_limit");
 
     let health = get(&client, &format!("{base}/healthz")).await;
     assert_eq!(health["status"], "ok");
-    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("shopbridge_journal_records_appended_total "), "{metrics}");
-    assert!(metrics.contains("shopbridge_machine_link_up{machine="), "{metrics}");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("shopbridge_journal_records_appended_total "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shopbridge_machine_link_up{machine="),
+        "{metrics}"
+    );
 
     // Export while the bridge runs: through its HTTP API.
     let live_export = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
@@ -109,8 +169,16 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         .arg(dir.path())
         .output()
         .expect("export");
-    assert!(live_export.status.success(), "{}", String::from_utf8_lossy(&live_export.stderr));
-    let n_live = live_export.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    assert!(
+        live_export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live_export.stderr)
+    );
+    let n_live = live_export
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
     assert!(n_live >= 500, "{n_live}");
 
     // Clean stop within 2 s, journal flushed.
@@ -120,11 +188,18 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(5), "the demo did not stop");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the demo did not stop"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "{status}");
-    assert!(t.elapsed() < Duration::from_secs(2), "stopping took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stopping took {:?}",
+        t.elapsed()
+    );
 
     // Export from the file, as CSV: at least everything we saw, every row well-formed.
     let out = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
@@ -132,19 +207,37 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         .arg(dir.path())
         .output()
         .expect("export");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let csv = String::from_utf8(out.stdout).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("seq,kind,machine,time,signal,value,quality,source_time,received_time,detail"));
+    assert_eq!(
+        lines.next(),
+        Some("seq,kind,machine,time,signal,value,quality,source_time,received_time,detail")
+    );
     let rows: Vec<&str> = lines.collect();
-    assert!(rows.len() >= n_live, "{} rows after stop, {n_live} while running", rows.len());
+    assert!(
+        rows.len() >= n_live,
+        "{} rows after stop, {n_live} while running",
+        rows.len()
+    );
     // The last records are the intervals closed at shutdown.
-    assert!(rows.iter().rev().take(12).all(|r| r.contains(",interval,")), "{:?}", &rows[rows.len() - 12..]);
+    assert!(
+        rows.iter().rev().take(12).all(|r| r.contains(",interval,")),
+        "{:?}",
+        &rows[rows.len() - 12..]
+    );
 
     // Ground truth was written.
     let truth = std::fs::read_to_string(dir.path().join("truth.jsonl")).expect("truth.jsonl");
     let first: Value = serde_json::from_str(truth.lines().next().expect("a truth line")).unwrap();
-    assert!(first["category"].is_string() && first["machine"].is_string(), "{first}");
+    assert!(
+        first["category"].is_string() && first["machine"].is_string(),
+        "{first}"
+    );
 
     // Filters: one machine, a time window.
     let m0 = machines[0]["id"].as_str().unwrap();
@@ -155,5 +248,8 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.lines().count() > 0);
-    assert!(text.lines().all(|l| l.contains(&format!("\"machine\":\"{m0}\""))));
+    assert!(
+        text.lines()
+            .all(|l| l.contains(&format!("\"machine\":\"{m0}\"")))
+    );
 }

@@ -39,7 +39,8 @@ fn run_and_kill(dir: &std::path::Path, after: Duration) -> u64 {
         last
     });
     // Wait until it is appending, then kill it mid-stream.
-    rx.recv_timeout(Duration::from_secs(30)).expect("the loop started appending");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the loop started appending");
     std::thread::sleep(after);
     child.kill().expect("kill -9");
     let _ = child.wait();
@@ -52,7 +53,10 @@ fn kill_minus_nine_loses_no_durable_record_and_reuses_no_sequence() {
     let mut seen: Vec<Record> = Vec::new();
     for (cycle, ms) in [150u64, 400, 50, 700, 250].into_iter().enumerate() {
         let reported = run_and_kill(dir.path(), Duration::from_millis(ms));
-        assert!(reported > 0, "cycle {cycle}: the child reported nothing durable");
+        assert!(
+            reported > 0,
+            "cycle {cycle}: the child reported nothing durable"
+        );
         let j = Journal::open(dir.path(), JournalOptions::default()).expect("reopen after kill -9");
         let last = j.last_seq();
         assert!(
@@ -66,11 +70,22 @@ fn kill_minus_nine_loses_no_durable_record_and_reuses_no_sequence() {
         }
         // What earlier cycles saw is unchanged: no sequence number was reused.
         for old in &seen {
-            assert_eq!(&all[(old.seq - 1) as usize], old, "cycle {cycle}: seq {} changed", old.seq);
+            assert_eq!(
+                &all[(old.seq - 1) as usize],
+                old,
+                "cycle {cycle}: seq {} changed",
+                old.seq
+            );
         }
         seen = all;
-        let r = j.append_blocking(vec![seen[0].kind.clone()]).expect("append after restart");
-        assert_eq!(r.start, last + 1, "cycle {cycle}: the next seq continues the sequence");
+        let r = j
+            .append_blocking(vec![seen[0].kind.clone()])
+            .expect("append after restart");
+        assert_eq!(
+            r.start,
+            last + 1,
+            "cycle {cycle}: the next seq continues the sequence"
+        );
         seen.push(Record {
             seq: r.start,
             kind: seen[0].kind.clone(),

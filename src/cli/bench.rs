@@ -75,11 +75,20 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
             latency_seconds,
             data_dir,
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let tmp = TempDir::new(data_dir)?;
                 throughput(&tmp.path.join("throughput"), machines, signals, seconds).await?;
-                latency(&tmp.path.join("latency"), latency_machines, signals, rate, latency_seconds).await
+                latency(
+                    &tmp.path.join("latency"),
+                    latency_machines,
+                    signals,
+                    rate,
+                    latency_seconds,
+                )
+                .await
             })?;
             Ok(0)
         }
@@ -107,7 +116,8 @@ impl TempDir {
                 true,
             ),
         };
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Self { path, remove })
     }
 }
@@ -160,12 +170,22 @@ fn batch(machine: &MachineId, sigs: &[SignalId], tick: u64, now: Timestamp) -> D
         .collect()
 }
 
-async fn throughput(dir: &Path, machines: usize, signals: usize, seconds: u64) -> anyhow::Result<()> {
+async fn throughput(
+    dir: &Path,
+    machines: usize,
+    signals: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
     let clock = Clock::system();
     let journal = Journal::open(dir, JournalOptions::default())?;
     let telemetry = Arc::new(Telemetry::default());
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
-    let pipeline = tokio::spawn(run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone()));
+    let pipeline = tokio::spawn(run_pipeline(
+        rx,
+        journal.clone(),
+        telemetry.clone(),
+        clock.clone(),
+    ));
     let stop = CancellationToken::new();
     let sigs = Arc::new(signal_ids(signals));
     let ids = machine_ids(machines);
@@ -202,7 +222,9 @@ async fn throughput(dir: &Path, machines: usize, signals: usize, seconds: u64) -
     let commits = s1.commits_total - s0.commits_total;
     let per_s = records as f64 / elapsed;
     let stored = s1.appended_total.max(1);
-    println!("pipeline throughput: {machines} machines x {signals} signals, producers as fast as back-pressure allows");
+    println!(
+        "pipeline throughput: {machines} machines x {signals} signals, producers as fast as back-pressure allows"
+    );
     println!("  {records} records durable in {elapsed:.2} s = {per_s:.0} records/s");
     println!(
         "  {commits} group commits ({:.0} records/commit, {:.1} commits/s), CPU {:.2} cores",
@@ -221,12 +243,23 @@ async fn throughput(dir: &Path, machines: usize, signals: usize, seconds: u64) -
     Ok(())
 }
 
-async fn latency(dir: &Path, machines: usize, signals: usize, rate: u32, seconds: u64) -> anyhow::Result<()> {
+async fn latency(
+    dir: &Path,
+    machines: usize,
+    signals: usize,
+    rate: u32,
+    seconds: u64,
+) -> anyhow::Result<()> {
     let clock = Clock::system();
     let journal = Journal::open(dir, JournalOptions::default())?;
     let telemetry = Arc::new(Telemetry::default());
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
-    let pipeline = tokio::spawn(run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone()));
+    let pipeline = tokio::spawn(run_pipeline(
+        rx,
+        journal.clone(),
+        telemetry.clone(),
+        clock.clone(),
+    ));
     let stop = CancellationToken::new();
     let sigs = Arc::new(signal_ids(signals));
     let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
@@ -258,7 +291,10 @@ async fn latency(dir: &Path, machines: usize, signals: usize, rate: u32, seconds
     let warmup = Instant::now() + Duration::from_secs(2);
     let end = warmup + Duration::from_secs(seconds);
     while Instant::now() < end {
-        if tokio::time::timeout(Duration::from_millis(500), rx.changed()).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(500), rx.changed())
+            .await
+            .is_err()
+        {
             continue;
         }
         let now = clock.now();
@@ -323,11 +359,18 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -361,7 +404,14 @@ fn startup(runs: usize) -> anyhow::Result<i32> {
         let port = free_port()?;
         let t0 = Instant::now();
         let mut child = std::process::Command::new(&exe)
-            .args(["demo", "--machines", "12", "--http-port", &port.to_string(), "--data-dir"])
+            .args([
+                "demo",
+                "--machines",
+                "12",
+                "--http-port",
+                &port.to_string(),
+                "--data-dir",
+            ])
             .arg(&tmp.path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -426,7 +476,9 @@ fn rss(machines: u16, minutes: f64, speed: f64) -> anyhow::Result<i32> {
             }
         }
     }
-    let body = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    let body = http_get(port, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     stop_child(&mut child);
     let rss = metric(&body, "shopbridge_process_resident_bytes").unwrap_or(0.0) / 1_048_576.0;
     let appended = metric(&body, "shopbridge_journal_records_appended_total").unwrap_or(0.0);
@@ -465,17 +517,19 @@ pub fn append_loop(dir: &Path) -> anyhow::Result<i32> {
         for m in &ids {
             for ev in batch(m, &sigs, tick, now) {
                 if let DriverEvent::Observation(o) = ev {
-                    recs.push(crate::model::RecordKind::Observation(crate::model::Observation {
-                        machine: o.machine,
-                        signal: o.key,
-                        value: o.value,
-                        quality: o.quality,
-                        time: crate::model::Timestamps {
-                            source: o.source_time,
-                            received: o.received,
-                            aligned: o.received,
+                    recs.push(crate::model::RecordKind::Observation(
+                        crate::model::Observation {
+                            machine: o.machine,
+                            signal: o.key,
+                            value: o.value,
+                            quality: o.quality,
+                            time: crate::model::Timestamps {
+                                source: o.source_time,
+                                received: o.received,
+                                aligned: o.received,
+                            },
                         },
-                    }));
+                    ));
                 }
             }
         }

@@ -137,7 +137,10 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(a) => {
             init_tracing("info", false);
             if !(a.speed.is_finite() && a.speed > 0.0 && a.speed <= 100_000.0) {
-                anyhow::bail!("--speed must be a number between 0 and 100000, found {}", a.speed);
+                anyhow::bail!(
+                    "--speed must be a number between 0 and 100000, found {}",
+                    a.speed
+                );
             }
             let machines = crate::sim::demo_machines(usize::from(a.machines))
                 .into_iter()

@@ -212,7 +212,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn u8(&mut self) -> Result<u8, CodecError> {
-        let b = *self.buf.get(self.pos).ok_or(CodecError::Truncated(self.pos))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(CodecError::Truncated(self.pos))?;
         self.pos += 1;
         Ok(b)
     }
@@ -238,8 +241,14 @@ impl<'a> Reader<'a> {
         self.varint().map(unzigzag)
     }
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        let end = self.pos.checked_add(n).ok_or(CodecError::Truncated(self.pos))?;
-        let s = self.buf.get(self.pos..end).ok_or(CodecError::Truncated(self.pos))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(CodecError::Truncated(self.pos))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(CodecError::Truncated(self.pos))?;
         self.pos = end;
         Ok(s)
     }
@@ -286,8 +295,10 @@ pub fn decode_block(
         let tag = r.u8()?;
         let kind = match tag {
             TAG_OBSERVATION => {
-                let m = u32::try_from(r.varint()?).map_err(|_| CodecError::UnknownDictId(u32::MAX))?;
-                let s = u32::try_from(r.varint()?).map_err(|_| CodecError::UnknownDictId(u32::MAX))?;
+                let m =
+                    u32::try_from(r.varint()?).map_err(|_| CodecError::UnknownDictId(u32::MAX))?;
+                let s =
+                    u32::try_from(r.varint()?).map_err(|_| CodecError::UnknownDictId(u32::MAX))?;
                 let flags = r.u8()?;
                 let received = prev_received.wrapping_add(r.zigzag()?);
                 prev_received = received;
@@ -465,14 +476,24 @@ pub(crate) mod tests {
         }
         let mut tail = Vec::new();
         decode_block(&block, 100, 105, &d, &mut tail, 2).unwrap();
-        assert_eq!(tail.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![106, 107]);
+        assert_eq!(
+            tail.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![106, 107]
+        );
     }
 
     #[test]
     fn observations_pack_small() {
         let t = 1_764_000_000_000_000;
         let recs: Vec<_> = (0..1000)
-            .map(|i| obs("machine-1", "spindle_speed", Value::Float(1000.0 + i as f64 * 0.37), t + i * 100))
+            .map(|i| {
+                obs(
+                    "machine-1",
+                    "spindle_speed",
+                    Value::Float(1000.0 + i as f64 * 0.37),
+                    t + i * 100,
+                )
+            })
             .collect();
         let mut d = MapDict::default();
         let block = encode_block(&recs, recs.len(), &mut d);

@@ -33,7 +33,9 @@ mod cursor;
 mod store;
 
 pub use cursor::{Batch, Cursor, StartAt};
-pub use store::{Journal, JournalError, JournalOptions, JournalStats, ReadOnlyJournal};
+pub use store::{
+    AppendTicket, Journal, JournalError, JournalOptions, JournalStats, ReadOnlyJournal,
+};
 
 #[cfg(test)]
 mod tests;

@@ -185,7 +185,10 @@ impl Core {
             let fmt = st!(meta.get(META_FORMAT), "reading the format")?.map(|g| g.value());
             match fmt {
                 None => {
-                    st!(meta.insert(META_FORMAT, u64::from(codec::FORMAT_VERSION)), "writing the format")?;
+                    st!(
+                        meta.insert(META_FORMAT, u64::from(codec::FORMAT_VERSION)),
+                        "writing the format"
+                    )?;
                 }
                 Some(v) if v > u64::from(codec::FORMAT_VERSION) => {
                     return Err(JournalError::Open {
@@ -303,7 +306,9 @@ impl Core {
     fn next_seq_hint(&self) -> Result<u64, JournalError> {
         let r = st!(self.db.begin_read(), "reading meta")?;
         let meta = st!(r.open_table(META), "reading meta")?;
-        Ok(st!(meta.get(META_NEXT_SEQ), "reading meta")?.map(|g| g.value()).unwrap_or(1))
+        Ok(st!(meta.get(META_NEXT_SEQ), "reading meta")?
+            .map(|g| g.value())
+            .unwrap_or(1))
     }
 
     fn first_seq(&self) -> Result<u64, JournalError> {
@@ -367,9 +372,9 @@ impl AppendTicket {
 pub(crate) fn valid_cursor_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | ':'))
+        && name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.' | ':')
+        })
 }
 
 impl Journal {
@@ -543,7 +548,11 @@ impl Journal {
         if let Some(h) = handle {
             let _ = h.join();
         }
-        self.inner.core.write().unwrap_or_else(|p| p.into_inner()).take();
+        self.inner
+            .core
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     /// [`Journal::close`] from async code (runs the blocking join off the runtime's workers).
@@ -627,11 +636,19 @@ enum Pending {
 }
 
 impl Writer {
-    fn load(core: Arc<Core>, counters: Arc<Counters>, opts: JournalOptions) -> Result<Writer, JournalError> {
+    fn load(
+        core: Arc<Core>,
+        counters: Arc<Counters>,
+        opts: JournalOptions,
+    ) -> Result<Writer, JournalError> {
         let r = st!(core.db.begin_read(), "loading")?;
         let meta = st!(r.open_table(META), "loading")?;
-        let mut next_seq = st!(meta.get(META_NEXT_SEQ), "loading")?.map(|g| g.value()).unwrap_or(1);
-        let dropped_total = st!(meta.get(META_DROPPED), "loading")?.map(|g| g.value()).unwrap_or(0);
+        let mut next_seq = st!(meta.get(META_NEXT_SEQ), "loading")?
+            .map(|g| g.value())
+            .unwrap_or(1);
+        let dropped_total = st!(meta.get(META_DROPPED), "loading")?
+            .map(|g| g.value())
+            .unwrap_or(0);
         let bm = st!(r.open_table(BLOCK_META), "loading")?;
         let mut blocks = std::collections::VecDeque::new();
         let mut bytes = 0;
@@ -650,14 +667,27 @@ impl Writer {
             cursors.insert(k.value().to_string(), v.value());
         }
         let dict = core.dict.read().unwrap_or_else(|p| p.into_inner());
-        let machine_ids = dict.machines.iter().enumerate().map(|(i, m)| (m.clone(), i as u32)).collect();
-        let signal_ids = dict.signals.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        let machine_ids = dict
+            .machines
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.clone(), i as u32))
+            .collect();
+        let signal_ids = dict
+            .signals
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
         drop(dict);
         counters.bytes.store(bytes, Ordering::Relaxed);
-        counters.dropped_total.store(dropped_total, Ordering::Relaxed);
         counters
-            .first_seq
-            .store(blocks.front().map(|b| b.0).unwrap_or(next_seq), Ordering::Relaxed);
+            .dropped_total
+            .store(dropped_total, Ordering::Relaxed);
+        counters.first_seq.store(
+            blocks.front().map(|b| b.0).unwrap_or(next_seq),
+            Ordering::Relaxed,
+        );
         if let Ok(mut c) = counters.cursors.lock() {
             *c = cursors.iter().map(|(k, v)| (k.clone(), *v)).collect();
         }
@@ -683,7 +713,9 @@ impl Writer {
         self.committed = Some(committed.clone());
         let mut shutting_down = false;
         while !shutting_down {
-            let Some(first) = rx.blocking_recv() else { break };
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
             let mut cmds = vec![first];
             let mut n_records = 0usize;
             loop {
@@ -741,7 +773,11 @@ impl Writer {
                     acks.push((cursor, upto.min(self.next_seq - 1).max(prev)));
                     pending.push(Pending::Ack(done));
                 }
-                Cmd::OpenCursor { cursor, start, done } => {
+                Cmd::OpenCursor {
+                    cursor,
+                    start,
+                    done,
+                } => {
                     if let Some(&acked) = self.cursors.get(&cursor) {
                         pending.push(Pending::Cursor(done, acked));
                         continue;
@@ -799,7 +835,9 @@ impl Writer {
                     self.blocks.push_back(b);
                 }
                 self.counters.bytes.fetch_add(added, Ordering::Relaxed);
-                self.counters.appended_total.fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .appended_total
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
                 self.counters.commits_total.fetch_add(1, Ordering::Relaxed);
                 if self.counters.first_seq.load(Ordering::Relaxed) == 0 {
                     self.counters.first_seq.store(start_seq, Ordering::Relaxed);
@@ -830,7 +868,9 @@ impl Writer {
                 }
             }
             Err(e) => {
-                self.counters.commit_errors_total.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .commit_errors_total
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, records = records.len(), "journal commit failed; the records were refused");
                 let msg = e.to_string();
                 for p in pending {
@@ -897,7 +937,10 @@ impl Writer {
             let mut meta = st!(w.open_table(BLOCK_META), "writing blocks")?;
             for (first, last, min, max, bytes) in &encoded {
                 st!(blocks.insert(*first, bytes.as_slice()), "writing blocks")?;
-                st!(meta.insert(*first, (*last, *min, *max, bytes.len() as u64)), "writing blocks")?;
+                st!(
+                    meta.insert(*first, (*last, *min, *max, bytes.len() as u64)),
+                    "writing blocks"
+                )?;
             }
             let mut mt = st!(w.open_table(MACHINES), "writing the dictionary")?;
             for (id, m) in &self.pending_machines {
@@ -960,7 +1003,10 @@ impl Writer {
             }
             if dropped > 0 {
                 let mut m = st!(w.open_table(META), "writing meta")?;
-                st!(m.insert(META_DROPPED, self.dropped_total + dropped), "writing meta")?;
+                st!(
+                    m.insert(META_DROPPED, self.dropped_total + dropped),
+                    "writing meta"
+                )?;
             }
         }
         st!(w.commit(), "committing retention")?;
@@ -969,13 +1015,18 @@ impl Writer {
             self.blocks.pop_front();
         }
         self.counters.bytes.store(total, Ordering::Relaxed);
-        self.counters.removed_total.fetch_add(removed, Ordering::Relaxed);
         self.counters
-            .first_seq
-            .store(self.blocks.front().map(|b| b.0).unwrap_or(self.next_seq), Ordering::Relaxed);
+            .removed_total
+            .fetch_add(removed, Ordering::Relaxed);
+        self.counters.first_seq.store(
+            self.blocks.front().map(|b| b.0).unwrap_or(self.next_seq),
+            Ordering::Relaxed,
+        );
         if dropped > 0 {
             self.dropped_total += dropped;
-            self.counters.dropped_total.store(self.dropped_total, Ordering::Relaxed);
+            self.counters
+                .dropped_total
+                .store(self.dropped_total, Ordering::Relaxed);
             if !self.in_drop_episode {
                 tracing::error!(
                     dropped,

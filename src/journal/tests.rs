@@ -34,14 +34,19 @@ fn opts() -> JournalOptions {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
 fn append_read_and_reopen_keep_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(dir.path(), opts()).unwrap();
-    let r = j.append_blocking((0..20).map(|i| obs(1, 1, i, 1000 + i)).collect()).unwrap();
+    let r = j
+        .append_blocking((0..20).map(|i| obs(1, 1, i, 1000 + i)).collect())
+        .unwrap();
     assert_eq!(r, 1..21);
     let r = j.append_blocking(vec![obs(2, 2, 5, 5000)]).unwrap();
     assert_eq!(r, 21..22);
@@ -49,7 +54,14 @@ fn append_read_and_reopen_keep_sequence() {
     let all = j.read(0, 1000).unwrap();
     assert_eq!(all.len(), 21);
     assert!(all.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
-    assert_eq!(j.read(10, 3).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), vec![11, 12, 13]);
+    assert_eq!(
+        j.read(10, 3)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>(),
+        vec![11, 12, 13]
+    );
     j.close();
     let j = Journal::open(dir.path(), opts()).unwrap();
     assert_eq!(j.last_seq(), 21);
@@ -58,7 +70,10 @@ fn append_read_and_reopen_keep_sequence() {
     assert_eq!(all[21].kind, obs(3, 1, 1, 9000));
     assert_eq!(all[20].kind, obs(2, 2, 5, 5000));
     j.close();
-    assert!(matches!(j.append_blocking(vec![obs(1, 1, 1, 1)]), Err(JournalError::Closed)));
+    assert!(matches!(
+        j.append_blocking(vec![obs(1, 1, 1, 1)]),
+        Err(JournalError::Closed)
+    ));
 }
 
 #[test]
@@ -77,14 +92,19 @@ fn cursors_resume_after_their_last_ack_and_start_where_asked() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
         let j = Journal::open(dir.path(), opts()).unwrap();
-        j.append((1..=30).map(|i| obs(1, 1, i, i * 1_000_000)).collect()).await.unwrap();
+        j.append((1..=30).map(|i| obs(1, 1, i, i * 1_000_000)).collect())
+            .await
+            .unwrap();
         let mut c = j.cursor("mqtt", StartAt::Beginning).await.unwrap();
         let b = c.next_batch(10).unwrap();
         assert_eq!(b.records.first().unwrap().seq, 1);
         let b = c.next_batch(10).unwrap();
         assert_eq!(b.records.last().unwrap().seq, 20);
         c.ack(12).await.unwrap();
-        let mut t = j.cursor("late", StartAt::Time(Timestamp::from_micros(25_000_000))).await.unwrap();
+        let mut t = j
+            .cursor("late", StartAt::Time(Timestamp::from_micros(25_000_000)))
+            .await
+            .unwrap();
         assert_eq!(t.next_batch(1).unwrap().records[0].seq, 25);
         let mut s = j.cursor("from-seq", StartAt::Sequence(17)).await.unwrap();
         assert_eq!(s.next_batch(1).unwrap().records[0].seq, 17);
@@ -119,7 +139,9 @@ fn retention_keeps_unacknowledged_records_until_the_hard_cap() {
         let j = Journal::open(dir.path(), o.clone()).unwrap();
         let mut c = j.cursor("slow", StartAt::Beginning).await.unwrap();
         // 100 old records (time 1 s), far older than max_age.
-        j.append((0..100).map(|i| obs(1, 1, i, 1_000_000)).collect()).await.unwrap();
+        j.append((0..100).map(|i| obs(1, 1, i, 1_000_000)).collect())
+            .await
+            .unwrap();
         c.next_batch(45).unwrap();
         c.ack(45).await.unwrap();
         // Nudge the writer so retention runs.
@@ -165,7 +187,8 @@ fn other_record_kinds_round_trip_through_storage() {
         detail: Some("agent restarted".into()),
         missed: Some(3),
     });
-    j.append_blocking(vec![obs(1, 1, 1, 1), link.clone()]).unwrap();
+    j.append_blocking(vec![obs(1, 1, 1, 1), link.clone()])
+        .unwrap();
     assert_eq!(j.read(1, 10).unwrap()[0].kind, link);
     j.close();
 }

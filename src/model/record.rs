@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MachineId, MachineState, Quality, ShopState, SignalId, TimeCategory, Timestamp, Timestamps, Value};
+use super::{
+    MachineId, MachineState, Quality, ShopState, SignalId, TimeCategory, Timestamp, Timestamps,
+    Value,
+};
 
 /// A record as stored: its global, gap-free sequence number and what it says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,7 +162,10 @@ mod tests {
             }),
         };
         let j = serde_json::to_string(&r).unwrap();
-        assert!(j.starts_with(r#"{"seq":7,"kind":"link","machine":"okuma-1""#), "{j}");
+        assert!(
+            j.starts_with(r#"{"seq":7,"kind":"link","machine":"okuma-1""#),
+            "{j}"
+        );
         let back: Record = serde_json::from_str(&j).unwrap();
         assert_eq!(back, r);
     }

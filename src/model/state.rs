@@ -197,8 +197,14 @@ mod tests {
 
     #[test]
     fn parses_mtconnect_words_leniently() {
-        assert_eq!("FEED_HOLD".parse::<Execution>().unwrap(), Execution::FeedHold);
-        assert_eq!("feed-hold".parse::<Execution>().unwrap(), Execution::FeedHold);
+        assert_eq!(
+            "FEED_HOLD".parse::<Execution>().unwrap(),
+            Execution::FeedHold
+        );
+        assert_eq!(
+            "feed-hold".parse::<Execution>().unwrap(),
+            Execution::FeedHold
+        );
         assert_eq!(
             "MANUAL_DATA_INPUT".parse::<ControllerMode>().unwrap(),
             ControllerMode::ManualDataInput

@@ -47,7 +47,10 @@ impl LossCategory {
 
     /// A category named by configuration: lower-case letters, digits and `_`.
     pub fn custom(s: &str) -> Result<Self, String> {
-        if s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             return Err(format!(
                 "a loss category is a snake_case word (a-z, 0-9, _), found {s:?}"

@@ -29,8 +29,11 @@ impl Timestamp {
 
     /// Parses RFC 3339 (`2026-11-25T13:08:46Z`, `…46.123+01:00`).
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
-        let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|e| format!("expected an RFC 3339 time like 2026-11-25T06:00:00Z, found {s:?}: {e}"))?;
+        let t =
+            time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                format!("expected an RFC 3339 time like 2026-11-25T06:00:00Z, found {s:?}: {e}")
+            })?;
         let us = t.unix_timestamp_nanos() / 1000;
         i64::try_from(us)
             .map(Self)
@@ -52,10 +55,16 @@ impl Timestamp {
     }
 
     pub fn saturating_add(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
     }
     pub fn saturating_sub(self, d: Duration) -> Self {
-        Self(self.0.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
     }
     /// Signed difference `self - earlier` in microseconds.
     pub fn micros_since(self, earlier: Timestamp) -> i64 {

@@ -87,7 +87,10 @@ mod tests {
         let mut a = ClockAlign::default();
         // Machine clock 10 s behind; delays 5 ms then 1 ms.
         let off = 10_000_000;
-        assert_eq!(a.align(Some(ts(1_000_000)), ts(1_000_000 + off + 5_000)), ts(1_000_000 + off + 5_000));
+        assert_eq!(
+            a.align(Some(ts(1_000_000)), ts(1_000_000 + off + 5_000)),
+            ts(1_000_000 + off + 5_000)
+        );
         let t = a.align(Some(ts(2_000_000)), ts(2_000_000 + off + 1_000));
         assert_eq!(t, ts(2_000_000 + off + 1_000));
         // A delayed sample is placed at source + best offset, not at its late arrival.

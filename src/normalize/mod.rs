@@ -23,6 +23,10 @@ struct Track {
     state: MachineState,
     /// When the current interval began (None until the machine first reports).
     since: Option<Timestamp>,
+    /// Index in the current output of this machine's last state change, while it is still at
+    /// `since`: further changes at the same instant amend it instead of adding records (an
+    /// SHDR line or a snapshot sets several items at once).
+    open_change: Option<usize>,
 }
 
 /// Counters the normalizer keeps (for `/metrics`).
@@ -68,8 +72,26 @@ impl Normalizer {
         self.tracks.get(machine).map(|t| &t.state)
     }
 
+    /// Normalizes a batch of events (one driver read, or several), appending the records to
+    /// `out`, which must be empty or hold only this batch's records.
+    pub fn process_batch(
+        &mut self,
+        events: impl IntoIterator<Item = DriverEvent>,
+        out: &mut Vec<RecordKind>,
+    ) {
+        for t in self.tracks.values_mut() {
+            t.open_change = None;
+        }
+        for ev in events {
+            self.process(ev, out);
+        }
+        for t in self.tracks.values_mut() {
+            t.open_change = None;
+        }
+    }
+
     /// Normalizes one event, appending the resulting records to `out`.
-    pub fn process(&mut self, ev: DriverEvent, out: &mut Vec<RecordKind>) {
+    fn process(&mut self, ev: DriverEvent, out: &mut Vec<RecordKind>) {
         match ev {
             DriverEvent::Observation(raw) => {
                 let track = self.tracks.entry(raw.machine.clone()).or_default();
@@ -150,6 +172,17 @@ impl Normalizer {
             track.state = next;
             return;
         }
+        // A second change at the same instant: amend the state change just emitted.
+        if track.since == Some(at) {
+            if let Some(RecordKind::StateChange(sc)) =
+                track.open_change.and_then(|i| out.get_mut(i))
+            {
+                sc.shop_state = next.shop_state();
+                sc.state = next.clone();
+                track.state = next;
+                return;
+            }
+        }
         if let Some(since) = track.since {
             if at > since {
                 self.stats.intervals += 1;
@@ -166,6 +199,7 @@ impl Normalizer {
         }
         track.since = Some(at);
         self.stats.state_changes += 1;
+        track.open_change = Some(out.len());
         out.push(RecordKind::StateChange(StateChange {
             machine: machine.clone(),
             at,
@@ -269,11 +303,28 @@ mod tests {
     fn state_changes_close_intervals_and_program_changes_do_not() {
         let mut n = Normalizer::new();
         let mut out = Vec::new();
-        n.process(raw("m1", "availability", Value::text("AVAILABLE"), 1_000_000), &mut out);
-        n.process(raw("m1", "execution", Value::text("READY"), 2_000_000), &mut out);
-        n.process(raw("m1", "program", Value::text("O1234"), 3_000_000), &mut out);
-        n.process(raw("m1", "execution", Value::text("ACTIVE"), 4_000_000), &mut out);
-        n.process(raw("m1", "Xact", Value::Float(12.5), 4_500_000), &mut out);
+        n.process_batch(
+            [raw(
+                "m1",
+                "availability",
+                Value::text("AVAILABLE"),
+                1_000_000,
+            )],
+            &mut out,
+        );
+        n.process_batch(
+            [raw("m1", "execution", Value::text("READY"), 2_000_000)],
+            &mut out,
+        );
+        n.process_batch(
+            [raw("m1", "program", Value::text("O1234"), 3_000_000)],
+            &mut out,
+        );
+        n.process_batch(
+            [raw("m1", "execution", Value::text("ACTIVE"), 4_000_000)],
+            &mut out,
+        );
+        n.process_batch([raw("m1", "Xact", Value::Float(12.5), 4_500_000)], &mut out);
         let intervals: Vec<_> = out
             .iter()
             .filter_map(|r| match r {
@@ -288,14 +339,46 @@ mod tests {
         let st = n.state(&MachineId::new("m1").unwrap()).unwrap();
         assert_eq!(st.execution, Some(Execution::Active));
         assert_eq!(st.program.as_deref(), Some("O1234"));
-        assert_eq!(out.iter().filter(|r| matches!(r, RecordKind::Observation(_))).count(), 5);
+        assert_eq!(
+            out.iter()
+                .filter(|r| matches!(r, RecordKind::Observation(_)))
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn several_items_at_one_instant_make_one_state_change() {
+        let mut n = Normalizer::new();
+        let mut out = Vec::new();
+        n.process_batch(
+            [
+                raw("m1", "availability", Value::text("AVAILABLE"), 1_000_000),
+                raw("m1", "controller_mode", Value::text("AUTOMATIC"), 1_000_000),
+                raw("m1", "execution", Value::text("ACTIVE"), 1_000_000),
+            ],
+            &mut out,
+        );
+        let changes: Vec<_> = out
+            .iter()
+            .filter_map(|r| match r {
+                RecordKind::StateChange(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(changes.len(), 1, "{out:#?}");
+        assert_eq!(changes[0].shop_state, ShopState::Run);
+        assert!(!out.iter().any(|r| matches!(r, RecordKind::Interval(_))));
     }
 
     #[test]
     fn a_bad_word_is_kept_but_flagged_and_counted() {
         let mut n = Normalizer::new();
         let mut out = Vec::new();
-        n.process(raw("m1", "execution", Value::text("RUNNING"), 1_000_000), &mut out);
+        n.process_batch(
+            [raw("m1", "execution", Value::text("RUNNING"), 1_000_000)],
+            &mut out,
+        );
         assert_eq!(n.stats.decode_errors, 1);
         match &out[0] {
             RecordKind::Observation(o) => {
@@ -311,20 +394,34 @@ mod tests {
         let mut n = Normalizer::new();
         let mut out = Vec::new();
         let m = MachineId::new("m1").unwrap();
-        n.process(raw("m1", "availability", Value::text("AVAILABLE"), 1_000_000), &mut out);
-        n.process(raw("m1", "execution", Value::text("ACTIVE"), 1_000_000), &mut out);
-        n.process(
-            DriverEvent::Link {
+        n.process_batch(
+            [raw(
+                "m1",
+                "availability",
+                Value::text("AVAILABLE"),
+                1_000_000,
+            )],
+            &mut out,
+        );
+        n.process_batch(
+            [raw("m1", "execution", Value::text("ACTIVE"), 1_000_000)],
+            &mut out,
+        );
+        n.process_batch(
+            [DriverEvent::Link {
                 machine: m.clone(),
                 status: LinkStatus::Lost,
                 at: Timestamp::from_micros(5_000_000),
                 detail: Some("connection reset".into()),
                 missed: None,
-            },
+            }],
             &mut out,
         );
         assert_eq!(n.state(&m).unwrap().shop_state(), ShopState::Off);
-        assert!(out.iter().any(|r| matches!(r, RecordKind::Link(l) if l.status == LinkStatus::Lost)));
+        assert!(
+            out.iter()
+                .any(|r| matches!(r, RecordKind::Link(l) if l.status == LinkStatus::Lost))
+        );
         let last_interval = out
             .iter()
             .rev()

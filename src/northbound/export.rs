@@ -169,7 +169,10 @@ impl<W: Write> Writer<W> {
 /// Where the records come from.
 enum Source {
     File(ReadOnlyJournal),
-    Http { base: String, client: reqwest::Client },
+    Http {
+        base: String,
+        client: reqwest::Client,
+    },
 }
 
 /// The page returned by `/api/v1/records`.
@@ -295,6 +298,9 @@ mod tests {
             }),
         };
         let row = csv_row(&l);
-        assert!(row.starts_with("2,link,m1,2025-11-24T16:00:00.000000Z,,,,,,\"{"), "{row}");
+        assert!(
+            row.starts_with("2,link,m1,2025-11-24T16:00:00.000000Z,,,,,,\"{"),
+            "{row}"
+        );
     }
 }

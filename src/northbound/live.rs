@@ -137,7 +137,8 @@ impl LiveView {
                     );
                     match o.signal.as_str() {
                         crate::model::signals::PROGRAM => {
-                            m.program = Some(o.value.to_string()).filter(|s| !o.value.is_unavailable() && !s.is_empty())
+                            m.program = Some(o.value.to_string())
+                                .filter(|s| !o.value.is_unavailable() && !s.is_empty())
                         }
                         crate::model::signals::PART_COUNT => m.part_count = o.value.as_i64(),
                         _ => {}

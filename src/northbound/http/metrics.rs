@@ -12,14 +12,20 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Resident set size of this process in bytes (Linux), 0 where unknown.
 pub fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
@@ -29,30 +35,102 @@ pub fn render_metrics(s: &HttpState) -> String {
     let js = s.journal.stats();
     let t = &s.telemetry;
     let counters: [(&str, &str, u64); 13] = [
-        ("shopbridge_journal_records_appended_total", "Records made durable in the journal.", js.appended_total),
-        ("shopbridge_journal_commits_total", "Journal group commits.", js.commits_total),
-        ("shopbridge_journal_commit_errors_total", "Journal commits that failed (their records were refused).", js.commit_errors_total),
-        ("shopbridge_journal_dropped_records_total", "Unacknowledged records removed because the journal reached its hard size cap.", js.dropped_total),
-        ("shopbridge_journal_removed_records_total", "Acknowledged records removed by retention.", js.removed_total),
-        ("shopbridge_driver_batches_total", "Batches received from drivers.", t.driver_batches_total.load(Ordering::Relaxed)),
-        ("shopbridge_driver_events_total", "Observations and link events received from drivers.", t.driver_events_total.load(Ordering::Relaxed)),
-        ("shopbridge_normalize_observations_total", "Observations normalized.", t.observations_total.load(Ordering::Relaxed)),
-        ("shopbridge_normalize_state_changes_total", "Canonical machine state changes.", t.state_changes_total.load(Ordering::Relaxed)),
-        ("shopbridge_normalize_intervals_total", "State intervals closed.", t.intervals_total.load(Ordering::Relaxed)),
-        ("shopbridge_normalize_decode_errors_total", "Canonical signal values that were not one of their words (kept, flagged Uncertain).", t.decode_errors_total.load(Ordering::Relaxed)),
-        ("shopbridge_pipeline_append_failed_records_total", "Records lost because the journal refused them.", t.append_failed_records_total.load(Ordering::Relaxed)),
-        ("shopbridge_http_requests_total", "HTTP requests served.", t.http_requests_total.load(Ordering::Relaxed)),
+        (
+            "shopbridge_journal_records_appended_total",
+            "Records made durable in the journal.",
+            js.appended_total,
+        ),
+        (
+            "shopbridge_journal_commits_total",
+            "Journal group commits.",
+            js.commits_total,
+        ),
+        (
+            "shopbridge_journal_commit_errors_total",
+            "Journal commits that failed (their records were refused).",
+            js.commit_errors_total,
+        ),
+        (
+            "shopbridge_journal_dropped_records_total",
+            "Unacknowledged records removed because the journal reached its hard size cap.",
+            js.dropped_total,
+        ),
+        (
+            "shopbridge_journal_removed_records_total",
+            "Acknowledged records removed by retention.",
+            js.removed_total,
+        ),
+        (
+            "shopbridge_driver_batches_total",
+            "Batches received from drivers.",
+            t.driver_batches_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_driver_events_total",
+            "Observations and link events received from drivers.",
+            t.driver_events_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_normalize_observations_total",
+            "Observations normalized.",
+            t.observations_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_normalize_state_changes_total",
+            "Canonical machine state changes.",
+            t.state_changes_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_normalize_intervals_total",
+            "State intervals closed.",
+            t.intervals_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_normalize_decode_errors_total",
+            "Canonical signal values that were not one of their words (kept, flagged Uncertain).",
+            t.decode_errors_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_pipeline_append_failed_records_total",
+            "Records lost because the journal refused them.",
+            t.append_failed_records_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_http_requests_total",
+            "HTTP requests served.",
+            t.http_requests_total.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, v) in counters {
         family(&mut o, name, "counter", help);
         let _ = writeln!(o, "{name} {v}");
     }
     let gauges: [(&str, &str, u64); 5] = [
-        ("shopbridge_journal_last_seq", "Last durable sequence number.", js.last_seq),
-        ("shopbridge_journal_first_seq", "First sequence number still stored.", js.first_seq),
-        ("shopbridge_journal_bytes", "Encoded bytes of the records stored.", js.bytes),
-        ("shopbridge_journal_file_bytes", "Size of the journal file on disk.", js.file_bytes),
-        ("shopbridge_process_resident_bytes", "Resident memory of the bridge process.", resident_bytes()),
+        (
+            "shopbridge_journal_last_seq",
+            "Last durable sequence number.",
+            js.last_seq,
+        ),
+        (
+            "shopbridge_journal_first_seq",
+            "First sequence number still stored.",
+            js.first_seq,
+        ),
+        (
+            "shopbridge_journal_bytes",
+            "Encoded bytes of the records stored.",
+            js.bytes,
+        ),
+        (
+            "shopbridge_journal_file_bytes",
+            "Size of the journal file on disk.",
+            js.file_bytes,
+        ),
+        (
+            "shopbridge_process_resident_bytes",
+            "Resident memory of the bridge process.",
+            resident_bytes(),
+        ),
     ];
     for (name, help, v) in gauges {
         family(&mut o, name, "gauge", help);
@@ -77,13 +155,27 @@ pub fn render_metrics(s: &HttpState) -> String {
             js.last_seq.saturating_sub(*acked)
         );
     }
-    family(&mut o, "shopbridge_machine_link_up", "gauge", "1 when the driver's link to the machine is up.");
+    family(
+        &mut o,
+        "shopbridge_machine_link_up",
+        "gauge",
+        "1 when the driver's link to the machine is up.",
+    );
     let machines = s.live.snapshot();
     for m in &machines {
         let up = u8::from(m.link == Some(LinkStatus::Connected));
-        let _ = writeln!(o, "shopbridge_machine_link_up{{machine=\"{}\"}} {up}", label(m.id.as_str()));
+        let _ = writeln!(
+            o,
+            "shopbridge_machine_link_up{{machine=\"{}\"}} {up}",
+            label(m.id.as_str())
+        );
     }
-    family(&mut o, "shopbridge_machine_state", "gauge", "1 for the machine's current shop state (RUN, IDLE, DOWN, OFF).");
+    family(
+        &mut o,
+        "shopbridge_machine_state",
+        "gauge",
+        "1 for the machine's current shop state (RUN, IDLE, DOWN, OFF).",
+    );
     for m in &machines {
         let _ = writeln!(
             o,

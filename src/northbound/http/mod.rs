@@ -95,7 +95,10 @@ pub fn router(state: HttpState) -> Router {
                 "no such endpoint; see /api/v1/machines, /api/v1/records, /healthz, /metrics",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -189,7 +192,10 @@ async fn healthz(State(s): State<HttpState>) -> Response {
 
 async fn metrics_handler(State(s): State<HttpState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render_metrics(&s),
     )
         .into_response()
@@ -242,7 +248,8 @@ async fn records(
     let Query(q) = match q {
         Ok(q) => q,
         Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()).into_response();
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
+                .into_response();
         }
     };
     let limit = q.limit.unwrap_or(1000);
@@ -257,7 +264,8 @@ async fn records(
     let machine = match q.machine.as_deref().map(MachineId::new).transpose() {
         Ok(m) => m,
         Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "bad_machine", e.to_string()).into_response();
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_machine", e.to_string())
+                .into_response();
         }
     };
     if let Some(k) = &q.kind {
@@ -317,8 +325,13 @@ async fn records(
     .await;
     match res {
         Ok(Ok(page)) => Json(page).into_response(),
-        Ok(Err(e)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal_unavailable", e.to_string())
+        Ok(Err(e)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "journal_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             .into_response(),
-        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
     }
 }
