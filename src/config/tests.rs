@@ -346,9 +346,9 @@ fn process_env_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shopbridge.toml");
     std::fs::write(&path, "[journal]\nbatch_max_records = 10\n").unwrap();
-    // SAFETY: no other test reads or writes this variable; set_var is unsafe only because
-    // another thread could be reading the environment at the same moment, and the only
-    // readers here (`load`) take a snapshot through `vars_os`.
+    // SAFETY: set_var is unsafe because another thread may read the environment at the same
+    // time; the other tests in this binary read it only through std (`vars_os` in `load`),
+    // which takes std's environment lock, and none of them depends on this variable's value.
     unsafe { std::env::set_var("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS", "77") };
     let result = load(&path);
     unsafe { std::env::remove_var("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS") };
