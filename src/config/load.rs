@@ -621,20 +621,17 @@ fn merged_parts(
     let mut indices = Vec::new();
 
     // Unknown sections can only come from the environment here (the file's were reported).
-    if let Ok(table) = merged.get_table("") {
-        for key in table.keys() {
-            if !SECTIONS.contains(&key.as_str()) && !failed.contains(key) {
-                report_env(
-                    key,
-                    format!(
-                        "unknown section `{key}`, expected one of {}",
-                        quote_list(&SECTIONS)
-                    ),
-                    None,
-                    overrides,
-                    errors,
-                );
-            }
+    for o in overrides {
+        let section = o.path.split(['.', '[']).next().unwrap_or_default();
+        if !SECTIONS.contains(&section) {
+            errors.at_env(
+                &o.var,
+                Some(o.path.clone()),
+                format!(
+                    "unknown section `{section}`, expected one of {}",
+                    quote_list(&SECTIONS)
+                ),
+            );
         }
     }
 
@@ -683,7 +680,15 @@ fn merged_parts(
                     config::ConfigError::NotFound(_) => {
                         "this machine is not in the file; an environment variable can only change a machine the file defines".to_string()
                     }
-                    e => describe(e),
+                    e => match overrides
+                        .iter()
+                        .find(|o| o.path == format!("{part}.driver.type"))
+                    {
+                        Some(o) if describe(e).starts_with("unknown variant") => {
+                            unknown_driver_message(&o.value)
+                        }
+                        _ => describe(e),
+                    },
                 };
                 report_env(&part, message, error_key(&e), overrides, errors);
             }

@@ -340,15 +340,28 @@ fn bad_env_values_name_the_variable() {
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_SIM__SPEED", "10")]), @r#"environment variable SHOPBRIDGE_SIM__SPEED: sim.speed: a speed other than 1 is only allowed when every machine uses the sim driver, because the timestamps of real machines cannot be scaled; found speed 10 and real machine "okuma-1" (machines[0])"#);
 }
 
+#[test]
+fn bad_env_values_inside_a_driver_or_section() {
+    insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "modbus")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `machines`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
+}
+
+#[test]
+fn inline_driver_tables_get_positions_too() {
+    insta::assert_snapshot!(errs("[[machines]]\nid = \"a\"\nname = \"A\"\nprofile = \"p\"\ndriver = { type = \"shdr\", adress = \"x:1\" }\n"), @r#"shopbridge.toml:5:27: machines[0].driver.adress: unknown key `adress`, expected `address` or `heartbeat`"#);
+}
+
 /// The one test that touches the process environment: the variable name is unique to it.
 #[test]
 fn process_env_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shopbridge.toml");
     std::fs::write(&path, "[journal]\nbatch_max_records = 10\n").unwrap();
-    // SAFETY: no other test reads or writes this variable; set_var is unsafe only because
-    // another thread could be reading the environment at the same moment, and the only
-    // readers here (`load`) take a snapshot through `vars_os`.
+    // SAFETY: set_var is unsafe because another thread may read the environment at the same
+    // time; the other tests in this binary read it only through std (`vars_os` in `load`),
+    // which takes std's environment lock, and none of them depends on this variable's value.
     unsafe { std::env::set_var("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS", "77") };
     let result = load(&path);
     unsafe { std::env::remove_var("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS") };
