@@ -171,16 +171,11 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             init_tracing(&cfg.log.level, cfg.log.json);
             run_config(cfg)
         }
-        Command::Check { config } => match config::load(&config) {
-            Ok(_) => {
-                println!("OK");
-                Ok(0)
-            }
-            Err(e) => {
-                println!("{e}");
-                Ok(2)
-            }
-        },
+        Command::Check { config } => {
+            let (text, code) = config::check_command(&config);
+            println!("{text}");
+            Ok(code)
+        }
         Command::Export(a) => export_cmd(a),
         Command::Bench(b) => {
             init_tracing("warn", false);

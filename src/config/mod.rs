@@ -216,11 +216,8 @@ pub fn check_command(path: &Path) -> (String, i32) {
 
 fn check_report(path: &Path, result: Result<Config, ConfigErrors>) -> (String, i32) {
     match result {
-        Ok(config) => {
-            let n = config.machines.len();
-            let s = if n == 1 { "" } else { "s" };
-            (format!("OK: {} ({n} machine{s})", path.display()), 0)
-        }
+        // Exactly "OK", so scripts can compare the output.
+        Ok(_) => ("OK".to_string(), 0),
         Err(errors) => {
             let n = errors.len();
             let s = if n == 1 { "" } else { "s" };
