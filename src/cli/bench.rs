@@ -30,7 +30,7 @@ pub enum BenchCommand {
         /// Signals per machine.
         #[arg(long, default_value_t = 50)]
         signals: usize,
-        /// Seconds of the throughput run.
+        /// Seconds of the throughput run (0 skips it).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Machines for the latency run (each sends every signal at --rate Hz).
@@ -39,7 +39,7 @@ pub enum BenchCommand {
         /// Updates per second per machine in the latency run.
         #[arg(long, default_value_t = 10)]
         rate: u32,
-        /// Seconds of the latency run.
+        /// Seconds of the latency run (0 skips it).
         #[arg(long, default_value_t = 20)]
         latency_seconds: u64,
         /// Where to put the benchmark's journal (default: a fresh temporary directory).
@@ -80,7 +80,16 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
                 .build()?;
             rt.block_on(async {
                 let tmp = TempDir::new(data_dir)?;
-                throughput(&tmp.path.join("throughput"), machines, signals, seconds).await?;
+                if seconds > 0 {
+                    throughput(&tmp.path.join("throughput"), machines, signals, seconds).await?;
+                    // Let the page cache write the throughput run's file back before timing
+                    // latency, so that one run's writeback does not stall the other's fsyncs.
+                    let _ = std::fs::remove_dir_all(tmp.path.join("throughput"));
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                if latency_seconds == 0 {
+                    return Ok(());
+                }
                 latency(
                     &tmp.path.join("latency"),
                     latency_machines,
@@ -318,6 +327,21 @@ async fn latency(
     let _ = pipeline.await;
     let st = journal.stats();
     journal.close_async().await;
+    let buckets: Vec<String> = crate::journal::COMMIT_BUCKETS_MS
+        .iter()
+        .zip(&st.commit_buckets)
+        .map(|(le, n)| {
+            format!(
+                "<={le}ms:{:.1}%",
+                *n as f64 * 100.0 / st.commits_total.max(1) as f64
+            )
+        })
+        .collect();
+    println!(
+        "  commit durations (incl. fsync): mean {:.2} ms; {}",
+        st.commit_micros_sum as f64 / 1000.0 / st.commits_total.max(1) as f64,
+        buckets.join(" ")
+    );
     println!(
         "emit-to-durable latency: {machines} machines x {signals} signals at {rate} Hz = {} records/s offered, {seconds} s measured",
         machines * signals * rate as usize

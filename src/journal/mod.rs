@@ -26,7 +26,8 @@
 //! - `machines`, `signals`: dictionary id → machine / signal id, written in the same transaction
 //!   as the first block that uses them;
 //! - `cursors`: name → last acknowledged seq;
-//! - `meta`: `next_seq`, `dropped_total`, `format`.
+//! - `meta`: `next_seq` (written by retention, so that it survives an emptied journal; otherwise
+//!   the last block says it), `dropped_total`, `format`.
 
 pub mod codec;
 mod cursor;
@@ -34,7 +35,8 @@ mod store;
 
 pub use cursor::{Batch, Cursor, StartAt};
 pub use store::{
-    AppendTicket, Journal, JournalError, JournalOptions, JournalStats, ReadOnlyJournal,
+    AppendTicket, COMMIT_BUCKETS_MS, Journal, JournalError, JournalOptions, JournalStats,
+    ReadOnlyJournal,
 };
 
 #[cfg(test)]

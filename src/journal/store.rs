@@ -113,7 +113,15 @@ pub struct JournalStats {
     pub removed_total: u64,
     /// Each cursor's last acknowledged seq.
     pub cursors: BTreeMap<String, u64>,
+    /// Commit durations: cumulative counts per upper bound in [`COMMIT_BUCKETS_MS`], then the
+    /// sum in microseconds.
+    pub commit_buckets: Vec<u64>,
+    pub commit_micros_sum: u64,
 }
+
+/// Upper bounds (milliseconds) of the commit-duration histogram.
+pub const COMMIT_BUCKETS_MS: [f64; 10] =
+    [0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0];
 
 #[derive(Default)]
 struct Counters {
@@ -125,6 +133,21 @@ struct Counters {
     dropped_total: AtomicU64,
     removed_total: AtomicU64,
     cursors: Mutex<BTreeMap<String, u64>>,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len()],
+    commit_micros_sum: AtomicU64,
+}
+
+impl Counters {
+    fn observe_commit(&self, d: Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        for (b, le) in self.commit_buckets.iter().zip(COMMIT_BUCKETS_MS) {
+            if ms <= le {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commit_micros_sum
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -527,6 +550,12 @@ impl Journal {
             dropped_total: c.dropped_total.load(Ordering::Relaxed),
             removed_total: c.removed_total.load(Ordering::Relaxed),
             cursors: c.cursors.lock().map(|m| m.clone()).unwrap_or_default(),
+            commit_buckets: c
+                .commit_buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            commit_micros_sum: c.commit_micros_sum.load(Ordering::Relaxed),
         }
     }
 
@@ -823,7 +852,9 @@ impl Writer {
             }
             return;
         }
+        let began = Instant::now();
         let result = self.write_txn(&records, &acks);
+        self.counters.observe_commit(began.elapsed());
         match result {
             Ok(new_blocks) => {
                 self.next_seq = start_seq + records.len() as u64;
@@ -954,8 +985,8 @@ impl Writer {
             for (c, upto) in acks {
                 st!(ct.insert(c.as_str(), *upto), "writing cursors")?;
             }
-            let mut m = st!(w.open_table(META), "writing meta")?;
-            st!(m.insert(META_NEXT_SEQ, seq), "writing meta")?;
+            // next_seq is not written here: the last block's key and meta say it. Retention
+            // writes it before it removes blocks, so it survives an empty journal.
         }
         st!(w.commit(), "committing")?;
         Ok(new_blocks)
