@@ -16,9 +16,10 @@ use crate::northbound::export;
 
 /// shopbridge: machine data in, one time-aligned, job-aware record out.
 ///
-/// Collects what CNC machines report (MTConnect, SHDR, Haas, Modbus, FOCAS, OPC UA), turns it
-/// into one canonical record of what every machine did and why it stopped, keeps that record
-/// durably on this box, and serves it over OPC UA, MQTT Sparkplug B, REST and exports.
+/// Collects what CNC machines report, turns it into one canonical, time-aligned record of what
+/// every machine did, keeps that record durably on this box (the journal), and serves it over a
+/// REST API and exports. This release drives simulated machines; the MTConnect/SHDR, Haas,
+/// Modbus, FOCAS and OPC UA drivers and the OPC UA and Sparkplug B faces follow.
 #[derive(Debug, Parser)]
 #[command(name = "shopbridge", version, about, long_about)]
 pub struct Cli {
@@ -103,6 +104,9 @@ pub struct ExportArgs {
     /// Only this machine's records.
     #[arg(long)]
     pub machine: Option<String>,
+    /// jsonl: one JSON record per line, as /api/v1/records shows them; csv: one row per record,
+    /// with a header (observations fill signal, value, quality and times; other kinds put their
+    /// JSON in the detail column).
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Write here instead of standard output.

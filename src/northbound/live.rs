@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::model::{
-    Availability, ControllerMode, EmergencyStop, Execution, FunctionalMode, LinkStatus, MachineId,
-    Quality, RecordKind, ShopState, Timestamp, Value,
+    LinkStatus, MachineId, MachineState, Quality, RecordKind, ShopState, Timestamp, Value,
 };
 
 /// One signal's latest value.
@@ -34,14 +33,10 @@ pub struct LiveMachine {
     pub driver: String,
     /// RUN / IDLE / DOWN / OFF.
     pub state: ShopState,
-    pub availability: Availability,
-    pub execution: Option<Execution>,
-    pub controller_mode: Option<ControllerMode>,
-    pub functional_mode: Option<FunctionalMode>,
-    pub emergency_stop: Option<EmergencyStop>,
-    pub alarm: bool,
-    pub program: Option<String>,
-    pub part_count: Option<i64>,
+    /// The canonical state: availability, execution, controller_mode, functional_mode,
+    /// emergency_stop, alarm, program, part_count.
+    #[serde(flatten)]
+    pub current: MachineState,
     /// When the machine entered its current state (aligned time).
     pub since: Option<Timestamp>,
     /// The driver's link: connected, lost (or null before the first report).
@@ -61,14 +56,7 @@ impl LiveMachine {
             profile,
             driver,
             state: ShopState::Off,
-            availability: Availability::Unavailable,
-            execution: None,
-            controller_mode: None,
-            functional_mode: None,
-            emergency_stop: None,
-            alarm: false,
-            program: None,
-            part_count: None,
+            current: MachineState::default(),
             since: None,
             link: None,
             last_seen: None,
@@ -137,21 +125,18 @@ impl LiveView {
                     );
                     match o.signal.as_str() {
                         crate::model::signals::PROGRAM => {
-                            m.program = Some(o.value.to_string())
+                            m.current.program = Some(o.value.to_string())
                                 .filter(|s| !o.value.is_unavailable() && !s.is_empty())
                         }
-                        crate::model::signals::PART_COUNT => m.part_count = o.value.as_i64(),
+                        crate::model::signals::PART_COUNT => {
+                            m.current.part_count = o.value.as_i64()
+                        }
                         _ => {}
                     }
                 }
                 RecordKind::StateChange(s) => {
                     m.state = s.shop_state;
-                    m.availability = s.state.availability;
-                    m.execution = s.state.execution;
-                    m.controller_mode = s.state.controller_mode;
-                    m.functional_mode = s.state.functional_mode;
-                    m.emergency_stop = s.state.emergency_stop;
-                    m.alarm = s.state.alarm;
+                    m.current = s.state.clone();
                     m.since = Some(s.at);
                 }
                 RecordKind::Link(l) => {
