@@ -33,6 +33,8 @@ pub enum Command {
     ///
     /// Simulated machines (a mixed fleet: Haas, Okuma, Mazak, DMG MORI, Fanuc) work a realistic
     /// shift: setups, prove-outs, production cycles, tool changes, alarms, waiting, power-off.
+    /// Timestamps are real (UTC, from now on); the shop's calendar is shifted so that the demo
+    /// starts at 08:00 of a weekday, busy whatever the hour.
     /// Their records flow through the real pipeline into the journal in --data-dir, and each
     /// machine writes what it really did to truth.jsonl there, for scoring.
     Demo(DemoArgs),
@@ -155,14 +157,16 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                     driver: config::DriverConfig::Sim { seed: None },
                 })
                 .collect();
+            let clock = app::demo_clock(a.speed);
             let cfg = Config::demo(
                 machines,
                 a.data_dir,
                 SocketAddr::from((Ipv4Addr::LOCALHOST, a.http_port)),
                 a.speed,
                 a.seed,
+                crate::sim::demo_shop_offset(clock.now()),
             );
-            run_config(cfg)
+            run_config(cfg, clock)
         }
         Command::Run { config } => {
             let cfg = match config::load(&config) {
@@ -173,7 +177,8 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 }
             };
             init_tracing(&cfg.log.level, cfg.log.json);
-            run_config(cfg)
+            let clock = app::demo_clock(cfg.sim.speed);
+            run_config(cfg, clock)
         }
         Command::Check { config } => {
             let (text, code) = config::check_command(&config);
@@ -189,10 +194,9 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn run_config(cfg: Config) -> anyhow::Result<i32> {
+fn run_config(cfg: Config, clock: crate::clock::Clock) -> anyhow::Result<i32> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let clock = app::demo_clock(cfg.sim.speed);
         let opts = RunOptions {
             clock,
             announce: true,

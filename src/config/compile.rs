@@ -258,6 +258,7 @@ fn compile_sim(raw: &RawConfig, p: &mut Problems) -> Option<SimConfig> {
     Some(SimConfig {
         speed,
         seed: raw.sim.seed.unwrap_or(d.seed),
+        shop_offset_micros: 0,
     })
 }
 

@@ -121,6 +121,9 @@ pub struct SimConfig {
     pub speed: f64,
     /// Seed of the simulated shop; a machine's own `seed` overrides it for that machine.
     pub seed: u64,
+    /// Microseconds from UTC to the simulated shop's calendar (shifts, breaks, weekends). 0 in
+    /// configuration files (the calendar is UTC); the demo sets it so that it starts mid-shift.
+    pub shop_offset_micros: i64,
 }
 
 impl Default for SimConfig {
@@ -128,6 +131,7 @@ impl Default for SimConfig {
         Self {
             speed: 1.0,
             seed: 1,
+            shop_offset_micros: 0,
         }
     }
 }
@@ -182,6 +186,7 @@ impl Config {
         http: SocketAddr,
         speed: f64,
         seed: u64,
+        shop_offset_micros: i64,
     ) -> Config {
         Config {
             http: HttpConfig { listen: http },
@@ -190,7 +195,11 @@ impl Config {
                 ..JournalConfig::default()
             },
             log: LogConfig::default(),
-            sim: SimConfig { speed, seed },
+            sim: SimConfig {
+                speed,
+                seed,
+                shop_offset_micros,
+            },
             taxonomy: Taxonomy::default(),
             machines,
         }

@@ -122,7 +122,8 @@ seed = 7
         c.sim,
         SimConfig {
             speed: 10.0,
-            seed: 42
+            seed: 42,
+            shop_offset_micros: 0,
         }
     );
     assert_eq!(c.taxonomy.categories().len(), 3, "unexplained is added");
@@ -439,6 +440,7 @@ fn demo_config_uses_the_given_machines() {
         "127.0.0.1:0".parse().unwrap(),
         30.0,
         9,
+        0,
     );
     assert_eq!(c.machines, machines);
     assert_eq!(c.journal.dir, PathBuf::from("/tmp/demo"));
@@ -446,7 +448,8 @@ fn demo_config_uses_the_given_machines() {
         c.sim,
         SimConfig {
             speed: 30.0,
-            seed: 9
+            seed: 9,
+            shop_offset_micros: 0,
         }
     );
     assert_eq!(c.journal.max_bytes, JournalConfig::default().max_bytes);

@@ -189,7 +189,10 @@ impl Core {
         }
         // redb's page cache would otherwise grow toward 1 GiB on a long-running bridge; the
         // journal reads mostly what it just wrote, so a small cache serves it (see the RSS figure).
-        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
+        let db = match Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(JournalError::AlreadyOpen { path });

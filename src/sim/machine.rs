@@ -152,11 +152,25 @@ pub struct MachineSim {
     phase: Phase,
     powered: bool,
     last_shift: Option<i64>,
+    /// Shop time = UTC + this (µs).
+    shop_offset: i64,
 }
 
 impl MachineSim {
     /// Machine `index` of a shop seeded `shop_seed`, starting at `start` (part-way into a job).
     pub fn new(index: usize, id: MachineId, shop_seed: u64, start: Timestamp) -> Self {
+        Self::new_in_shop(index, id, shop_seed, start, 0)
+    }
+
+    /// Like [`MachineSim::new`], with the shop's calendar `shop_offset` µs ahead of UTC (shop
+    /// time = UTC + offset): shifts, breaks and weekends follow shop time.
+    pub fn new_in_shop(
+        index: usize,
+        id: MachineId,
+        shop_seed: u64,
+        start: Timestamp,
+        shop_offset: i64,
+    ) -> Self {
         let t = start.as_micros();
         let spec = model_of(index);
         let mut sim = Self {
@@ -177,6 +191,7 @@ impl MachineSim {
             phase: Phase::Between { waited: true },
             powered: true,
             last_shift: None,
+            shop_offset,
         };
         sim.initial_state(t);
         sim
@@ -377,6 +392,26 @@ impl MachineSim {
 
     /// Shop calendar: what time slot `t` is in, and when it ends.
     fn slot(&self, t: i64) -> Slot {
+        let off = self.shop_offset;
+        match self.slot_local(t.saturating_add(off)) {
+            Slot::Work { shift, until } => Slot::Work {
+                shift,
+                until: until - off,
+            },
+            Slot::Coffee { shift, until } => Slot::Coffee {
+                shift,
+                until: until - off,
+            },
+            Slot::Lunch { shift, until } => Slot::Lunch {
+                shift,
+                until: until - off,
+            },
+            Slot::Off { until } => Slot::Off { until: until - off },
+        }
+    }
+
+    /// [`MachineSim::slot`] in shop time.
+    fn slot_local(&self, t: i64) -> Slot {
         let windows = self.windows();
         let day = t.div_euclid(DAY);
         let tod = t.rem_euclid(DAY);
@@ -936,9 +971,35 @@ fn is_workday(day: i64) -> bool {
     (day + 3).rem_euclid(7) < 5
 }
 
+/// The shop offset (µs) that puts `start` at 08:00 shop time on a workday (the latest one on or
+/// before `start`'s UTC date): the demo uses it so that a shop started at night or on a weekend
+/// is busy from its first minute.
+pub fn demo_shop_offset(start: Timestamp) -> i64 {
+    let t = start.as_micros();
+    let mut day = t.div_euclid(DAY);
+    while !is_workday(day) {
+        day -= 1;
+    }
+    day * DAY + 8 * HOUR - t
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn a_demo_started_on_a_saturday_night_is_mid_shift() {
+        let start = Timestamp::parse_rfc3339("2026-11-28T23:30:00Z").unwrap();
+        let off = demo_shop_offset(start);
+        let sim = MachineSim::new_in_shop(0, MachineId::new("m").unwrap(), 1, start, off);
+        assert!(
+            matches!(sim.slot(start.as_micros()), Slot::Work { shift: 1, .. }),
+            "{:?}",
+            sim.slot(start.as_micros())
+        );
+        let plain = MachineSim::new(0, MachineId::new("m").unwrap(), 1, start);
+        assert!(matches!(plain.slot(start.as_micros()), Slot::Off { .. }));
+    }
 
     use super::*;
     use crate::sim::demo_machines;

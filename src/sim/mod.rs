@@ -105,7 +105,7 @@ pub mod machine;
 pub mod rng;
 mod truth;
 
-pub use machine::{MachineSim, SimEvent, SimOutput, TruthInterval};
+pub use machine::{MachineSim, SimEvent, SimOutput, TruthInterval, demo_shop_offset};
 pub use truth::{TRUTH_FILE, TruthError, TruthLine, TruthSink, TruthStats, TruthWriter};
 
 use crate::model::MachineId;
