@@ -127,10 +127,7 @@ async fn submit(
     let n = records.len();
     match journal.submit(records).await {
         Ok(t) => in_flight.push_back((t, n)),
-        Err(e) => {
-            Telemetry::add(&telemetry.append_failed_records_total, n as u64);
-            tracing::error!(error = %e, records = n, "journal refused records; they are lost");
-        }
+        Err(e) => lost(telemetry, n, &e),
     }
     while in_flight.len() > MAX_IN_FLIGHT {
         if let Some((t, n)) = in_flight.pop_front() {
@@ -141,8 +138,28 @@ async fn submit(
 
 async fn settle(ticket: crate::journal::AppendTicket, n: usize, telemetry: &Telemetry) {
     if let Err(e) = ticket.durable().await {
-        Telemetry::add(&telemetry.append_failed_records_total, n as u64);
-        tracing::error!(error = %e, records = n, "journal commit failed; records are lost");
+        lost(telemetry, n, &e);
+    }
+}
+
+/// Counts records the journal refused and logs it, at most once every 10 s (with the count
+/// since the last log), so a full disk does not also flood the log.
+fn lost(telemetry: &Telemetry, n: usize, e: &JournalError) {
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    Telemetry::add(&telemetry.append_failed_records_total, n as u64);
+    let Ok(mut last) = LAST.lock() else { return };
+    match &mut *last {
+        Some((at, pending)) if at.elapsed() < Duration::from_secs(10) => *pending += n as u64,
+        other => {
+            let since = other.map(|(_, p)| p).unwrap_or(0);
+            tracing::error!(
+                error = %e,
+                records = n as u64 + since,
+                "the journal refused records; they are lost (see shopbridge_pipeline_append_failed_records_total)"
+            );
+            *other = Some((Instant::now(), 0));
+        }
     }
 }
 

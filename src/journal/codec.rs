@@ -99,26 +99,46 @@ pub fn put_zigzag(out: &mut Vec<u8>, v: i64) {
     put_varint(out, zigzag(v));
 }
 
+/// The header of a block of `count` records whose time reference is `base`.
+pub fn block_header(count: u64, base: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.push(FORMAT_VERSION);
+    put_varint(&mut out, count);
+    put_zigzag(&mut out, base);
+    out
+}
+
 /// Encodes records into one block. Returns the encoded bytes.
 pub fn encode_block<'a, I>(records: I, count: usize, interner: &mut dyn Interner) -> Vec<u8>
 where
     I: IntoIterator<Item = &'a RecordKind>,
 {
-    let mut out = Vec::with_capacity(16 + count * 16);
-    out.push(FORMAT_VERSION);
-    put_varint(&mut out, count as u64);
     let mut iter = records.into_iter().peekable();
     let base = iter.peek().map(|r| r.time().as_micros()).unwrap_or(0);
-    put_zigzag(&mut out, base);
+    let mut out = block_header(count as u64, base);
+    out.reserve(count * 16);
     let mut prev_received = base;
-    for r in iter {
+    encode_records(iter, &mut prev_received, interner, &mut out);
+    out
+}
+
+/// Encodes records as a block's body (after its header), continuing the received-time deltas
+/// from `prev_received`, so that a body can be extended by later records.
+pub fn encode_records<'a, I>(
+    records: I,
+    prev_received: &mut i64,
+    interner: &mut dyn Interner,
+    out: &mut Vec<u8>,
+) where
+    I: IntoIterator<Item = &'a RecordKind>,
+{
+    for r in records {
         match r {
             RecordKind::Observation(o) => {
                 out.push(TAG_OBSERVATION);
-                put_varint(&mut out, u64::from(interner.machine_id(&o.machine)));
-                put_varint(&mut out, u64::from(interner.signal_id(&o.signal)));
-                let (vtype, _) = value_type(&o.value);
-                let mut flags = vtype;
+                put_varint(out, u64::from(interner.machine_id(&o.machine)));
+                put_varint(out, u64::from(interner.signal_id(&o.signal)));
+                let mut flags = value_type(&o.value);
                 if o.time.source.is_some() {
                     flags |= F_SOURCE;
                 }
@@ -127,33 +147,32 @@ where
                 }
                 out.push(flags);
                 let received = o.time.received.as_micros();
-                put_zigzag(&mut out, received.wrapping_sub(prev_received));
-                prev_received = received;
+                put_zigzag(out, received.wrapping_sub(*prev_received));
+                *prev_received = received;
                 let aligned = o.time.aligned.as_micros();
-                put_zigzag(&mut out, aligned.wrapping_sub(received));
+                put_zigzag(out, aligned.wrapping_sub(received));
                 if let Some(s) = o.time.source {
-                    put_zigzag(&mut out, s.as_micros().wrapping_sub(aligned));
+                    put_zigzag(out, s.as_micros().wrapping_sub(aligned));
                 }
                 if !o.quality.is_good() {
                     out.push(quality_byte(o.quality));
                 }
-                put_value(&mut out, &o.value);
+                put_value(out, &o.value);
             }
             other => {
                 out.push(TAG_JSON);
                 // Serializing our own model types to JSON cannot fail (no maps with non-string
                 // keys, no failing Serialize impls); an empty payload would surface on decode.
                 let json = serde_json::to_vec(other).unwrap_or_default();
-                put_varint(&mut out, json.len() as u64);
+                put_varint(out, json.len() as u64);
                 out.extend_from_slice(&json);
             }
         }
     }
-    out
 }
 
-fn value_type(v: &Value) -> (u8, ()) {
-    let t = match v {
+fn value_type(v: &Value) -> u8 {
+    match v {
         Value::Unavailable => V_UNAVAILABLE,
         Value::Bool(false) => V_FALSE,
         Value::Bool(true) => V_TRUE,
@@ -166,8 +185,7 @@ fn value_type(v: &Value) -> (u8, ()) {
             }
         }
         Value::Text(_) => V_TEXT,
-    };
-    (t, ())
+    }
 }
 
 fn put_value(out: &mut Vec<u8>, v: &Value) {

@@ -639,6 +639,23 @@ struct Writer {
     in_drop_episode: bool,
     last_retention: Instant,
     committed: Option<watch::Sender<u64>>,
+    /// The last block this writer wrote, which later small commits extend.
+    tail: Option<Tail>,
+}
+
+/// Tail blocks stop growing at this encoded size, bounding what a commit rewrites.
+const TAIL_MAX_BYTES: usize = 4 << 10;
+
+/// The block a writer may still extend: its body and what is needed to append to it.
+#[derive(Clone)]
+struct Tail {
+    first: u64,
+    count: u64,
+    base: i64,
+    prev_received: i64,
+    body: Vec<u8>,
+    min: i64,
+    max: i64,
 }
 
 struct WriterDict<'a> {
@@ -743,6 +760,7 @@ impl Writer {
             in_drop_episode: false,
             last_retention: Instant::now(),
             committed: None,
+            tail: None,
         })
     }
 
@@ -864,16 +882,25 @@ impl Writer {
         let result = self.write_txn(&records, &acks);
         self.counters.observe_commit(began.elapsed());
         match result {
-            Ok(new_blocks) => {
+            Ok((new_blocks, new_tail)) => {
                 self.next_seq = start_seq + records.len() as u64;
                 self.pending_machines.clear();
                 self.pending_signals.clear();
-                let mut added = 0;
-                for b in new_blocks {
-                    added += b.3;
-                    self.blocks.push_back(b);
+                if new_tail.is_some() {
+                    self.tail = new_tail;
                 }
-                self.counters.bytes.fetch_add(added, Ordering::Relaxed);
+                let mut bytes = self.counters.bytes.load(Ordering::Relaxed);
+                for b in new_blocks {
+                    // A rewritten tail block replaces its older version.
+                    if let Some(prev) = self.blocks.back_mut().filter(|p| p.0 == b.0) {
+                        bytes = bytes - prev.3 + b.3;
+                        *prev = b;
+                    } else {
+                        bytes += b.3;
+                        self.blocks.push_back(b);
+                    }
+                }
+                self.counters.bytes.store(bytes, Ordering::Relaxed);
                 self.counters
                     .appended_total
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -933,28 +960,78 @@ impl Writer {
         }
     }
 
-    /// One write transaction: blocks, dictionary entries, cursor positions, next_seq.
-    /// Returns the new blocks' (first, last, max time, bytes).
+    /// One write transaction: blocks, dictionary entries, cursor positions.
+    ///
+    /// At low rates a commit holds a handful of records; a block each would cost more in redb
+    /// entries than in data. So the first records extend the tail block this writer wrote last
+    /// (rewriting it, bounded by [`TAIL_MAX_BYTES`]) until it holds `block_records`. Returns the
+    /// written blocks' (first, last, max time, bytes) and the tail to keep once committed.
     fn write_txn(
         &mut self,
         records: &[RecordKind],
         acks: &[(String, u64)],
-    ) -> Result<Vec<(u64, u64, i64, u64)>, JournalError> {
+    ) -> Result<(Vec<(u64, u64, i64, u64)>, Option<Tail>), JournalError> {
+        let per_block = self.opts.block_records.max(1);
         let mut new_blocks = Vec::new();
         let mut encoded = Vec::new();
+        let mut new_tail = None;
         let mut seq = self.next_seq;
-        for chunk in records.chunks(self.opts.block_records.max(1)) {
-            let bytes = codec::encode_block(chunk, chunk.len(), &mut WriterDict { w: self });
-            let (mut min, mut max) = (i64::MAX, i64::MIN);
+        let mut rest = records;
+        if let Some(t) = self.tail.clone().filter(|t| {
+            !records.is_empty() && t.body.len() < TAIL_MAX_BYTES && (t.count as usize) < per_block
+        }) {
+            let take = (per_block - t.count as usize).min(records.len());
+            let mut tail = t;
+            codec::encode_records(
+                &records[..take],
+                &mut tail.prev_received,
+                &mut WriterDict { w: self },
+                &mut tail.body,
+            );
+            for r in &records[..take] {
+                let t = r.time().as_micros();
+                tail.min = tail.min.min(t);
+                tail.max = tail.max.max(t);
+            }
+            tail.count += take as u64;
+            let mut bytes = codec::block_header(tail.count, tail.base);
+            bytes.extend_from_slice(&tail.body);
+            let last = tail.first + tail.count - 1;
+            new_blocks.push((tail.first, last, tail.max, bytes.len() as u64));
+            encoded.push((tail.first, last, tail.min, tail.max, bytes));
+            seq = last + 1;
+            rest = &records[take..];
+            new_tail = Some(tail);
+        }
+        for chunk in rest.chunks(per_block) {
+            let base = chunk.first().map(|r| r.time().as_micros()).unwrap_or(0);
+            let mut tail = Tail {
+                first: seq,
+                count: chunk.len() as u64,
+                base,
+                prev_received: base,
+                body: Vec::with_capacity(chunk.len() * 16),
+                min: i64::MAX,
+                max: i64::MIN,
+            };
+            codec::encode_records(
+                chunk,
+                &mut tail.prev_received,
+                &mut WriterDict { w: self },
+                &mut tail.body,
+            );
             for r in chunk {
                 let t = r.time().as_micros();
-                min = min.min(t);
-                max = max.max(t);
+                tail.min = tail.min.min(t);
+                tail.max = tail.max.max(t);
             }
+            let mut bytes = codec::block_header(tail.count, base);
+            bytes.extend_from_slice(&tail.body);
             let last = seq + chunk.len() as u64 - 1;
-            new_blocks.push((seq, last, max, bytes.len() as u64));
-            encoded.push((seq, last, min, max, bytes));
+            new_blocks.push((seq, last, tail.max, bytes.len() as u64));
+            encoded.push((seq, last, tail.min, tail.max, bytes));
             seq = last + 1;
+            new_tail = Some(tail);
         }
         // Readers may decode a block as soon as it commits: publish the dictionary first.
         if !self.pending_machines.is_empty() || !self.pending_signals.is_empty() {
@@ -997,7 +1074,7 @@ impl Writer {
             // writes it before it removes blocks, so it survives an empty journal.
         }
         st!(w.commit(), "committing")?;
-        Ok(new_blocks)
+        Ok((new_blocks, new_tail))
     }
 
     /// Removes blocks that retention allows. Runs at most once per `retention_interval` unless
@@ -1052,6 +1129,13 @@ impl Writer {
         let removed: u64 = remove.iter().map(|(f, l, _)| l - f + 1).sum();
         for _ in 0..remove.len() {
             self.blocks.pop_front();
+        }
+        if self
+            .tail
+            .as_ref()
+            .is_some_and(|t| remove.iter().any(|r| r.0 == t.first))
+        {
+            self.tail = None;
         }
         self.counters.bytes.store(total, Ordering::Relaxed);
         self.counters

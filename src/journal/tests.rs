@@ -278,3 +278,27 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+#[ignore = "measurement: cargo test --release --lib journal::tests::small_commit_footprint -- --ignored --nocapture"]
+fn small_commit_footprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+    let mut n = 0;
+    for c in 0..10000 {
+        let recs: Vec<_> = (0..3)
+            .map(|i| obs((c % 50) as u8, i, c as i64, 1_000_000 + c as i64 * 80_000))
+            .collect();
+        n += recs.len();
+        j.append_blocking(recs).unwrap();
+    }
+    let st = j.stats();
+    println!(
+        "{n} records in 10000 commits: encoded {} B ({:.1}/rec), file {} B ({:.1}/rec)",
+        st.bytes,
+        st.bytes as f64 / n as f64,
+        st.file_bytes,
+        st.file_bytes as f64 / n as f64
+    );
+    j.close();
+}
