@@ -12,7 +12,9 @@
 //!    appends a machine's records in order finds them in that order.
 //! 4. **Group commit.** One writer thread takes every append that is waiting, up to
 //!    `batch_max_records`, and commits them in one transaction (one fsync), so throughput does
-//!    not hinge on one fsync per record.
+//!    not hinge on one fsync per record. At low rates, a commit's records extend the block the
+//!    writer wrote last (up to 4 KiB encoded) instead of starting a block each; a block's
+//!    records never change, only more are added behind them.
 //! 5. **Cursors only lose what they acknowledged.** Retention by age and size removes only
 //!    blocks whose every record every cursor has acknowledged. Only the hard size cap may remove
 //!    unacknowledged records; then the oldest blocks go, the loss is counted
