@@ -179,6 +179,7 @@ enum Source {
 #[derive(Debug, Deserialize)]
 struct RecordsPage {
     records: Vec<Record>,
+    last_seq: u64,
 }
 
 /// Exports every record matching `filter` from the journal in `dir` into `w`.
@@ -224,6 +225,8 @@ pub async fn export<W: Write>(
     };
     const PAGE: usize = 5000;
     let mut written = 0;
+    // A running bridge keeps appending: export what was stored when the export began.
+    let mut end = u64::MAX;
     loop {
         let batch = match &source {
             Source::File(j) => j.read(after, PAGE)?,
@@ -242,19 +245,27 @@ pub async fn export<W: Write>(
                 if !resp.status().is_success() {
                     return Err(http_err(format!("{url} answered {}", resp.status())));
                 }
-                resp.json::<RecordsPage>()
+                let page = resp
+                    .json::<RecordsPage>()
                     .await
-                    .map_err(|e| http_err(e.to_string()))?
-                    .records
+                    .map_err(|e| http_err(e.to_string()))?;
+                end = end.min(page.last_seq);
+                page.records
             }
         };
         let Some(last) = batch.last() else { break };
         after = last.seq;
         for r in &batch {
+            if r.seq > end {
+                break;
+            }
             if filter.matches(r) {
                 w.write(r)?;
                 written += 1;
             }
+        }
+        if after >= end {
+            break;
         }
     }
     Ok(written)
