@@ -634,7 +634,7 @@ struct Writer {
     pending_signals: Vec<(u32, SignalId)>,
     cursors: HashMap<String, u64>,
     /// (first seq, last seq, max time, bytes) of every stored block, oldest first.
-    blocks: std::collections::VecDeque<(u64, u64, i64, u64)>,
+    blocks: std::collections::VecDeque<BlockInfo>,
     dropped_total: u64,
     in_drop_episode: bool,
     last_retention: Instant,
@@ -642,6 +642,9 @@ struct Writer {
     /// The last block this writer wrote, which later small commits extend.
     tail: Option<Tail>,
 }
+
+/// A stored block as retention sees it: (first seq, last seq, max time µs, encoded bytes).
+type BlockInfo = (u64, u64, i64, u64);
 
 /// Tail blocks stop growing at this encoded size, bounding what a commit rewrites.
 const TAIL_MAX_BYTES: usize = 4 << 10;
@@ -970,7 +973,7 @@ impl Writer {
         &mut self,
         records: &[RecordKind],
         acks: &[(String, u64)],
-    ) -> Result<(Vec<(u64, u64, i64, u64)>, Option<Tail>), JournalError> {
+    ) -> Result<(Vec<BlockInfo>, Option<Tail>), JournalError> {
         let per_block = self.opts.block_records.max(1);
         let mut new_blocks = Vec::new();
         let mut encoded = Vec::new();
