@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{Config, DriverConfig};
@@ -264,12 +265,10 @@ pub async fn run(
     ));
 
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
-    let pipeline = tokio::spawn(run_pipeline(
-        rx,
-        journal.clone(),
-        telemetry.clone(),
-        clock.clone(),
-    ));
+    let pipeline = tokio::spawn(
+        run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone())
+            .instrument(tracing::info_span!("pipeline", component = "pipeline")),
+    );
     let drivers = TaskTracker::new();
     // Simulated machines write what they really did (ground truth) beside the journal.
     let any_sim = config
@@ -302,10 +301,7 @@ pub async fn run(
                     sim_start,
                 );
                 let span = tracing::info_span!("driver", component = "sim", machine = %m.id);
-                drivers.spawn(tracing::Instrument::instrument(
-                    crate::drivers::sim::run(sim, ctx, truth),
-                    span,
-                ));
+                drivers.spawn(crate::drivers::sim::run(sim, ctx, truth).instrument(span));
             }
             DriverConfig::Shdr { .. } => {}
         }
