@@ -519,6 +519,21 @@ pub(crate) mod tests {
         assert!(per < 20.0, "{per} bytes per observation");
     }
 
+    proptest::proptest! {
+        /// Whatever bytes a damaged disk hands back, decoding returns (an error), never panics.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut d = MapDict::default();
+            d.machine_id(&MachineId::new("m1").unwrap());
+            d.signal_id(&SignalId::new("s1"));
+            let mut out = Vec::new();
+            let _ = decode_block(&bytes, 1, 0, &d, &mut out, 1000);
+            let mut v = vec![FORMAT_VERSION];
+            v.extend_from_slice(&bytes);
+            let _ = decode_block(&v, 1, 0, &d, &mut out, 1000);
+        }
+    }
+
     #[test]
     fn truncated_and_garbage_blocks_are_errors_not_panics() {
         let t = 1_764_000_000_000_000;
