@@ -15,12 +15,14 @@
 //! ```text
 //! varint machine dictionary id, varint signal dictionary id,
 //! u8     flags: bits 0-2 value type (0 unavailable, 1 false, 2 true, 3 int, 4 f64, 5 text,
-//!        6 f32-exact float), bit 3 has source time, bit 4 has quality byte
+//!        6 f32-exact float, 7 float that is a whole number of thousandths), bit 3 has source
+//!        time, bit 4 has quality byte
 //! zigzag received - previous record's received (previous = base time for the first)
 //! zigzag aligned - received
 //! zigzag source - aligned                      (if bit 3)
 //! u8     quality: high nibble 1 uncertain / 2 bad, low nibble reason code (if bit 4)
-//! value  int: zigzag varint; f64: 8 bytes LE; f32: 4 bytes LE; text: varint length + UTF-8
+//! value  int: zigzag varint; f64: 8 bytes LE; f32: 4 bytes LE; thousandths: zigzag varint of
+//!        value × 1000 (45.3 → 45300, 3 bytes instead of 8); text: varint length + UTF-8
 //! ```
 //!
 //! Tag 2, any other kind: varint length + the record kind as JSON. Rare kinds (state changes,
@@ -49,6 +51,7 @@ const V_INT: u8 = 3;
 const V_F64: u8 = 4;
 const V_TEXT: u8 = 5;
 const V_F32: u8 = 6;
+const V_MILLI: u8 = 7;
 const F_SOURCE: u8 = 1 << 3;
 const F_QUALITY: u8 = 1 << 4;
 
@@ -171,19 +174,46 @@ pub fn encode_records<'a, I>(
     }
 }
 
+/// How a float is stored: the shortest form that gives back exactly the same bits.
+enum FloatForm {
+    F32,
+    Milli(i64),
+    F64,
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
+fn float_form(f: f64) -> FloatForm {
+    let f32_exact = (f as f32) as f64 == f || f.is_nan();
+    let milli = (f * 1000.0).round();
+    if milli.is_finite() && milli.abs() < 9.0e15 {
+        let k = milli as i64;
+        if ((k as f64) / 1000.0).to_bits() == f.to_bits()
+            && (!f32_exact || varint_len(zigzag(k)) < 4)
+        {
+            return FloatForm::Milli(k);
+        }
+    }
+    if f32_exact {
+        FloatForm::F32
+    } else {
+        FloatForm::F64
+    }
+}
+
 fn value_type(v: &Value) -> u8 {
     match v {
         Value::Unavailable => V_UNAVAILABLE,
         Value::Bool(false) => V_FALSE,
         Value::Bool(true) => V_TRUE,
         Value::Int(_) => V_INT,
-        Value::Float(f) => {
-            if (*f as f32) as f64 == *f || f.is_nan() {
-                V_F32
-            } else {
-                V_F64
-            }
-        }
+        Value::Float(f) => match float_form(*f) {
+            FloatForm::F32 => V_F32,
+            FloatForm::Milli(_) => V_MILLI,
+            FloatForm::F64 => V_F64,
+        },
         Value::Text(_) => V_TEXT,
     }
 }
@@ -192,13 +222,11 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Unavailable | Value::Bool(_) => {}
         Value::Int(i) => put_zigzag(out, *i),
-        Value::Float(f) => {
-            if (*f as f32) as f64 == *f || f.is_nan() {
-                out.extend_from_slice(&(*f as f32).to_le_bytes());
-            } else {
-                out.extend_from_slice(&f.to_le_bytes());
-            }
-        }
+        Value::Float(f) => match float_form(*f) {
+            FloatForm::F32 => out.extend_from_slice(&(*f as f32).to_le_bytes()),
+            FloatForm::Milli(k) => put_zigzag(out, k),
+            FloatForm::F64 => out.extend_from_slice(&f.to_le_bytes()),
+        },
         Value::Text(s) => {
             put_varint(out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
@@ -352,6 +380,7 @@ pub fn decode_block(
                         a.copy_from_slice(b);
                         Value::Float(f64::from(f32::from_le_bytes(a)))
                     }
+                    V_MILLI => Value::Float(r.zigzag()? as f64 / 1000.0),
                     V_TEXT => {
                         let n = r.len()?;
                         let b = r.bytes(n)?;
@@ -467,6 +496,11 @@ pub(crate) mod tests {
             obs("m1", "execution", Value::text("ACTIVE"), t),
             obs("m1", "spindle_speed", Value::Float(1234.5), t + 10),
             obs("m2", "spindle_load", Value::Float(0.1), t + 5),
+            obs("m2", "spindle_load", Value::Float(45.3), t + 5),
+            obs("m2", "x", Value::Float(-0.0), t + 5),
+            obs("m2", "x", Value::Float(1.0e300), t + 5),
+            obs("m2", "x", Value::Float(std::f64::consts::PI), t + 5),
+            obs("m2", "x", Value::Float(-123456.789), t + 5),
             obs("m2", "part_count", Value::Int(-42), t + 5),
             obs("m2", "door", Value::Bool(true), t + 5),
             obs("m2", "door", Value::Bool(false), t + 5),
@@ -498,6 +532,19 @@ pub(crate) mod tests {
             tail.iter().map(|r| r.seq).collect::<Vec<_>>(),
             vec![106, 107]
         );
+    }
+
+    #[test]
+    fn nan_stays_nan() {
+        let recs = vec![obs("m1", "x", Value::Float(f64::NAN), 1)];
+        let mut d = MapDict::default();
+        let block = encode_block(&recs, 1, &mut d);
+        let mut out = Vec::new();
+        decode_block(&block, 1, 0, &d, &mut out, 10).unwrap();
+        match &out[0].kind {
+            RecordKind::Observation(o) => assert!(matches!(o.value, Value::Float(f) if f.is_nan())),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

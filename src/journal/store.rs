@@ -646,8 +646,12 @@ struct Writer {
 /// A stored block as retention sees it: (first seq, last seq, max time µs, encoded bytes).
 type BlockInfo = (u64, u64, i64, u64);
 
-/// Tail blocks stop growing at this encoded size, bounding what a commit rewrites.
-const TAIL_MAX_BYTES: usize = 4 << 10;
+/// Tail blocks stop growing at this encoded size, bounding what a commit rewrites: a 4 KiB
+/// page, less room for redb's leaf header and the entry's key and offsets.
+const TAIL_MAX_BYTES: usize = (4 << 10) - 96;
+/// Fresh blocks stop at this encoded size (or at `block_records`): redb allocates pages in
+/// powers of two, so a block just under 32 KiB wastes little.
+const BLOCK_MAX_BYTES: usize = (32 << 10) - 96;
 
 /// The block a writer may still extend: its body and what is needed to append to it.
 #[derive(Clone)]
@@ -889,7 +893,7 @@ impl Writer {
                 self.next_seq = start_seq + records.len() as u64;
                 self.pending_machines.clear();
                 self.pending_signals.clear();
-                if new_tail.is_some() {
+                if !records.is_empty() {
                     self.tail = new_tail;
                 }
                 let mut bytes = self.counters.bytes.load(Ordering::Relaxed);
@@ -974,67 +978,73 @@ impl Writer {
         records: &[RecordKind],
         acks: &[(String, u64)],
     ) -> Result<(Vec<BlockInfo>, Option<Tail>), JournalError> {
-        let per_block = self.opts.block_records.max(1);
+        let per_block = self.opts.block_records.max(1) as u64;
         let mut new_blocks = Vec::new();
         let mut encoded = Vec::new();
-        let mut new_tail = None;
         let mut seq = self.next_seq;
-        let mut rest = records;
-        if let Some(t) = self.tail.clone().filter(|t| {
-            !records.is_empty() && t.body.len() < TAIL_MAX_BYTES && (t.count as usize) < per_block
-        }) {
-            let take = (per_block - t.count as usize).min(records.len());
-            let mut tail = t;
-            codec::encode_records(
-                &records[..take],
-                &mut tail.prev_received,
-                &mut WriterDict { w: self },
-                &mut tail.body,
-            );
-            for r in &records[..take] {
-                let t = r.time().as_micros();
-                tail.min = tail.min.min(t);
-                tail.max = tail.max.max(t);
-            }
-            tail.count += take as u64;
-            let mut bytes = codec::block_header(tail.count, tail.base);
-            bytes.extend_from_slice(&tail.body);
-            let last = tail.first + tail.count - 1;
-            new_blocks.push((tail.first, last, tail.max, bytes.len() as u64));
-            encoded.push((tail.first, last, tail.min, tail.max, bytes));
-            seq = last + 1;
-            rest = &records[take..];
-            new_tail = Some(tail);
-        }
-        for chunk in rest.chunks(per_block) {
-            let base = chunk.first().map(|r| r.time().as_micros()).unwrap_or(0);
-            let mut tail = Tail {
-                first: seq,
-                count: chunk.len() as u64,
-                base,
-                prev_received: base,
-                body: Vec::with_capacity(chunk.len() * 16),
-                min: i64::MAX,
-                max: i64::MIN,
+        let mut i = 0;
+        // The block to extend: the tail, while it is small; else a fresh one per chunk.
+        let mut current = self.tail.clone().filter(|t| {
+            !records.is_empty() && t.body.len() < TAIL_MAX_BYTES && t.count < per_block
+        });
+        let mut extending = current.is_some();
+        let mut new_tail = None;
+        while i < records.len() {
+            let mut block = match current.take() {
+                Some(t) => t,
+                None => {
+                    let base = records[i].time().as_micros();
+                    Tail {
+                        first: seq,
+                        count: 0,
+                        base,
+                        prev_received: base,
+                        body: Vec::with_capacity(BLOCK_MAX_BYTES.min(records.len() * 24)),
+                        min: i64::MAX,
+                        max: i64::MIN,
+                    }
+                }
             };
-            codec::encode_records(
-                chunk,
-                &mut tail.prev_received,
-                &mut WriterDict { w: self },
-                &mut tail.body,
-            );
-            for r in chunk {
+            let limit = if extending {
+                TAIL_MAX_BYTES
+            } else {
+                BLOCK_MAX_BYTES
+            };
+            let mut added = 0;
+            while i < records.len() && block.count < per_block {
+                let (mark, prev) = (block.body.len(), block.prev_received);
+                let r = &records[i];
+                codec::encode_records(
+                    std::iter::once(r),
+                    &mut block.prev_received,
+                    &mut WriterDict { w: self },
+                    &mut block.body,
+                );
+                // Keep blocks inside one redb page allocation; a lone oversized record still
+                // gets a block of its own.
+                if block.body.len() > limit && block.count > 0 {
+                    block.body.truncate(mark);
+                    block.prev_received = prev;
+                    break;
+                }
                 let t = r.time().as_micros();
-                tail.min = tail.min.min(t);
-                tail.max = tail.max.max(t);
+                block.min = block.min.min(t);
+                block.max = block.max.max(t);
+                block.count += 1;
+                added += 1;
+                i += 1;
             }
-            let mut bytes = codec::block_header(tail.count, base);
-            bytes.extend_from_slice(&tail.body);
-            let last = seq + chunk.len() as u64 - 1;
-            new_blocks.push((seq, last, tail.max, bytes.len() as u64));
-            encoded.push((seq, last, tail.min, tail.max, bytes));
-            seq = last + 1;
-            new_tail = Some(tail);
+            if added > 0 {
+                let mut bytes = codec::block_header(block.count, block.base);
+                bytes.extend_from_slice(&block.body);
+                let last = block.first + block.count - 1;
+                new_blocks.push((block.first, last, block.max, bytes.len() as u64));
+                encoded.push((block.first, last, block.min, block.max, bytes));
+                seq = last + 1;
+            }
+            new_tail =
+                (block.body.len() < TAIL_MAX_BYTES && block.count < per_block).then_some(block);
+            extending = false;
         }
         // Readers may decode a block as soon as it commits: publish the dictionary first.
         if !self.pending_machines.is_empty() || !self.pending_signals.is_empty() {
