@@ -4,11 +4,15 @@
 //! number). A block is:
 //!
 //! ```text
-//! u8      format version (1)
+//! u8      format version: 1 = plain body, 2 = LZ4-compressed body
 //! varint  record count
 //! zigzag  base time (µs since epoch): the first record's received/aligned reference
-//! record* each starting with a one-byte tag
+//! v1:     record*, each starting with a one-byte tag
+//! v2:     varint body length, then the LZ4 block of record*
 //! ```
+//!
+//! The writer compresses a body when that saves at least a tenth (it does for state changes and
+//! intervals, whose JSON repeats the same keys).
 //!
 //! Tag 1, an observation — the hot path, hand-packed (about 8–20 bytes):
 //!
@@ -39,7 +43,14 @@ use crate::model::{
     Timestamps, Value,
 };
 
-pub const FORMAT_VERSION: u8 = 1;
+/// The newest block format this build writes and reads (it reads every older one too).
+pub const FORMAT_VERSION: u8 = 2;
+/// Version 1: the body follows the header as is.
+const V1_PLAIN: u8 = 1;
+/// Version 2: the body is LZ4-compressed (after the header: varint body length, LZ4 block).
+const V2_LZ4: u8 = 2;
+/// A decompressed body is never larger than this (guards against a damaged length).
+const MAX_BODY: usize = 64 << 20;
 
 const TAG_OBSERVATION: u8 = 1;
 const TAG_JSON: u8 = 2;
@@ -58,7 +69,9 @@ const F_QUALITY: u8 = 1 << 4;
 /// A stored block could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
-    #[error("block format version {0} is newer than this shopbridge understands (1)")]
+    #[error(
+        "block format version {0} is newer than this shopbridge understands (up to {FORMAT_VERSION})"
+    )]
     UnknownVersion(u8),
     #[error("block ends early at byte {0}")]
     Truncated(usize),
@@ -102,12 +115,23 @@ pub fn put_zigzag(out: &mut Vec<u8>, v: i64) {
     put_varint(out, zigzag(v));
 }
 
-/// The header of a block of `count` records whose time reference is `base`.
-pub fn block_header(count: u64, base: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    out.push(FORMAT_VERSION);
+/// A stored block: the header for `count` records with time reference `base`, then the body,
+/// LZ4-compressed (version 2) when that saves at least a tenth, else as is (version 1).
+pub fn finish_block(count: u64, base: i64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.push(V1_PLAIN);
     put_varint(&mut out, count);
     put_zigzag(&mut out, base);
+    if body.len() >= 128 {
+        let packed = lz4_flex::block::compress(body);
+        if packed.len() + 4 < body.len() - body.len() / 10 {
+            out[0] = V2_LZ4;
+            put_varint(&mut out, body.len() as u64);
+            out.extend_from_slice(&packed);
+            return out;
+        }
+    }
+    out.extend_from_slice(body);
     out
 }
 
@@ -118,11 +142,10 @@ where
 {
     let mut iter = records.into_iter().peekable();
     let base = iter.peek().map(|r| r.time().as_micros()).unwrap_or(0);
-    let mut out = block_header(count as u64, base);
-    out.reserve(count * 16);
+    let mut body = Vec::with_capacity(count * 16);
     let mut prev_received = base;
-    encode_records(iter, &mut prev_received, interner, &mut out);
-    out
+    encode_records(iter, &mut prev_received, interner, &mut body);
+    finish_block(count as u64, base, &body)
 }
 
 /// Encodes records as a block's body (after its header), continuing the received-time deltas
@@ -304,14 +327,38 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads just the record count of a block.
-pub fn block_count(buf: &[u8]) -> Result<u64, CodecError> {
+/// A block's record count, time reference and (decompressed) body.
+fn split_block(buf: &[u8]) -> Result<(u64, i64, std::borrow::Cow<'_, [u8]>), CodecError> {
     let mut r = Reader { buf, pos: 0 };
     let v = r.u8()?;
-    if v != FORMAT_VERSION {
+    if v != V1_PLAIN && v != V2_LZ4 {
         return Err(CodecError::UnknownVersion(v));
     }
-    r.varint()
+    let count = r.varint()?;
+    let base = r.zigzag()?;
+    if v == V1_PLAIN {
+        return Ok((count, base, std::borrow::Cow::Borrowed(&buf[r.pos..])));
+    }
+    let at = r.pos;
+    let len = r.len()?;
+    if len > MAX_BODY {
+        return Err(CodecError::Invalid {
+            at,
+            reason: format!("compressed body claims {len} bytes"),
+        });
+    }
+    let body =
+        lz4_flex::block::decompress(&buf[r.pos..], len).map_err(|e| CodecError::Invalid {
+            at,
+            reason: format!("LZ4 body: {e}"),
+        })?;
+    if body.len() != len {
+        return Err(CodecError::Invalid {
+            at,
+            reason: format!("LZ4 body is {} bytes, header says {len}", body.len()),
+        });
+    }
+    Ok((count, base, std::borrow::Cow::Owned(body)))
 }
 
 /// Decodes a block whose first record has sequence `first_seq`, keeping records with
@@ -324,13 +371,8 @@ pub fn decode_block(
     out: &mut Vec<Record>,
     max: usize,
 ) -> Result<(), CodecError> {
-    let mut r = Reader { buf, pos: 0 };
-    let v = r.u8()?;
-    if v != FORMAT_VERSION {
-        return Err(CodecError::UnknownVersion(v));
-    }
-    let count = r.varint()?;
-    let base = r.zigzag()?;
+    let (count, base, body) = split_block(buf)?;
+    let mut r = Reader { buf: &body, pos: 0 };
     let mut prev_received = base;
     for i in 0..count {
         if out.len() >= max {
@@ -535,6 +577,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn plain_and_compressed_blocks_both_decode() {
+        let t = 1_764_000_000_000_000;
+        let mut d = MapDict::default();
+        let small = vec![obs("m1", "x", Value::Int(1), t)];
+        let block = encode_block(&small, 1, &mut d);
+        assert_eq!(block[0], V1_PLAIN, "too small to be worth compressing");
+        let many: Vec<_> = (0..200)
+            .map(|i| obs("m1", "execution", Value::text("ACTIVE"), t + i))
+            .collect();
+        let block = encode_block(&many, many.len(), &mut d);
+        assert_eq!(block[0], V2_LZ4, "repetitive records compress");
+        let mut out = Vec::new();
+        decode_block(&block, 1, 0, &d, &mut out, usize::MAX).unwrap();
+        assert_eq!(out.iter().map(|r| r.kind.clone()).collect::<Vec<_>>(), many);
+        // A damaged length is an error, not an allocation of whatever it claims.
+        let mut bad = block.clone();
+        bad.truncate(bad.len() - 3);
+        assert!(decode_block(&bad, 1, 0, &d, &mut Vec::new(), usize::MAX).is_err());
+    }
+
+    #[test]
     fn nan_stays_nan() {
         let recs = vec![obs("m1", "x", Value::Float(f64::NAN), 1)];
         let mut d = MapDict::default();
@@ -575,9 +638,11 @@ pub(crate) mod tests {
             d.signal_id(&SignalId::new("s1"));
             let mut out = Vec::new();
             let _ = decode_block(&bytes, 1, 0, &d, &mut out, 1000);
-            let mut v = vec![FORMAT_VERSION];
-            v.extend_from_slice(&bytes);
-            let _ = decode_block(&v, 1, 0, &d, &mut out, 1000);
+            for version in [V1_PLAIN, V2_LZ4] {
+                let mut v = vec![version];
+                v.extend_from_slice(&bytes);
+                let _ = decode_block(&v, 1, 0, &d, &mut out, 1000);
+            }
         }
     }
 

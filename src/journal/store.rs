@@ -230,6 +230,14 @@ impl Core {
                         ),
                     });
                 }
+                // Blocks of the newer format may follow: say so, so that an older shopbridge
+                // refuses the file instead of failing on them.
+                Some(v) if v < u64::from(codec::FORMAT_VERSION) => {
+                    st!(
+                        meta.insert(META_FORMAT, u64::from(codec::FORMAT_VERSION)),
+                        "writing the format"
+                    )?;
+                }
                 Some(_) => {}
             }
         }
@@ -1035,8 +1043,7 @@ impl Writer {
                 i += 1;
             }
             if added > 0 {
-                let mut bytes = codec::block_header(block.count, block.base);
-                bytes.extend_from_slice(&block.body);
+                let bytes = codec::finish_block(block.count, block.base, &block.body);
                 let last = block.first + block.count - 1;
                 new_blocks.push((block.first, last, block.max, bytes.len() as u64));
                 encoded.push((block.first, last, block.min, block.max, bytes));
