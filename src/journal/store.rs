@@ -657,6 +657,9 @@ type BlockInfo = (u64, u64, i64, u64);
 /// Tail blocks stop growing at this encoded size, bounding what a commit rewrites: a 4 KiB
 /// page, less room for redb's leaf header and the entry's key and offsets.
 const TAIL_MAX_BYTES: usize = (4 << 10) - 96;
+/// A tail's body may grow to this many bytes before compression, as long as what is stored
+/// stays within [`TAIL_MAX_BYTES`].
+const TAIL_BODY_MAX_BYTES: usize = 16 << 10;
 /// Fresh blocks stop at this encoded size (or at `block_records`): redb allocates pages in
 /// powers of two, so a block just under 32 KiB wastes little.
 const BLOCK_MAX_BYTES: usize = (32 << 10) - 96;
@@ -979,7 +982,8 @@ impl Writer {
     ///
     /// At low rates a commit holds a handful of records; a block each would cost more in redb
     /// entries than in data. So the first records extend the tail block this writer wrote last
-    /// (rewriting it, bounded by [`TAIL_MAX_BYTES`]) until it holds `block_records`. Returns the
+    /// (rewriting it: at most [`TAIL_MAX_BYTES`] stored, [`TAIL_BODY_MAX_BYTES`] before
+    /// compression) until it holds `block_records`. Returns the
     /// written blocks' (first, last, max time, bytes) and the tail to keep once committed.
     fn write_txn(
         &mut self,
@@ -992,9 +996,10 @@ impl Writer {
         let mut seq = self.next_seq;
         let mut i = 0;
         // The block to extend: the tail, while it is small; else a fresh one per chunk.
-        let mut current = self.tail.clone().filter(|t| {
-            !records.is_empty() && t.body.len() < TAIL_MAX_BYTES && t.count < per_block
-        });
+        let mut current = self
+            .tail
+            .clone()
+            .filter(|t| !records.is_empty() && t.count < per_block);
         let mut extending = current.is_some();
         let mut new_tail = None;
         while i < records.len() {
@@ -1042,15 +1047,20 @@ impl Writer {
                 added += 1;
                 i += 1;
             }
+            let mut stored = usize::MAX;
             if added > 0 {
                 let bytes = codec::finish_block(block.count, block.base, &block.body);
+                stored = bytes.len();
                 let last = block.first + block.count - 1;
                 new_blocks.push((block.first, last, block.max, bytes.len() as u64));
                 encoded.push((block.first, last, block.min, block.max, bytes));
                 seq = last + 1;
             }
-            new_tail =
-                (block.body.len() < TAIL_MAX_BYTES && block.count < per_block).then_some(block);
+            // Only a block that is still small may be extended by the next commit.
+            new_tail = (stored < TAIL_MAX_BYTES
+                && block.body.len() < TAIL_BODY_MAX_BYTES
+                && block.count < per_block)
+                .then_some(block);
             extending = false;
         }
         // Readers may decode a block as soon as it commits: publish the dictionary first.
