@@ -169,7 +169,8 @@ fn lost(telemetry: &Telemetry, n: usize, e: &JournalError) {
 pub struct RunOptions {
     /// The clock every component reads (scaled in the demo).
     pub clock: Clock,
-    /// Called with the HTTP address once the bridge listens (tests, the demo banner).
+    /// Print where the API listens, and a stop hint, on standard output (the CLI does; tests
+    /// read the address from it).
     pub announce: bool,
 }
 
