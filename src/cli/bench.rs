@@ -180,6 +180,25 @@ fn batch(machine: &MachineId, sigs: &[SignalId], tick: u64, now: Timestamp) -> D
         .collect()
 }
 
+/// The app's own pipeline (normalization into the durable journal) on a fresh journal in `dir`.
+fn start_pipeline(
+    dir: &Path,
+) -> anyhow::Result<(
+    Journal,
+    mpsc::Sender<DriverBatch>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let journal = Journal::open(dir, JournalOptions::default())?;
+    let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
+    let pipeline = tokio::spawn(run_pipeline(
+        rx,
+        journal.clone(),
+        Arc::new(Telemetry::default()),
+        Clock::system(),
+    ));
+    Ok((journal, tx, pipeline))
+}
+
 async fn throughput(
     dir: &Path,
     machines: usize,
@@ -187,15 +206,7 @@ async fn throughput(
     seconds: u64,
 ) -> anyhow::Result<()> {
     let clock = Clock::system();
-    let journal = Journal::open(dir, JournalOptions::default())?;
-    let telemetry = Arc::new(Telemetry::default());
-    let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
-    let pipeline = tokio::spawn(run_pipeline(
-        rx,
-        journal.clone(),
-        telemetry.clone(),
-        clock.clone(),
-    ));
+    let (journal, tx, pipeline) = start_pipeline(dir)?;
     let stop = CancellationToken::new();
     let sigs = Arc::new(signal_ids(signals));
     let ids = machine_ids(machines);
@@ -261,15 +272,7 @@ async fn latency(
     seconds: u64,
 ) -> anyhow::Result<()> {
     let clock = Clock::system();
-    let journal = Journal::open(dir, JournalOptions::default())?;
-    let telemetry = Arc::new(Telemetry::default());
-    let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
-    let pipeline = tokio::spawn(run_pipeline(
-        rx,
-        journal.clone(),
-        telemetry.clone(),
-        clock.clone(),
-    ));
+    let (journal, tx, pipeline) = start_pipeline(dir)?;
     let stop = CancellationToken::new();
     let sigs = Arc::new(signal_ids(signals));
     let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
