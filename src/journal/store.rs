@@ -814,12 +814,14 @@ impl Writer {
             }
             committed.send_replace(self.next_seq - 1);
         }
-        // Drain: anything still queued after Shutdown is refused (its sender sees Closed).
+        // No new commands from here on (senders see Closed); what raced in before that is
+        // still committed, so nothing handed over is dropped.
         rx.close();
-        while let Ok(c) = rx.try_recv() {
-            if !matches!(c, Cmd::Shutdown | Cmd::Tick) {
-                self.commit_group(vec![c]);
-            }
+        let rest: Vec<Cmd> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|c| !matches!(c, Cmd::Shutdown | Cmd::Tick))
+            .collect();
+        if !rest.is_empty() {
+            self.commit_group(rest);
         }
         committed.send_replace(self.next_seq - 1);
     }
