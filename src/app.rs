@@ -55,9 +55,10 @@ const MAX_EVENTS_PER_PASS: usize = 16_384;
 /// Journal commits a pipeline keeps in flight before it waits for the oldest.
 const MAX_IN_FLIGHT: usize = 4;
 
-/// Reads driver batches until every sender is gone, normalizes them and appends the records to
-/// the journal, keeping up to [`MAX_IN_FLIGHT`] group commits in flight. On the way out it
-/// closes every open state interval at `clock.now()`.
+/// Reads driver batches until every sender is gone, normalizes them, lets the context layer
+/// classify the closed intervals, and appends the records to the journal, keeping up to
+/// [`MAX_IN_FLIGHT`] group commits in flight. On the way out it closes every open state
+/// interval at `clock.now()`.
 pub async fn run_pipeline(
     mut rx: mpsc::Receiver<DriverBatch>,
     journal: Journal,
@@ -86,11 +87,13 @@ pub async fn run_pipeline(
         Telemetry::add(&telemetry.driver_events_total, events.len() as u64);
         let mut out = Vec::with_capacity(events.len() + 8);
         normalizer.process_batch(events.drain(..), &mut out);
+        crate::context::classify(&mut out);
         publish_stats(&telemetry, &mut last_stats, normalizer.stats);
         submit(&journal, out, &mut in_flight, &telemetry).await;
     }
     let mut out = Vec::new();
     normalizer.close_all(clock.now(), &mut out);
+    crate::context::classify(&mut out);
     publish_stats(&telemetry, &mut last_stats, normalizer.stats);
     submit(&journal, out, &mut in_flight, &telemetry).await;
     while let Some((t, n)) = in_flight.pop_front() {

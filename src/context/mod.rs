@@ -9,7 +9,18 @@
 //! - DOWN with a fault alarm active → machine fault;
 //! - everything else → unclassified until context and operator reasons arrive.
 
-use crate::model::{LossCategory, MachineState, ShopState, TimeCategory};
+use crate::model::{LossCategory, MachineState, RecordKind, ShopState, TimeCategory};
+
+/// Classifies every closed interval among `records` that has no category yet.
+pub fn classify(records: &mut [RecordKind]) {
+    for r in records {
+        if let RecordKind::Interval(i) = r {
+            if i.category.is_none() {
+                i.category = classify_default(&i.state);
+            }
+        }
+    }
+}
 
 /// The classification that needs no context.
 pub fn classify_default(state: &MachineState) -> Option<TimeCategory> {

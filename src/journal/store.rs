@@ -350,15 +350,6 @@ impl Core {
             .unwrap_or(1))
     }
 
-    fn first_seq(&self) -> Result<u64, JournalError> {
-        let r = st!(self.db.begin_read(), "reading")?;
-        let meta = st!(r.open_table(BLOCK_META), "reading")?;
-        match st!(meta.first(), "reading")? {
-            Some((k, _)) => Ok(k.value()),
-            None => self.next_seq_hint(),
-        }
-    }
-
     fn file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
@@ -623,9 +614,6 @@ impl ReadOnlyJournal {
     }
     pub fn seek_time(&self, t: Timestamp) -> Result<u64, JournalError> {
         self.core.seek_time(t)
-    }
-    pub fn first_seq(&self) -> Result<u64, JournalError> {
-        self.core.first_seq()
     }
 }
 

@@ -29,6 +29,23 @@ struct Track {
     open_change: Option<usize>,
 }
 
+impl Track {
+    /// The interval from `since` to `end`, if it has any length. Its category is left to the
+    /// context layer ([`crate::context::classify`]).
+    fn close_interval(&self, machine: &MachineId, end: Timestamp) -> Option<RecordKind> {
+        let start = self.since.filter(|s| end > *s)?;
+        Some(RecordKind::Interval(StateInterval {
+            machine: machine.clone(),
+            start,
+            end,
+            shop_state: self.state.shop_state(),
+            state: self.state.clone(),
+            category: None,
+            context: JobContext::default(),
+        }))
+    }
+}
+
 /// Counters the normalizer keeps (for `/metrics`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NormalizeStats {
@@ -183,19 +200,9 @@ impl Normalizer {
                 return;
             }
         }
-        if let Some(since) = track.since {
-            if at > since {
-                self.stats.intervals += 1;
-                out.push(RecordKind::Interval(StateInterval {
-                    machine: machine.clone(),
-                    start: since,
-                    end: at,
-                    shop_state: track.state.shop_state(),
-                    state: track.state.clone(),
-                    category: crate::context::classify_default(&track.state),
-                    context: JobContext::default(),
-                }));
-            }
+        if let Some(interval) = track.close_interval(machine, at) {
+            self.stats.intervals += 1;
+            out.push(interval);
         }
         track.since = Some(at);
         self.stats.state_changes += 1;
@@ -212,26 +219,12 @@ impl Normalizer {
     /// Closes every open interval at `at` (clean shutdown), so the record holds where every
     /// minute went up to the stop.
     pub fn close_all(&mut self, at: Timestamp, out: &mut Vec<RecordKind>) {
-        let machines: Vec<MachineId> = self.tracks.keys().cloned().collect();
-        for m in machines {
-            if let Some(track) = self.tracks.get_mut(&m) {
-                if let Some(since) = track.since {
-                    let end = at.max(since);
-                    if end > since {
-                        self.stats.intervals += 1;
-                        out.push(RecordKind::Interval(StateInterval {
-                            machine: m.clone(),
-                            start: since,
-                            end,
-                            shop_state: track.state.shop_state(),
-                            state: track.state.clone(),
-                            category: crate::context::classify_default(&track.state),
-                            context: JobContext::default(),
-                        }));
-                    }
-                    track.since = Some(end);
-                }
+        for (machine, track) in &mut self.tracks {
+            if let Some(interval) = track.close_interval(machine, at) {
+                self.stats.intervals += 1;
+                out.push(interval);
             }
+            track.since = track.since.map(|since| at.max(since));
         }
     }
 }
