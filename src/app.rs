@@ -199,10 +199,10 @@ pub async fn run(
     let started = Instant::now();
     let clock = opts.clock.clone();
     for m in &config.machines {
-        if let DriverConfig::Shdr { .. } = m.driver {
+        if let DriverConfig::Shdr { .. } | DriverConfig::Mtconnect { .. } = m.driver {
             return Err(AppError::DriverUnavailable {
                 machine: m.id.to_string(),
-                kind: "shdr",
+                kind: m.driver.type_name(),
             });
         }
     }
@@ -307,7 +307,7 @@ pub async fn run(
                 let span = tracing::info_span!("driver", component = "sim", machine = %m.id);
                 drivers.spawn(crate::drivers::sim::run(sim, ctx, truth).instrument(span));
             }
-            DriverConfig::Shdr { .. } => {}
+            DriverConfig::Shdr { .. } | DriverConfig::Mtconnect { .. } => {}
         }
     }
     drop(tx);

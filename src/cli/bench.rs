@@ -175,6 +175,7 @@ fn batch(machine: &MachineId, sigs: &[SignalId], tick: u64, now: Timestamp) -> D
                 quality: Quality::Good,
                 source_time: Some(Timestamp::from_micros(now.as_micros() - 1500)),
                 received: now,
+                meta: None,
             })
         })
         .collect()

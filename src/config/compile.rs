@@ -354,26 +354,37 @@ fn compile_machines(
                         None
                     }
                 };
-                let heartbeat = match &s.heartbeat {
-                    None => Some(None),
-                    Some(h) => match parse_duration(&h.0) {
-                        Ok(Duration::ZERO) => {
-                            p.at(
-                                at("driver.heartbeat"),
-                                format!("expected a duration longer than zero, found {:?}", h.0),
-                            );
-                            None
-                        }
-                        Ok(d) => Some(Some(d)),
-                        Err(e) => {
-                            p.at(at("driver.heartbeat"), e);
-                            None
-                        }
-                    },
+                let heartbeat = optional_duration(p, &at("driver.heartbeat"), s.heartbeat.as_ref());
+                let device = device_name(p, &at("driver.device"), s.device.as_deref());
+                match (address, heartbeat, device) {
+                    (Some(address), Some(heartbeat), Some(device)) => Some(DriverConfig::Shdr {
+                        address,
+                        heartbeat,
+                        device,
+                        devices_file: s.devices_file.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+            RawDriver::Mtconnect(s) => {
+                let url = match check_agent_url(&s.url) {
+                    Ok(u) => Some(u),
+                    Err(why) => {
+                        p.at(at("driver.url"), why);
+                        None
+                    }
                 };
-                match (address, heartbeat) {
-                    (Some(address), Some(heartbeat)) => {
-                        Some(DriverConfig::Shdr { address, heartbeat })
+                let interval = optional_duration(p, &at("driver.interval"), s.interval.as_ref());
+                let heartbeat = optional_duration(p, &at("driver.heartbeat"), s.heartbeat.as_ref());
+                let device = device_name(p, &at("driver.device"), s.device.as_deref());
+                match (url, interval, heartbeat, device) {
+                    (Some(url), Some(interval), Some(heartbeat), Some(device)) => {
+                        Some(DriverConfig::Mtconnect {
+                            url,
+                            device,
+                            interval: interval.unwrap_or(Duration::from_millis(100)),
+                            heartbeat: heartbeat.unwrap_or(Duration::from_secs(10)),
+                        })
                     }
                     _ => None,
                 }
@@ -389,6 +400,69 @@ fn compile_machines(
         }
     }
     (p.0.len() == before).then_some(machines)
+}
+
+/// An optional positive duration: `Some(None)` when absent, `None` (reported) when wrong.
+fn optional_duration(
+    p: &mut Problems,
+    key: &str,
+    h: Option<&super::schema::Human>,
+) -> Option<Option<Duration>> {
+    let Some(h) = h else { return Some(None) };
+    match parse_duration(&h.0) {
+        Ok(Duration::ZERO) => {
+            p.at(
+                key.to_string(),
+                format!("expected a duration longer than zero, found {:?}", h.0),
+            );
+            None
+        }
+        Ok(d) => Some(Some(d)),
+        Err(e) => {
+            p.at(key.to_string(), e);
+            None
+        }
+    }
+}
+
+/// An optional device name (MTConnect device name or uuid): non-empty, no spaces or `:`/`|`
+/// (which SHDR uses as separators).
+fn device_name(p: &mut Problems, key: &str, d: Option<&str>) -> Option<Option<String>> {
+    let Some(d) = d else { return Some(None) };
+    let t = d.trim();
+    if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c == ':' || c == '|') {
+        p.at(
+            key.to_string(),
+            format!(
+                "expected the device's name or uuid as the adapter or agent spells it, like \"OKUMA\", found {d:?}"
+            ),
+        );
+        return None;
+    }
+    Some(Some(t.to_string()))
+}
+
+/// An agent's base URL: `http://host[:port][/prefix]`, returned without a trailing slash.
+fn check_agent_url(u: &str) -> Result<String, String> {
+    let t = u.trim().trim_end_matches('/');
+    let bad = || {
+        format!(
+            "expected the agent's base URL, like \"http://10.0.4.20:5000\" (http only; no /probe or /current at the end), found {u:?}"
+        )
+    };
+    let rest = t.strip_prefix("http://").ok_or_else(bad)?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_port = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    check_host_port(&host_port).map_err(|()| bad())?;
+    let last = path.rsplit('/').next().unwrap_or("");
+    if matches!(last, "probe" | "current" | "sample" | "assets") {
+        return Err(bad());
+    }
+    Ok(t.to_string())
 }
 
 /// `host:port` with a non-empty host (a name, an IPv4 address or a `[bracketed]` IPv6 address)

@@ -158,8 +158,28 @@ pub enum DriverConfig {
     Shdr {
         /// `host:port`, port 1-65535 (checked; the host is resolved when connecting).
         address: String,
-        /// Expect a `* PONG` at least this often; `None` uses the adapter's advertised value.
+        /// Send `* PING` this often; reconnect after twice this long without a line. `None`
+        /// uses the interval the adapter's `* PONG <ms>` advertises (10 s until it answers).
         heartbeat: Option<Duration>,
+        /// The adapter's device name, when it serves several and prefixes keys (`device:key`).
+        /// Lines for other devices go to the machines that name them.
+        device: Option<String>,
+        /// An MTConnect Devices document describing the adapter's data items, so that
+        /// conditions, messages and time series are read by their shape and profiles can
+        /// match by type.
+        devices_file: Option<PathBuf>,
+    },
+    /// An MTConnect agent: `/probe`, `/current`, then streamed `/sample`.
+    Mtconnect {
+        /// The agent's base URL (`http://host:5000`, no trailing slash; may hold a path prefix).
+        url: String,
+        /// The agent's device (name or uuid) this machine is; `None` when the agent serves one.
+        device: Option<String>,
+        /// The agent's `interval`: how often it sends what changed.
+        interval: Duration,
+        /// The agent's `heartbeat`: an empty chunk at least this often; silence for twice as
+        /// long means the stream is dead.
+        heartbeat: Duration,
     },
 }
 
@@ -169,6 +189,7 @@ impl DriverConfig {
         match self {
             DriverConfig::Sim { .. } => "sim",
             DriverConfig::Shdr { .. } => "shdr",
+            DriverConfig::Mtconnect { .. } => "mtconnect",
         }
     }
 

@@ -90,15 +90,15 @@ pub struct RawMachine {
 pub enum RawDriver {
     Sim(RawSimDriver),
     Shdr(RawShdrDriver),
+    Mtconnect(RawMtconnectDriver),
 }
 
 /// The driver types this build knows, as written in `type = "..."`.
-pub const DRIVER_TYPES: [&str; 2] = ["sim", "shdr"];
+pub const DRIVER_TYPES: [&str; 3] = ["sim", "shdr", "mtconnect"];
 
 /// Driver types that are planned but not in this build yet; named in the error for an unknown
 /// type so that nobody goes looking for a typo.
-pub const PLANNED_DRIVER_TYPES: [&str; 6] =
-    ["mtconnect", "haas", "modbus", "focas", "opcua", "plugin"];
+pub const PLANNED_DRIVER_TYPES: [&str; 5] = ["haas", "modbus", "focas", "opcua", "plugin"];
 
 /// `type = "sim"`: a simulated machine, for demos and tests.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -112,6 +112,18 @@ pub struct RawSimDriver {
 #[serde(deny_unknown_fields)]
 pub struct RawShdrDriver {
     pub address: String,
+    pub heartbeat: Option<Human>,
+    pub device: Option<String>,
+    pub devices_file: Option<PathBuf>,
+}
+
+/// `type = "mtconnect"`: an MTConnect agent's REST interface (probe, current, sample).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtconnectDriver {
+    pub url: String,
+    pub device: Option<String>,
+    pub interval: Option<Human>,
     pub heartbeat: Option<Human>,
 }
 

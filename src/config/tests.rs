@@ -71,7 +71,9 @@ fn the_issue_example_loads_with_defaults_elsewhere() {
         m.driver,
         DriverConfig::Shdr {
             address: "127.0.0.1:7878".into(),
-            heartbeat: None
+            heartbeat: None,
+            device: None,
+            devices_file: None,
         }
     );
 }
@@ -139,7 +141,7 @@ fn syntax_error() {
 #[test]
 fn unknown_key_typo_lists_the_expected_keys() {
     let text = ONE_SHDR.replace("address =", "adress =");
-    insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected `address` or `heartbeat`"#);
+    insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected one of `address`, `heartbeat`, `device`, `devices_file`"#);
     insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected `listen`"#);
     insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `machines`"#);
 }
@@ -155,7 +157,7 @@ fn wrong_type() {
 
 #[test]
 fn unknown_driver_type_lists_the_known_types() {
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbus\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbus\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`"#);
     insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`"#);
     insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`"#);
 }
@@ -287,7 +289,7 @@ shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may ho
 shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
 shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
 shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `driver`
-shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "haas" ("haas" is planned but not in this version), expected one of `sim`, `shdr`
+shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "haas" ("haas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`
 shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
 "#);
 }
@@ -325,7 +327,9 @@ fn env_overrides_win_over_the_file() {
         c.machines[0].driver,
         DriverConfig::Shdr {
             address: "10.0.0.9:7878".into(),
-            heartbeat: None
+            heartbeat: None,
+            device: None,
+            devices_file: None,
         }
     );
 }
@@ -344,14 +348,14 @@ fn bad_env_values_name_the_variable() {
 #[test]
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "modbus")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "modbus")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `machines`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
 
 #[test]
 fn inline_driver_tables_get_positions_too() {
-    insta::assert_snapshot!(errs("[[machines]]\nid = \"a\"\nname = \"A\"\nprofile = \"p\"\ndriver = { type = \"shdr\", adress = \"x:1\" }\n"), @r#"shopbridge.toml:5:27: machines[0].driver.adress: unknown key `adress`, expected `address` or `heartbeat`"#);
+    insta::assert_snapshot!(errs("[[machines]]\nid = \"a\"\nname = \"A\"\nprofile = \"p\"\ndriver = { type = \"shdr\", adress = \"x:1\" }\n"), @r#"shopbridge.toml:5:27: machines[0].driver.adress: unknown key `adress`, expected one of `address`, `heartbeat`, `device`, `devices_file`"#);
 }
 
 /// The one test that touches the process environment: the variable name is unique to it.

@@ -7,11 +7,15 @@
 
 pub mod sim;
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::model::{LinkStatus, MachineId, Quality, SignalId, Timestamp, Value};
+use crate::model::{
+    AssetAction, ConditionLevel, LinkStatus, MachineId, Quality, SignalId, Timestamp, Value,
+};
 
 /// One value as read from a machine, before any profile has looked at it.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,12 +30,117 @@ pub struct RawObservation {
     pub source_time: Option<Timestamp>,
     /// When the bridge read it (from the app's [`Clock`]).
     pub received: Timestamp,
+    /// What the source says this item is (an MTConnect probe's data item, or a Devices file
+    /// given to an SHDR driver), so profiles can match by type and sub-type. Shared, not copied.
+    pub meta: Option<Arc<DataItemMeta>>,
+}
+
+/// An MTConnect data item category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemCategory {
+    Sample,
+    Event,
+    Condition,
+}
+
+/// How an item's value is laid out on an SHDR line, after its key: one field for a plain value,
+/// five for a condition (`level|native_code|native_severity|qualifier|message`), two for a
+/// message (`native_code|text`), three for a time series (`count|rate|v1 v2 …`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ItemShape {
+    #[default]
+    Value,
+    Condition,
+    Message,
+    TimeSeries,
+}
+
+impl ItemShape {
+    /// Fields that follow the key on an SHDR line.
+    pub fn fields(self) -> usize {
+        match self {
+            ItemShape::Value => 1,
+            ItemShape::Condition => 5,
+            ItemShape::Message => 2,
+            ItemShape::TimeSeries => 3,
+        }
+    }
+}
+
+/// A data item as a source describes it (MTConnect `DataItem` attributes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataItemMeta {
+    pub id: String,
+    pub name: Option<String>,
+    /// `SAMPLE` / `EVENT` / `CONDITION`; None when the source did not say.
+    pub category: Option<ItemCategory>,
+    /// MTConnect type in its XML spelling (`EXECUTION`, `PART_COUNT`, `SPINDLE_SPEED`…).
+    pub item_type: String,
+    pub sub_type: Option<String>,
+    pub units: Option<String>,
+    /// The type of the component holding it (`Controller`, `Path`, `Rotary`, `Linear`…).
+    pub component: Option<String>,
+    /// The component's name (`S1`, `path1`), when it has one.
+    pub component_name: Option<String>,
+    /// `VALUE` (default), `TIME_SERIES`, `DATA_SET`, `TABLE`, `DISCRETE`.
+    pub representation: Option<String>,
+}
+
+impl DataItemMeta {
+    /// The SHDR layout of this item's values.
+    pub fn shape(&self) -> ItemShape {
+        if self.category == Some(ItemCategory::Condition) {
+            ItemShape::Condition
+        } else if self.item_type.eq_ignore_ascii_case("MESSAGE") {
+            ItemShape::Message
+        } else if self
+            .representation
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("TIME_SERIES"))
+        {
+            ItemShape::TimeSeries
+        } else {
+            ItemShape::Value
+        }
+    }
+}
+
+/// A condition as read from a source (an SHDR condition line, an agent's `Normal`/`Warning`/
+/// `Fault`/`Unavailable` element).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawCondition {
+    pub machine: MachineId,
+    pub key: SignalId,
+    pub level: ConditionLevel,
+    pub native_code: Option<String>,
+    pub native_severity: Option<String>,
+    pub qualifier: Option<String>,
+    pub message: Option<String>,
+    pub source_time: Option<Timestamp>,
+    pub received: Timestamp,
+    pub meta: Option<Arc<DataItemMeta>>,
+}
+
+/// An asset change as read from a source (`@ASSET@`, `@REMOVE_ASSET@`, `@REMOVE_ALL_ASSETS@`,
+/// or an agent's `AssetChanged`/`AssetRemoved` events).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawAsset {
+    pub machine: MachineId,
+    pub action: AssetAction,
+    pub asset_id: String,
+    pub asset_type: Option<String>,
+    /// The asset document (XML) for [`AssetAction::Changed`].
+    pub document: Option<String>,
+    pub source_time: Option<Timestamp>,
+    pub received: Timestamp,
 }
 
 /// What a driver reports.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DriverEvent {
     Observation(RawObservation),
+    Condition(RawCondition),
+    Asset(RawAsset),
     Link {
         machine: MachineId,
         status: LinkStatus,
@@ -39,6 +148,18 @@ pub enum DriverEvent {
         detail: Option<String>,
         missed: Option<u64>,
     },
+}
+
+impl DriverEvent {
+    /// The machine this event is about.
+    pub fn machine(&self) -> &MachineId {
+        match self {
+            DriverEvent::Observation(o) => &o.machine,
+            DriverEvent::Condition(c) => &c.machine,
+            DriverEvent::Asset(a) => &a.machine,
+            DriverEvent::Link { machine, .. } => machine,
+        }
+    }
 }
 
 /// Drivers send batches: one per read or poll, so the channel is not a per-value cost.

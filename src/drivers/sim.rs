@@ -88,6 +88,7 @@ fn observation(
         quality: Quality::Good,
         source_time: Some(at),
         received,
+        meta: None,
     })
 }
 
@@ -116,6 +117,7 @@ async fn finish(sim: MachineSim, ctx: &DriverContext, truth: &TruthSink) {
                 quality: Quality::Good,
                 source_time: Some(e.at),
                 received: now,
+                meta: None,
             })
         })
         .collect();
@@ -186,11 +188,7 @@ mod tests {
         for id in &ids {
             let mine: Vec<&DriverBatch> = batches
                 .iter()
-                .filter(|b| match b.first() {
-                    Some(DriverEvent::Link { machine, .. }) => machine == id,
-                    Some(DriverEvent::Observation(o)) => &o.machine == id,
-                    None => false,
-                })
+                .filter(|b| b.first().is_some_and(|e| e.machine() == id))
                 .collect();
             assert!(mine.len() > 100, "{id}: {} batches", mine.len());
             // The first batch: link Connected, then one value per canonical signal.

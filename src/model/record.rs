@@ -32,6 +32,10 @@ pub enum RecordKind {
     Link(LinkEvent),
     /// A state interval closed: the machine spent `[start, end)` in one state.
     Interval(StateInterval),
+    /// An MTConnect condition (alarm/warning) was raised, changed or cleared.
+    Condition(ConditionRecord),
+    /// An asset document (a cutting tool, a part, a fixture) was added, changed or removed.
+    Asset(AssetRecord),
 }
 
 impl RecordKind {
@@ -41,6 +45,8 @@ impl RecordKind {
             RecordKind::StateChange(s) => &s.machine,
             RecordKind::Link(l) => &l.machine,
             RecordKind::Interval(i) => &i.machine,
+            RecordKind::Condition(c) => &c.machine,
+            RecordKind::Asset(a) => &a.machine,
         }
     }
 
@@ -51,6 +57,8 @@ impl RecordKind {
             RecordKind::StateChange(s) => s.at,
             RecordKind::Link(l) => l.at,
             RecordKind::Interval(i) => i.end,
+            RecordKind::Condition(c) => c.time.aligned,
+            RecordKind::Asset(a) => a.time.aligned,
         }
     }
 
@@ -60,6 +68,8 @@ impl RecordKind {
             RecordKind::StateChange(_) => "state_change",
             RecordKind::Link(_) => "link",
             RecordKind::Interval(_) => "interval",
+            RecordKind::Condition(_) => "condition",
+            RecordKind::Asset(_) => "asset",
         }
     }
 }
@@ -105,6 +115,86 @@ pub struct LinkEvent {
     /// For a gap: how many source sequence numbers were missed, when the source says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+}
+
+/// An MTConnect condition's level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConditionLevel {
+    Normal,
+    Warning,
+    Fault,
+    #[default]
+    Unavailable,
+}
+
+impl ConditionLevel {
+    /// Parses an MTConnect/SHDR level word (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        [
+            ("NORMAL", Self::Normal),
+            ("WARNING", Self::Warning),
+            ("FAULT", Self::Fault),
+            ("UNAVAILABLE", Self::Unavailable),
+        ]
+        .into_iter()
+        .find(|(w, _)| s.eq_ignore_ascii_case(w))
+        .map(|(_, l)| l)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Warning => "WARNING",
+            Self::Fault => "FAULT",
+            Self::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+/// One condition activation as the source reported it. A condition item can hold several
+/// active native codes at once; `NORMAL` with no native code clears them all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConditionRecord {
+    pub machine: MachineId,
+    /// The condition item (canonical `alarm`-family id from the profile, or the source key).
+    pub signal: SignalId,
+    pub level: ConditionLevel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_severity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub time: Timestamps,
+}
+
+/// What happened to an asset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetAction {
+    /// Added or changed; `document` holds the asset's XML as the source sent it.
+    Changed,
+    Removed,
+    /// Every asset (of `asset_type`, when given) was removed.
+    RemovedAll,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssetRecord {
+    pub machine: MachineId,
+    pub action: AssetAction,
+    /// Empty for [`AssetAction::RemovedAll`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub asset_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    pub time: Timestamps,
 }
 
 /// Job, operation, part, operator and shift attached to a span of a machine's time. Empty until

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 
 use crate::drivers::DriverEvent;
 use crate::model::{
-    Availability, EmergencyStop, JobContext, LinkEvent, LinkStatus, MachineId, MachineState,
-    Observation, Quality, QualityReason, RecordKind, StateChange, StateInterval, Timestamp,
-    Timestamps, Value, signals,
+    AssetRecord, Availability, ConditionRecord, EmergencyStop, JobContext, LinkEvent, LinkStatus,
+    MachineId, MachineState, Observation, Quality, QualityReason, RecordKind, StateChange,
+    StateInterval, Timestamp, Timestamps, Value, signals,
 };
 use align::ClockAlign;
 
@@ -135,6 +135,43 @@ impl Normalizer {
                     },
                 }));
                 self.transition(&machine, next, aligned, out);
+            }
+            DriverEvent::Condition(c) => {
+                let track = self.tracks.entry(c.machine.clone()).or_default();
+                let aligned = track.align.align(c.source_time, c.received);
+                self.stats.observations += 1;
+                out.push(RecordKind::Condition(ConditionRecord {
+                    machine: c.machine,
+                    signal: c.key,
+                    level: c.level,
+                    native_code: c.native_code,
+                    native_severity: c.native_severity,
+                    qualifier: c.qualifier,
+                    message: c.message,
+                    time: Timestamps {
+                        source: c.source_time,
+                        received: c.received,
+                        aligned,
+                    },
+                }));
+            }
+            DriverEvent::Asset(a) => {
+                let track = self.tracks.entry(a.machine.clone()).or_default();
+                // Asset documents often carry old times (when the tool was measured); they
+                // must not drag the clock estimate, so they are aligned by receive time.
+                let aligned = track.align.align(None, a.received);
+                out.push(RecordKind::Asset(AssetRecord {
+                    machine: a.machine,
+                    action: a.action,
+                    asset_id: a.asset_id,
+                    asset_type: a.asset_type,
+                    document: a.document,
+                    time: Timestamps {
+                        source: a.source_time,
+                        received: a.received,
+                        aligned,
+                    },
+                }));
             }
             DriverEvent::Link {
                 machine,
@@ -289,6 +326,7 @@ mod tests {
             quality: Quality::Good,
             source_time: Some(Timestamp::from_micros(t)),
             received: Timestamp::from_micros(t + 100),
+            meta: None,
         })
     }
 

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::model::{
-    LinkStatus, MachineId, MachineState, Quality, RecordKind, ShopState, Timestamp, Value,
+    AssetAction, ConditionLevel, ConditionRecord, LinkStatus, MachineId, MachineState, Quality,
+    RecordKind, ShopState, Timestamp, Value,
 };
 
 /// One signal's latest value.
@@ -46,6 +47,30 @@ pub struct LiveMachine {
     /// Sequence number of the last record about this machine.
     pub last_seq: u64,
     pub signals: BTreeMap<String, LiveSignal>,
+    /// Conditions currently not NORMAL (warnings and faults), keyed by item and native code.
+    pub conditions: Vec<LiveCondition>,
+    /// Assets the machine reported that are still present, by id.
+    pub assets: BTreeMap<String, LiveAsset>,
+}
+
+/// An active (not NORMAL) condition.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveCondition {
+    pub signal: String,
+    pub level: ConditionLevel,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub since: Timestamp,
+}
+
+/// An asset the machine holds (its document is in the journal's asset records).
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveAsset {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset_type: Option<String>,
+    pub time: Timestamp,
 }
 
 impl LiveMachine {
@@ -62,6 +87,8 @@ impl LiveMachine {
             last_seen: None,
             last_seq: 0,
             signals: BTreeMap::new(),
+            conditions: Vec::new(),
+            assets: BTreeMap::new(),
         }
     }
 }
@@ -145,10 +172,61 @@ impl LiveView {
                     }
                 }
                 RecordKind::Interval(_) => {}
+                RecordKind::Condition(c) => apply_condition(m, c),
+                RecordKind::Asset(a) => match a.action {
+                    AssetAction::Changed => {
+                        m.assets.insert(
+                            a.asset_id.clone(),
+                            LiveAsset {
+                                asset_type: a.asset_type.clone(),
+                                time: a.time.aligned,
+                            },
+                        );
+                    }
+                    AssetAction::Removed => {
+                        m.assets.remove(&a.asset_id);
+                    }
+                    AssetAction::RemovedAll => match &a.asset_type {
+                        Some(t) => m.assets.retain(|_, v| v.asset_type.as_ref() != Some(t)),
+                        None => m.assets.clear(),
+                    },
+                },
             }
         }
         if let Some(last) = records.last() {
             self.position.store(last.seq, Ordering::Relaxed);
+        }
+    }
+}
+
+/// MTConnect condition semantics: NORMAL (or UNAVAILABLE) without a native code clears the
+/// item; with a code it clears that code; WARNING/FAULT raise or update that code.
+fn apply_condition(m: &mut LiveMachine, c: &ConditionRecord) {
+    let signal = c.signal.as_str();
+    match c.level {
+        ConditionLevel::Normal | ConditionLevel::Unavailable => {
+            m.conditions.retain(|x| {
+                x.signal != signal || (c.native_code.is_some() && x.native_code != c.native_code)
+            });
+        }
+        ConditionLevel::Warning | ConditionLevel::Fault => {
+            let found = m
+                .conditions
+                .iter_mut()
+                .find(|x| x.signal == signal && x.native_code == c.native_code);
+            match found {
+                Some(x) => {
+                    x.level = c.level;
+                    x.message.clone_from(&c.message);
+                }
+                None => m.conditions.push(LiveCondition {
+                    signal: signal.to_string(),
+                    level: c.level,
+                    native_code: c.native_code.clone(),
+                    message: c.message.clone(),
+                    since: c.time.aligned,
+                }),
+            }
         }
     }
 }
