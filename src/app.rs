@@ -292,6 +292,7 @@ pub async fn run(
             tx: tx.clone(),
             shutdown: shutdown.clone(),
             clock: clock.clone(),
+            counters: crate::drivers::DriverCounters::new("sim", m.id.to_string()),
         };
         match &m.driver {
             DriverConfig::Sim { seed } => {

@@ -173,6 +173,42 @@ pub struct DriverContext {
     pub tx: mpsc::Sender<DriverBatch>,
     pub shutdown: CancellationToken,
     pub clock: Clock,
+    /// This driver's counters, shown at `/metrics` labelled with the driver type and source.
+    pub counters: Arc<DriverCounters>,
+}
+
+/// What every driver counts. Labels are the driver type and its source (an address or URL).
+#[derive(Debug, Default)]
+pub struct DriverCounters {
+    /// `shdr`, `mtconnect`, …
+    pub driver: &'static str,
+    /// The address or URL the driver reads.
+    pub source: String,
+    /// Protocol units read (SHDR lines, MTConnect documents, poll replies).
+    pub messages: std::sync::atomic::AtomicU64,
+    /// Bytes read from the source.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// Input that could not be understood (a malformed line, an unparsable document); each
+    /// is logged (rate-limited) and skipped.
+    pub bad_input: std::sync::atomic::AtomicU64,
+    /// Connection attempts that failed, and links lost.
+    pub link_errors: std::sync::atomic::AtomicU64,
+    /// Holes in the source's data (an agent restart, a buffer overrun).
+    pub gaps: std::sync::atomic::AtomicU64,
+}
+
+impl DriverCounters {
+    pub fn new(driver: &'static str, source: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self {
+            driver,
+            source: source.into(),
+            ..Self::default()
+        })
+    }
+
+    pub fn add(c: &std::sync::atomic::AtomicU64, n: u64) {
+        c.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl DriverContext {

@@ -161,6 +161,7 @@ mod tests {
                 tx: tx.clone(),
                 shutdown: shutdown.clone(),
                 clock: clock.clone(),
+                counters: crate::drivers::DriverCounters::new("sim", "test"),
             };
             tasks.push(tokio::spawn(run(sim, ctx, sink.clone())));
         }
