@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use crate::model::{MachineId, Taxonomy};
 
+pub(crate) use error::line_column;
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use load::{ENV_PREFIX, load, load_str, load_str_with_env, load_with_env};
 
