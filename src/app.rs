@@ -16,7 +16,8 @@ use crate::clock::Clock;
 use crate::config::{Config, DriverConfig};
 use crate::drivers::{DriverBatch, DriverContext};
 use crate::journal::{Journal, JournalError, JournalOptions};
-use crate::normalize::Normalizer;
+use crate::model::MachineId;
+use crate::normalize::{Normalizer, Profile};
 use crate::northbound::export::{BRIDGE_FILE, BridgeFile};
 use crate::northbound::http::{self, HttpState, Telemetry};
 use crate::northbound::live::{LiveMachine, LiveView, run_live_consumer};
@@ -44,6 +45,12 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error("machine {machine:?}: profile {profile:?}: {error}")]
+    Profile {
+        machine: String,
+        profile: String,
+        error: crate::normalize::ProfileLoadError,
+    },
     #[error(transparent)]
     Truth(#[from] crate::sim::TruthError),
     #[error("cannot install the signal handler: {0}")]
@@ -64,13 +71,34 @@ pub async fn run_pipeline(
     journal: Journal,
     telemetry: Arc<Telemetry>,
     clock: Clock,
+    profiles: Vec<(MachineId, Arc<Profile>)>,
 ) {
     let mut normalizer = Normalizer::new();
+    for (m, p) in profiles {
+        normalizer.set_profile(m, p);
+    }
     let mut in_flight: VecDeque<(crate::journal::AppendTicket, usize)> = VecDeque::new();
     let mut last_stats = normalizer.stats;
     let mut events: Vec<crate::drivers::DriverEvent> = Vec::new();
+    // Releases what profiles' debounce and hold filters keep, and refreshes the clock view.
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let Some(first) = rx.recv().await else { break };
+        let first = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let mut out = Vec::new();
+                normalizer.tick(clock.now(), &mut out);
+                crate::context::classify(&mut out);
+                publish_stats(&telemetry, &mut last_stats, normalizer.stats);
+                publish_clocks(&telemetry, &normalizer);
+                submit(&journal, out, &mut in_flight, &telemetry).await;
+                continue;
+            }
+        };
         let mut batches = 1u64;
         events.clear();
         events.extend(first);
@@ -101,6 +129,17 @@ pub async fn run_pipeline(
     }
 }
 
+/// How often the pipeline releases filtered values and refreshes the clock view.
+const TICK: Duration = Duration::from_millis(100);
+
+fn publish_clocks(t: &Telemetry, n: &Normalizer) {
+    if let Ok(mut c) = t.clocks.write() {
+        for (m, info) in n.clocks() {
+            c.insert(m.clone(), info);
+        }
+    }
+}
+
 fn publish_stats(
     t: &Telemetry,
     last: &mut crate::normalize::NormalizeStats,
@@ -116,6 +155,8 @@ fn publish_stats(
         &t.decode_errors_total,
         now.decode_errors - last.decode_errors,
     );
+    Telemetry::add(&t.conditions_total, now.conditions - last.conditions);
+    Telemetry::add(&t.assets_total, now.assets - last.assets);
     *last = now;
 }
 
@@ -206,6 +247,25 @@ pub async fn run(
             });
         }
     }
+    // Every machine's profile, compiled once (machines sharing a profile share it).
+    let source = config.profiles.source();
+    let mut compiled: Vec<(String, Arc<Profile>)> = Vec::new();
+    let mut profiles = Vec::with_capacity(config.machines.len());
+    for m in &config.machines {
+        let p = match compiled.iter().find(|(n, _)| *n == m.profile) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = Arc::new(source.load(&m.profile).map_err(|error| AppError::Profile {
+                    machine: m.id.to_string(),
+                    profile: m.profile.clone(),
+                    error,
+                })?);
+                compiled.push((m.profile.clone(), p.clone()));
+                p
+            }
+        };
+        profiles.push((m.id.clone(), p));
+    }
     let journal = Journal::open(
         &config.journal.dir,
         JournalOptions::from_config(&config.journal, clock.clone()),
@@ -270,8 +330,14 @@ pub async fn run(
 
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
     let pipeline = tokio::spawn(
-        run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone())
-            .instrument(tracing::info_span!("pipeline", component = "pipeline")),
+        run_pipeline(
+            rx,
+            journal.clone(),
+            telemetry.clone(),
+            clock.clone(),
+            profiles.clone(),
+        )
+        .instrument(tracing::info_span!("pipeline", component = "pipeline")),
     );
     let drivers = TaskTracker::new();
     // Simulated machines write what they really did (ground truth) beside the journal.
