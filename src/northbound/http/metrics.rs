@@ -227,7 +227,8 @@ pub fn render_metrics(s: &HttpState) -> String {
         );
     }
     let drivers = t.drivers.read().map(|d| d.clone()).unwrap_or_default();
-    let counters: [(&str, &str, fn(&DriverCounters) -> u64); 5] = [
+    type Read = fn(&DriverCounters) -> u64;
+    let counters: [(&str, &str, Read); 5] = [
         (
             "shopbridge_driver_messages_total",
             "Protocol units read from the source (SHDR lines, MTConnect documents).",
