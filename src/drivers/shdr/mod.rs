@@ -1,0 +1,2 @@
+//! SHDR driver (placeholder)
+pub mod parse;
