@@ -1,0 +1,3 @@
+//! MTConnect agent client.
+pub mod seq;
+pub mod xml;
