@@ -1,3 +1,4 @@
 //! MTConnect agent client.
+pub mod multipart;
 pub mod seq;
 pub mod xml;
