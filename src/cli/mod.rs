@@ -45,11 +45,17 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a configuration file: prints OK (exit 0) or every error with file:line:column
-    /// (exit 2).
+    /// Check a configuration file (and the profiles its machines use), or machine profile
+    /// files: prints OK (exit 0) or every error with file:line:column (exit 2).
+    #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        /// The configuration file to check.
+        #[arg(long, short, group = "what")]
+        config: Option<PathBuf>,
+        /// A profile file to check (repeatable); `extends` is looked up beside it and among the
+        /// built-in profiles.
+        #[arg(long, short, group = "what")]
+        profile: Vec<PathBuf>,
     },
     /// Export journal records as JSON Lines or CSV.
     ///
@@ -180,10 +186,32 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             let clock = app::demo_clock(cfg.sim.speed);
             run_config(cfg, clock)
         }
-        Command::Check { config } => {
-            let (text, code) = config::check_command(&config);
-            println!("{text}");
-            Ok(code)
+        Command::Check { config, profile } => {
+            let mut worst = 0;
+            let mut lines = Vec::new();
+            if let Some(config) = config {
+                let (text, code) = config::check_command(&config);
+                worst = worst.max(code);
+                if code != 0 {
+                    lines.push(text);
+                }
+            }
+            for p in profile {
+                if let Err(e) = crate::normalize::profile::load_file(&p) {
+                    worst = 2;
+                    lines.push(format!("{e}\nin profile {}", p.display()));
+                }
+            }
+            // Exactly "OK" when everything passed, so scripts can compare the output.
+            println!(
+                "{}",
+                if worst == 0 {
+                    "OK".to_string()
+                } else {
+                    lines.join("\n")
+                }
+            );
+            Ok(worst)
         }
         Command::Export(a) => export_cmd(a),
         Command::Bench(b) => {

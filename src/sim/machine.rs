@@ -925,9 +925,9 @@ impl MachineSim {
                     self.text(f, signals::EMERGENCY_STOP, "TRIGGERED");
                     (ms(self.rng.uniform(60.0, 900.0)), "emergency stop")
                 } else {
-                    let list = match self.spec.profile {
-                        "haas-ngc" => ALARMS_HAAS,
-                        "okuma-osp" => ALARMS_OKUMA,
+                    let list = match self.spec.id_prefix.split('-').next() {
+                        Some("haas") => ALARMS_HAAS,
+                        Some("okuma") => ALARMS_OKUMA,
                         _ => ALARMS_FANUC,
                     };
                     let text = self.rng.pick(list).copied().unwrap_or("ALARM");

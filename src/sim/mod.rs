@@ -101,8 +101,10 @@
 //!
 //! `quality_hold` is not simulated (it needs a QMS).
 
+pub mod dialect;
 pub mod machine;
 pub mod rng;
+pub mod shop;
 mod truth;
 
 pub use machine::{MachineSim, SimEvent, SimOutput, TruthInterval, demo_shop_offset};
@@ -141,7 +143,7 @@ pub const FLEET: &[ModelSpec] = &[
     ModelSpec {
         id_prefix: "haas-vf2",
         name: "Haas VF-2",
-        profile: "haas-ngc",
+        profile: "mtconnect-generic",
         lathe: false,
         max_rpm: 8100.0,
         programs: ProgramStyle::ONumber,
@@ -157,7 +159,7 @@ pub const FLEET: &[ModelSpec] = &[
     ModelSpec {
         id_prefix: "mazak-qtn",
         name: "Mazak QT-Nexus 250",
-        profile: "mazak-smooth",
+        profile: "mazak",
         lathe: true,
         max_rpm: 4000.0,
         programs: ProgramStyle::ONumber,
@@ -173,7 +175,7 @@ pub const FLEET: &[ModelSpec] = &[
     ModelSpec {
         id_prefix: "fanuc-robodrill",
         name: "Fanuc Robodrill α-D21MiB5",
-        profile: "fanuc-focas",
+        profile: "fanuc-mtconnect",
         lathe: false,
         max_rpm: 24000.0,
         programs: ProgramStyle::ONumber,
@@ -181,7 +183,7 @@ pub const FLEET: &[ModelSpec] = &[
     ModelSpec {
         id_prefix: "haas-st20",
         name: "Haas ST-20",
-        profile: "haas-ngc",
+        profile: "mtconnect-generic",
         lathe: true,
         max_rpm: 4000.0,
         programs: ProgramStyle::ONumber,
@@ -197,7 +199,7 @@ pub const FLEET: &[ModelSpec] = &[
     ModelSpec {
         id_prefix: "doosan-puma",
         name: "Doosan Puma 2600",
-        profile: "fanuc-focas",
+        profile: "fanuc-mtconnect",
         lathe: true,
         max_rpm: 3500.0,
         programs: ProgramStyle::ONumber,
@@ -246,7 +248,7 @@ mod tests {
         assert_eq!(ids.len(), 1000);
         assert_eq!(fleet[0].0.as_str(), "haas-vf2-01");
         assert_eq!(fleet[0].1, "Haas VF-2 #1");
-        assert_eq!(fleet[0].2, "haas-ngc");
+        assert_eq!(fleet[0].2, "mtconnect-generic");
         assert_eq!(fleet[1].0.as_str(), "okuma-lb3000-02");
         assert_eq!(fleet[4].0.as_str(), "fanuc-robodrill-05");
         assert_eq!(fleet[999].0.as_str(), "doosan-puma-1000");
