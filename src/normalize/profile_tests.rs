@@ -333,3 +333,19 @@ fn agent_items_match_by_type_and_brand_keys_win() {
     );
     assert_eq!(route("X1actm", None), None);
 }
+
+#[test]
+fn every_profile_example_in_the_reference_compiles() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/README.md");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut n = 0;
+    for block in text.split("```toml\n").skip(1) {
+        let body = block.split("```").next().unwrap_or_default();
+        if body.contains("[[machines]]") || body.contains("[profiles]") {
+            continue; // configuration, not a profile
+        }
+        compile(body).unwrap_or_else(|e| panic!("{e}\n--- in ---\n{body}"));
+        n += 1;
+    }
+    assert!(n >= 6, "{n} examples");
+}
