@@ -101,6 +101,7 @@
 //!
 //! `quality_hold` is not simulated (it needs a QMS).
 
+pub mod agent_face;
 pub mod dialect;
 pub mod machine;
 pub mod rng;

@@ -634,7 +634,11 @@ impl Driver {
                     source,
                 }
             })?;
-        self.tracker.on_current(&header);
+        let restarted = self.tracker.on_current(&header);
+        if let Some(gap) = &restarted {
+            DriverCounters::add(&self.counters().gaps, 1);
+            tracing::warn!(url = %self.base, "mtconnect data gap: {}", gap.detail());
+        }
         self.fetch_assets(&mut sink).await;
         for (slot, events) in map.slots.iter().zip(sink.per_slot) {
             let mut batch = Vec::with_capacity(events.len() + 1);
@@ -648,6 +652,15 @@ impl Driver {
                         self.base, slot.device, header.instance_id
                     )),
                     missed: None,
+                });
+            }
+            if let Some(gap) = &restarted {
+                batch.push(DriverEvent::Link {
+                    machine: slot.machine.clone(),
+                    status: LinkStatus::Gap,
+                    at: received,
+                    detail: Some(gap.detail()),
+                    missed: gap.missed,
                 });
             }
             batch.extend(events);

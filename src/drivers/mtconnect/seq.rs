@@ -98,11 +98,22 @@ impl SeqTracker {
     }
 
     /// A `/current` document sets the baseline: whatever came before is replaced by its
-    /// snapshot. Returns the `from` for the first sample.
-    pub fn on_current(&mut self, h: &StreamsHeader) -> u64 {
-        self.instance_id = Some(h.instance_id);
+    /// snapshot; the next sample starts at its `nextSequence`. When the agent's instance
+    /// changed since the last document we saw (it restarted while we were reconnecting), that
+    /// is a gap too, and is returned for reporting.
+    pub fn on_current(&mut self, h: &StreamsHeader) -> Option<Gap> {
+        let old = self.instance_id.replace(h.instance_id);
         self.from = Some(h.next_sequence);
-        h.next_sequence
+        match old {
+            Some(old) if old != h.instance_id => Some(Gap {
+                reason: GapReason::AgentRestarted {
+                    old,
+                    new: h.instance_id,
+                },
+                missed: None,
+            }),
+            _ => None,
+        }
     }
 
     /// A `/sample` document (or a streamed part) arrived.
@@ -113,6 +124,9 @@ impl SeqTracker {
             return self.adopt(h);
         };
         if h.instance_id != instance {
+            // Remember the new life now, so that the resync's /current does not report the
+            // same restart a second time.
+            self.instance_id = Some(h.instance_id);
             return self.lose(GapReason::AgentRestarted {
                 old: instance,
                 new: h.instance_id,
@@ -185,7 +199,8 @@ mod tests {
     fn follows_next_sequence() {
         let mut t = SeqTracker::new();
         assert_eq!(t.from(), None);
-        assert_eq!(t.on_current(&h(1, 1, 100)), 100);
+        assert_eq!(t.on_current(&h(1, 1, 100)), None);
+        assert_eq!(t.from(), Some(100));
         assert_eq!(t.on_sample(&h(1, 1, 150)), Step::Continue { from: 150 });
         // A heartbeat-only part: nothing new, same from.
         assert_eq!(t.on_sample(&h(1, 1, 150)), Step::Continue { from: 150 });
@@ -208,7 +223,8 @@ mod tests {
         );
         // The position is forgotten until the resync's /current.
         assert_eq!(t.from(), None);
-        assert_eq!(t.on_current(&h(1_700_000_123, 1, 7)), 7);
+        assert_eq!(t.on_current(&h(1_700_000_123, 1, 7)), None);
+        assert_eq!(t.from(), Some(7));
         assert_eq!(t.instance_id(), Some(1_700_000_123));
         assert_eq!(t.on_sample(&h(1_700_000_123, 1, 9)), Step::Continue { from: 9 });
     }
@@ -248,6 +264,17 @@ mod tests {
                 missed: None
             })
         ));
+    }
+
+    #[test]
+    fn restart_seen_at_current_after_a_reconnect() {
+        let mut t = SeqTracker::new();
+        assert_eq!(t.on_current(&h(5, 1, 100)), None);
+        // Same agent life after a reconnect: no gap.
+        assert_eq!(t.on_current(&h(5, 50, 180)), None);
+        let gap = t.on_current(&h(9, 1, 3)).unwrap();
+        assert_eq!(gap.detail(), "agent restarted: instanceId 5 → 9");
+        assert_eq!(t.from(), Some(3));
     }
 
     #[test]

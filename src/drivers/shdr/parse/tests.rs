@@ -1,7 +1,7 @@
 use super::*;
 
 /// The real Okuma OSP-P300 capture (third-party data: read in place, never copied).
-pub(crate) const OKUMA: &str = concat!(
+const OKUMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/data/mtconnect/okuma-osp-p300.shdr"
 );
@@ -677,7 +677,7 @@ fn error_messages_name_the_line_and_what_was_expected() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
 
     #[test]
     fn arbitrary_text_never_panics(lines in proptest::collection::vec(
