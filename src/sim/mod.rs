@@ -104,6 +104,7 @@
 pub mod dialect;
 pub mod machine;
 pub mod rng;
+pub mod shdr_face;
 pub mod shop;
 mod truth;
 
