@@ -492,11 +492,14 @@ impl<'s> Session<'s> {
             Command::Set { name, value } => {
                 tracing::debug!(address = %self.spec.address, command = name, value, "adapter command");
                 if name == "device" {
+                    // The adapter's default device. One that names no machine here (a
+                    // bridge that calls the machine otherwise) changes nothing.
                     match self.target_of(value) {
                         Some(t) => self.default = t,
-                        None => self.bad(
-                            &format!("`* device: {value}` names no machine of this connection"),
-                            "",
+                        None => tracing::debug!(
+                            address = %self.spec.address,
+                            device = value,
+                            "adapter's default device is no machine of this connection; ignored"
                         ),
                     }
                 } else if IDENTITY_COMMANDS.contains(&name) {
