@@ -105,6 +105,7 @@ pub mod agent_face;
 pub mod dialect;
 pub mod machine;
 pub mod rng;
+pub mod serve;
 pub mod shdr_face;
 pub mod shop;
 mod truth;
