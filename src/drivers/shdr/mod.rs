@@ -232,6 +232,9 @@ struct Session<'s> {
     delivered: bool,
     /// The number (on this connection) of the line being read, for logs.
     line_no: u64,
+    /// The last line counted as bad input: a line is counted once, however many things are
+    /// wrong with it.
+    counted_line: u64,
     bad_log: Limiter,
 }
 
@@ -267,6 +270,7 @@ impl<'s> Session<'s> {
             heartbeat: spec.heartbeat.unwrap_or(DEFAULT_HEARTBEAT),
             delivered: false,
             line_no: 0,
+            counted_line: 0,
             bad_log: Limiter::default(),
         })
     }
@@ -539,7 +543,10 @@ impl<'s> Session<'s> {
 
     /// Counts bad input and logs it, rate-limited, with where it was and what it said.
     fn bad(&mut self, what: &str, text: &str) {
-        DriverCounters::add(&self.ctx.counters.bad_input, 1);
+        if self.counted_line != self.line_no || self.line_no == 0 {
+            DriverCounters::add(&self.ctx.counters.bad_input, 1);
+            self.counted_line = self.line_no;
+        }
         if let Some(suppressed) = self.bad_log.allow() {
             let machine = &self.targets[self.default].id;
             tracing::warn!(
