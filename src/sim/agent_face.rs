@@ -410,7 +410,9 @@ impl Inner {
             esc(&mut out, &d.dev.name);
             out.push_str(r#"" uuid=""#);
             esc(&mut out, &d.dev.uuid);
-            out.push_str(r#""><Description manufacturer="shopbridge">simulated machine</Description>"#);
+            out.push_str(
+                r#""><Description manufacturer="shopbridge">simulated machine</Description>"#,
+            );
             self.write_items(&mut out, d, 0);
             self.write_children(&mut out, d, None);
             out.push_str("</Device>");
@@ -504,7 +506,9 @@ impl Inner {
             esc(&mut out, &d.dev.uuid);
             out.push_str(r#"">"#);
             let mut open_comp: Option<usize> = None;
-            for ((_, ci, sec), list) in groups.range((di, 0, Section::Samples)..=(di, usize::MAX, Section::Condition)) {
+            for ((_, ci, sec), list) in
+                groups.range((di, 0, Section::Samples)..=(di, usize::MAX, Section::Condition))
+            {
                 if open_comp != Some(*ci) {
                     if open_comp.is_some() {
                         out.push_str("</ComponentStream>");
@@ -812,11 +816,7 @@ async fn sample(State(c): State<Ctx>, q: Params) -> Response {
     sample_for(c, &q, None)
 }
 
-async fn sample_device(
-    State(c): State<Ctx>,
-    Path(device): Path<String>,
-    q: Params,
-) -> Response {
+async fn sample_device(State(c): State<Ctx>, Path(device): Path<String>, q: Params) -> Response {
     c.face.unstalled().await;
     match c.face.device_index(&device) {
         Some(d) => sample_for(c, &q, Some(d)),
@@ -969,7 +969,9 @@ async fn stream_writer(
         let quiet = last_sent.elapsed() >= heartbeat;
         if !entries.is_empty() || quiet || next != pos {
             if !entries.is_empty() || quiet {
-                let doc = face.inner.streams_doc(&Header { next, ..h }, &entries, only);
+                let doc = face
+                    .inner
+                    .streams_doc(&Header { next, ..h }, &entries, only);
                 if tx.send(part(&doc)).await.is_err() {
                     return; // the client went away
                 }

@@ -54,8 +54,8 @@ use self::multipart::{MultipartReader, boundary_of};
 use self::seq::{Gap, SeqTracker, Step};
 use self::xml::{Device, Obs, ObsKind, StreamsParser, StreamsSink, XmlError};
 use super::{
-    DataItemMeta, DriverBatch, DriverContext, DriverCounters, DriverEvent, RawAsset,
-    RawCondition, RawObservation,
+    DataItemMeta, DriverBatch, DriverContext, DriverCounters, DriverEvent, RawAsset, RawCondition,
+    RawObservation,
 };
 use crate::clock::Clock;
 use crate::model::{
@@ -544,7 +544,8 @@ impl Driver {
             }
         })?;
         let map = DeviceMap::resolve(&self.spec, &devices)?;
-        self.tracker = SeqTracker::new();
+        // The tracker outlives the connection: its instanceId tells, at the next /current,
+        // whether the agent restarted while we were away.
         let mut announce = true;
         loop {
             if !self.current(&map, announce).await? {
@@ -569,15 +570,15 @@ impl Driver {
     /// agent's error document when it sent one.
     async fn get(&self, url: &str) -> Result<Vec<u8>, LinkError> {
         let fut = async {
-            let mut resp = self
-                .client()?
-                .get(url)
-                .send()
-                .await
-                .map_err(|source| LinkError::Http {
-                    url: url.to_string(),
-                    source,
-                })?;
+            let mut resp =
+                self.client()?
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|source| LinkError::Http {
+                        url: url.to_string(),
+                        source,
+                    })?;
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(|source| LinkError::Http {
                 url: url.to_string(),
@@ -684,7 +685,8 @@ impl Driver {
     /// document out and is logged (rate-limited); the asset record still goes through.
     async fn fetch_assets(&mut self, sink: &mut BatchSink<'_>) {
         for (si, pos) in std::mem::take(&mut sink.assets) {
-            let Some(DriverEvent::Asset(a)) = sink.per_slot.get_mut(si).and_then(|b| b.get_mut(pos))
+            let Some(DriverEvent::Asset(a)) =
+                sink.per_slot.get_mut(si).and_then(|b| b.get_mut(pos))
             else {
                 continue;
             };
@@ -710,19 +712,16 @@ impl Driver {
             self.spec.heartbeat.as_millis(),
         );
         let silence = self.spec.heartbeat.max(self.spec.interval) * 2;
-        let resp = tokio::time::timeout(
-            CONNECT_TIMEOUT + silence,
-            self.client()?.get(&url).send(),
-        )
-        .await
-        .map_err(|_| LinkError::Timeout {
-            url: url.clone(),
-            after: CONNECT_TIMEOUT + silence,
-        })?
-        .map_err(|source| LinkError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let resp = tokio::time::timeout(CONNECT_TIMEOUT + silence, self.client()?.get(&url).send())
+            .await
+            .map_err(|_| LinkError::Timeout {
+                url: url.clone(),
+                after: CONNECT_TIMEOUT + silence,
+            })?
+            .map_err(|source| LinkError::Http {
+                url: url.clone(),
+                source,
+            })?;
         let boundary = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -856,7 +855,12 @@ impl Driver {
     async fn unreadable(&mut self, map: &DeviceMap, url: &str, why: &str) -> StreamEnd {
         DriverCounters::add(&self.counters().bad_input, 1);
         if let Some(held) = self.warn_input.allow() {
-            tracing::warn!(url, error = why, held_back = held, "mtconnect document unreadable; skipped, resynchronizing");
+            tracing::warn!(
+                url,
+                error = why,
+                held_back = held,
+                "mtconnect document unreadable; skipped, resynchronizing"
+            );
         }
         let gap_detail = format!("unreadable document from the agent skipped: {why}");
         self.send_gap(map, gap_detail, None, Vec::new()).await
@@ -957,7 +961,11 @@ mod tests {
             heartbeat: Duration::from_secs(1),
             machines,
         };
-        let devices = vec![agent.clone(), dev("Mill", "u-mill"), dev("Lathe", "u-lathe")];
+        let devices = vec![
+            agent.clone(),
+            dev("Mill", "u-mill"),
+            dev("Lathe", "u-lathe"),
+        ];
         let map = DeviceMap::resolve(
             &spec(vec![
                 (m("m1"), Some("u-mill".into())),

@@ -286,7 +286,11 @@ mod tests {
     #[test]
     fn parts_split_at_every_cut() {
         // Bodies that hold the boundary's text without the line break before it, and CRLFs.
-        let bodies = ["<a>--XY</a>", "<b>\r\n--XYZW is fine with a length</b>", "<c/>"];
+        let bodies = [
+            "<a>--XY</a>",
+            "<b>\r\n--XYZW is fine with a length</b>",
+            "<c/>",
+        ];
         for with_len in [true, false] {
             let mut stream = String::from("preamble\r\n");
             for b in bodies {

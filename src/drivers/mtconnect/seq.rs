@@ -226,7 +226,10 @@ mod tests {
         assert_eq!(t.on_current(&h(1_700_000_123, 1, 7)), None);
         assert_eq!(t.from(), Some(7));
         assert_eq!(t.instance_id(), Some(1_700_000_123));
-        assert_eq!(t.on_sample(&h(1_700_000_123, 1, 9)), Step::Continue { from: 9 });
+        assert_eq!(
+            t.on_sample(&h(1_700_000_123, 1, 9)),
+            Step::Continue { from: 9 }
+        );
     }
 
     #[test]
@@ -239,7 +242,8 @@ mod tests {
         };
         assert_eq!(gap.missed, Some(1234));
         assert!(
-            gap.detail().starts_with("buffer overrun: 1234 observations missed"),
+            gap.detail()
+                .starts_with("buffer overrun: 1234 observations missed"),
             "{}",
             gap.detail()
         );
@@ -260,7 +264,10 @@ mod tests {
         assert!(matches!(
             t.on_sample(&h(1, 1, 50)),
             Step::Resync(Gap {
-                reason: GapReason::WentBackwards { from: 100, next: 50 },
+                reason: GapReason::WentBackwards {
+                    from: 100,
+                    next: 50
+                },
                 missed: None
             })
         ));

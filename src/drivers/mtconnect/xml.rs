@@ -529,7 +529,8 @@ pub fn parse_devices(xml: &[u8]) -> Result<Vec<Device>, XmlError> {
                 // Not ours (Description, Configuration, a DataItem's Constraints…): skip it
                 // whole without looking inside.
                 let end = e.to_end().into_owned();
-                r.read_to_end(end.name()).map_err(|err| malformed(&r, err))?;
+                r.read_to_end(end.name())
+                    .map_err(|err| malformed(&r, err))?;
             }
             None => {}
         }
@@ -830,7 +831,8 @@ impl StreamsParser {
                     let f = self.open(&r, &e, &mut header, &mut pending, sink)?;
                     if f == SFrame::Other {
                         let end = e.to_end().into_owned();
-                        r.read_to_end(end.name()).map_err(|err| malformed(&r, err))?;
+                        r.read_to_end(end.name())
+                            .map_err(|err| malformed(&r, err))?;
                     } else {
                         self.stack.push(f);
                     }
@@ -1132,9 +1134,14 @@ fn read_header(r: &Reader<&[u8]>, e: &BytesStart<'_>) -> Result<StreamsHeader, X
     if let Some(b) = bad {
         return Err(b);
     }
-    for (i, name) in ["instanceId", "firstSequence", "lastSequence", "nextSequence"]
-        .into_iter()
-        .enumerate()
+    for (i, name) in [
+        "instanceId",
+        "firstSequence",
+        "lastSequence",
+        "nextSequence",
+    ]
+    .into_iter()
+    .enumerate()
     {
         if !seen[i] {
             return Err(XmlError::MissingHeader(name));
@@ -1144,10 +1151,7 @@ fn read_header(r: &Reader<&[u8]>, e: &BytesStart<'_>) -> Result<StreamsHeader, X
 }
 
 /// Reads a Streams document with a fresh [`StreamsParser`] (see there).
-pub fn parse_streams<S: StreamsSink>(
-    xml: &[u8],
-    sink: &mut S,
-) -> Result<StreamsHeader, XmlError> {
+pub fn parse_streams<S: StreamsSink>(xml: &[u8], sink: &mut S) -> Result<StreamsHeader, XmlError> {
     StreamsParser::new().parse(xml, sink)
 }
 

@@ -48,7 +48,8 @@ fn okuma_mazak_devices() {
         okuma
             .items
             .iter()
-            .any(|m| m.component.as_deref() == Some("Path") && m.component_name.as_deref() == Some("path"))
+            .any(|m| m.component.as_deref() == Some("Path")
+                && m.component_name.as_deref() == Some("path"))
     );
     let exec = item(okuma, "Lpexecution");
     assert_eq!(exec.component.as_deref(), Some("Controller"));
@@ -82,7 +83,11 @@ fn fanuc_devices() {
     assert_eq!(servo.component.as_deref(), Some("Axes"));
     // `cm` has Constraints children; the item after it still belongs to the same component.
     assert_eq!(item(d, "spindle").component_name.as_deref(), Some("C"));
-    assert!(d.items.iter().any(|m| m.component.as_deref() == Some("Linear")));
+    assert!(
+        d.items
+            .iter()
+            .any(|m| m.component.as_deref() == Some("Linear"))
+    );
 }
 
 #[test]
@@ -227,7 +232,10 @@ fn streams_2x_series_sets_tables_assets() {
     assert_eq!(by("pts").value, Value::text("1 2.5 3"));
     assert_eq!(by("pts").sample_count, Some(3));
     assert_eq!(by("vars").value, Value::text(r#"a=1 b="two words" c="#));
-    assert_eq!(by("tt").value, Value::text("T1={LENGTH=10.5 DIAMETER=6} T2="));
+    assert_eq!(
+        by("tt").value,
+        Value::text("T1={LENGTH=10.5 DIAMETER=6} T2=")
+    );
     assert_eq!(by("ac").element, "AssetChanged");
     assert_eq!(by("ac").asset_type.as_deref(), Some("CuttingTool"));
     assert_eq!(by("ac").text, "T1.1");
@@ -276,7 +284,10 @@ fn error_documents_1x_and_2x() {
 
 #[test]
 fn broken_documents_are_errors() {
-    assert_eq!(parse_streams(b"", &mut Collect::default()), Err(XmlError::Empty));
+    assert_eq!(
+        parse_streams(b"", &mut Collect::default()),
+        Err(XmlError::Empty)
+    );
     let cut = &STREAMS_13.as_bytes()[..STREAMS_13.len() / 2];
     assert!(parse_streams(cut, &mut Collect::default()).is_err());
     assert!(matches!(
@@ -291,7 +302,10 @@ fn broken_documents_are_errors() {
     let bad = STREAMS_13.replace("nextSequence=\"105\"", "nextSequence=\"x\"");
     assert!(matches!(
         parse_streams(bad.as_bytes(), &mut Collect::default()),
-        Err(XmlError::BadHeader { attribute: "nextSequence", .. })
+        Err(XmlError::BadHeader {
+            attribute: "nextSequence",
+            ..
+        })
     ));
     let mismatched = STREAMS_13.replace("</Execution>", "</Exec>");
     assert!(matches!(
@@ -307,7 +321,9 @@ fn clean_numbers() {
     assert_eq!(typed_value("0"), Value::Int(0));
     assert_eq!(typed_value("0.25"), Value::Float(0.25));
     assert_eq!(typed_value("-1.5e3"), Value::Float(-1500.0));
-    for t in ["007", "+5", "1.", ".5", "inf", "NaN", "1e", "12a", "", "-", "O1234", "1 2"] {
+    for t in [
+        "007", "+5", "1.", ".5", "inf", "NaN", "1e", "12a", "", "-", "O1234", "1 2",
+    ] {
         assert_eq!(typed_value(t), Value::text(t), "{t}");
     }
     assert_eq!(
