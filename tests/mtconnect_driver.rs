@@ -646,3 +646,105 @@ async fn agent_face_serves_the_simulated_shop() {
     assert_eq!(connected, 3);
     stop.cancel();
 }
+
+// ---------------------------------------------------------------------------------------------
+// An agent that does not stream, and whose first sample answer is OUT_OF_RANGE.
+// ---------------------------------------------------------------------------------------------
+
+async fn plain_agent(listener: TcpListener, samples: Arc<std::sync::atomic::AtomicU64>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&req)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            let (status, body) = if path.starts_with("/probe") {
+                ("200 OK", PROBE.to_string())
+            } else if path.starts_with("/current") {
+                ("200 OK", streams(1, 11, &pc(10, 5)))
+            } else if path.starts_with("/sample") {
+                match samples.fetch_add(1, Ordering::SeqCst) {
+                    0 => (
+                        "404 Not Found",
+                        r#"<?xml version="1.0"?><MTConnectError xmlns="urn:mtconnect.org:MTConnectError:2.0"><Header instanceId="1" bufferSize="100"/><Errors><Error errorCode="OUT_OF_RANGE">'from' must be greater than 20</Error></Errors></MTConnectError>"#.to_string(),
+                    ),
+                    n => {
+                        let seq = 10 + n;
+                        ("200 OK", streams(1, seq + 1, &pc(seq, seq as i64)))
+                    }
+                }
+            } else {
+                ("404 Not Found", String::new())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(reply.as_bytes()).await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn out_of_range_is_a_gap_and_a_plain_agent_is_polled() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let samples = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    tokio::spawn(plain_agent(listener, samples.clone()));
+    let stop = CancellationToken::new();
+    let (mut rx, counters) = start_driver(
+        format!("http://{addr}"),
+        vec![(m("vmc-1"), Some("VMC".into()))],
+        Duration::from_secs(1),
+        stop.clone(),
+    );
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !seen
+        .iter()
+        .any(|e| is_obs(e, "vmc-1", "pc", &Value::Int(13)))
+    {
+        let batch = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; saw {seen:#?}"))
+            .unwrap();
+        seen.extend(batch);
+    }
+    let gap = seen
+        .iter()
+        .position(|e| is_link(e, "vmc-1", LinkStatus::Gap))
+        .expect("a Gap for OUT_OF_RANGE");
+    let DriverEvent::Link { detail, .. } = &seen[gap] else {
+        unreachable!()
+    };
+    assert_eq!(
+        detail.as_deref(),
+        Some("buffer overrun: the agent no longer holds sequence 11 (OUT_OF_RANGE)")
+    );
+    // Resynchronized with /current (its snapshot after the gap), then polled sample by sample.
+    let after: Vec<_> = seen[gap..]
+        .iter()
+        .filter_map(|e| match e {
+            DriverEvent::Observation(o) => o.value.as_i64(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(&after[..4], &[5, 11, 12, 13]);
+    assert!(seen.iter().all(|e| !is_link(e, "vmc-1", LinkStatus::Lost)));
+    assert_eq!(counters.gaps.load(Ordering::Relaxed), 1);
+    stop.cancel();
+}

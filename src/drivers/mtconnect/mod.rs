@@ -426,6 +426,9 @@ impl Backoff {
 enum StreamEnd {
     /// The data has a hole (reported); read `/current` again.
     Resync,
+    /// The agent answered a plain (non-streamed) sample document: ask again from where it
+    /// ended, after one interval (an agent that does not stream is polled).
+    Again,
     /// The pipeline is gone; stop.
     Closed,
 }
@@ -552,9 +555,12 @@ impl Driver {
                 return Ok(());
             }
             announce = false;
-            match self.stream(&map).await? {
-                StreamEnd::Resync => continue,
-                StreamEnd::Closed => return Ok(()),
+            loop {
+                match self.stream(&map).await? {
+                    StreamEnd::Resync => break,
+                    StreamEnd::Closed => return Ok(()),
+                    StreamEnd::Again => self.ctx.clock.sleep(self.spec.interval).await,
+                }
             }
         }
     }
@@ -805,11 +811,10 @@ impl Driver {
                 agent: None,
             });
         }
-        match self.document(map, url, result, sink).await {
-            Some(end) => Ok(end),
-            // A plain sample document that read fine: the next request goes on from there.
-            None => Box::pin(self.stream(map)).await,
-        }
+        Ok(self
+            .document(map, url, result, sink)
+            .await
+            .unwrap_or(StreamEnd::Again))
     }
 
     /// Acts on one parsed sample document. `None`: go on reading.
