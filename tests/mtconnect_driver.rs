@@ -440,6 +440,21 @@ fn pc(seq: u64, n: i64) -> String {
     )
 }
 
+/// Reads one HTTP request's head and returns its path.
+async fn request_path(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&req);
+    let line = head.lines().next()?;
+    line.split(' ').nth(1).map(str::to_string)
+}
+
 async fn write_chunk(sock: &mut tokio::net::TcpStream, data: &[u8]) -> std::io::Result<()> {
     sock.write_all(format!("{:x}\r\n", data.len()).as_bytes())
         .await?;
@@ -455,20 +470,9 @@ async fn dribble_agent(listener: TcpListener) {
         };
         tokio::spawn(async move {
             sock.set_nodelay(true).ok();
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let line = String::from_utf8_lossy(&req)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let path = line.split(' ').nth(1).unwrap_or("");
+            let Some(path) = request_path(&mut sock).await else {
+                return;
+            };
             let plain = |body: String| {
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
@@ -658,20 +662,9 @@ async fn plain_agent(listener: TcpListener, samples: Arc<std::sync::atomic::Atom
         };
         let samples = samples.clone();
         tokio::spawn(async move {
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let line = String::from_utf8_lossy(&req)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            let Some(path) = request_path(&mut sock).await else {
+                return;
+            };
             let (status, body) = if path.starts_with("/probe") {
                 ("200 OK", PROBE.to_string())
             } else if path.starts_with("/current") {
