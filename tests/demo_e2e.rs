@@ -100,7 +100,20 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
             "machine {} never reported: {m}",
             m["id"]
         );
+        // Read over the network by the real drivers, through each family's profile.
+        assert!(
+            ["shdr", "mtconnect"].contains(&m["driver"].as_str().unwrap_or_default()),
+            "{m}"
+        );
+        assert_eq!(m["link"], "connected", "{m}");
+        assert!(m["clock"]["offset_ms"].is_number(), "{m}");
+        for signal in ["execution", "program", "part_count", "availability"] {
+            assert!(m["signals"].get(signal).is_some(), "{} lacks {signal}: {m}", m["id"]);
+        }
     }
+    let drivers: std::collections::BTreeSet<&str> =
+        machines.iter().filter_map(|m| m["driver"].as_str()).collect();
+    assert_eq!(drivers.len(), 2, "both SHDR and MTConnect machines: {drivers:?}");
 
     // Records: sequence numbers from 1, gap-free, paging with next_after.
     tokio::time::sleep(Duration::from_secs(2)).await;
