@@ -52,7 +52,10 @@
 //! # Time
 //!
 //! Received times and every timer come from the app's [`Clock`](crate::clock::Clock), so a
-//! test or demo with a scaled clock scales heartbeats and backoff with it.
+//! test or demo with a scaled clock scales heartbeats and backoff with it. The timers that
+//! judge a peer (connect timeout, ping interval, silence) never shrink below
+//! [`PROTOCOL_WALL_FLOOR`] of wall time, though: at `--speed 600` a 10 s heartbeat would be
+//! 17 ms of real time, and a loaded machine would see ghosts.
 
 pub mod parse;
 
@@ -66,7 +69,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub use parse::{
-    AssetItem, Command, Condition, Data, DataItem, MAX_LINE, Parser, ShdrError, ShdrItem,
+    AssetItem, Command, Condition, Data, DataItem, FastHash, MAX_LINE, Parser, ShdrError, ShdrItem,
 };
 
 use super::{
@@ -99,6 +102,8 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// An adapter's heartbeat is taken within these bounds (a `* PONG 0` must not spin the loop).
 const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
 const HEARTBEAT_MAX: Duration = Duration::from_secs(600);
+/// The least wall time a scaled clock may shrink a protocol timer to (see the module doc).
+pub const PROTOCOL_WALL_FLOOR: Duration = Duration::from_secs(1);
 /// Repeated complaints about the same thing are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Keys remembered per machine (each holds its `SignalId`); an adapter that invents keys
@@ -136,7 +141,7 @@ pub async fn run(spec: ShdrSpec, ctx: DriverContext) {
         let attempt = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             r = tokio::time::timeout(
-                ctx.clock.to_wall(CONNECT_TIMEOUT),
+                wall(&ctx.clock, CONNECT_TIMEOUT),
                 TcpStream::connect(spec.address.as_str()),
             ) => r,
         };
@@ -209,7 +214,7 @@ enum End {
 struct Target {
     id: MachineId,
     device: Option<String>,
-    keys: HashMap<Box<str>, Key>,
+    keys: HashMap<Box<str>, Key, FastHash>,
 }
 
 #[derive(Clone)]
@@ -247,7 +252,7 @@ impl<'s> Session<'s> {
             .map(|(id, device)| Target {
                 id,
                 device,
-                keys: HashMap::new(),
+                keys: HashMap::default(),
             })
             .collect();
         let default = targets.iter().position(|t| t.device.is_none()).unwrap_or(0);
@@ -305,7 +310,7 @@ impl<'s> Session<'s> {
         let mut reader = LineReader::default();
         let (mut rd, mut wr) = stream.split();
 
-        let ping = |hb: Duration| clock.to_wall(hb);
+        let ping = |hb: Duration| wall(&clock, hb);
         if let Err(e) = wr.write_all(b"* PING\n").await {
             return End::Lost(format!("cannot send PING to {address}: {e}"));
         }
@@ -381,12 +386,9 @@ impl<'s> Session<'s> {
     ) {
         DriverCounters::add(&self.ctx.counters.messages, 1);
         self.delivered = true;
-        let mut items = Vec::new();
-        if let Err(e) = parser.push_line(line, &mut items) {
+        let r = parser.push_line_with(line, &mut |item| self.item(item, received, batch));
+        if let Err(e) = r {
             self.bad(&e.to_string(), line);
-        }
-        for item in items {
-            self.item(item, received, batch);
         }
     }
 
@@ -666,6 +668,12 @@ impl Limiter {
             }
         }
     }
+}
+
+/// `d` of the clock's time in wall time, but never less than `d` or the floor, whichever is
+/// smaller.
+fn wall(clock: &crate::clock::Clock, d: Duration) -> Duration {
+    clock.to_wall(d).max(d.min(PROTOCOL_WALL_FLOOR))
 }
 
 /// `20 s`, `400 ms`.

@@ -537,3 +537,64 @@ async fn items_give_shapes_and_metadata() {
     );
     assert_eq!(observed(&events, "done"), vec![&Value::Int(1)]);
 }
+
+/// Throughput of parsing and building events, on the Okuma capture. A measurement, not an
+/// assertion (DESIGN section 6): `cargo test --release --lib shdr::tests::throughput --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run in release by hand"]
+fn throughput() {
+    let Ok(capture) = std::fs::read_to_string(OKUMA) else {
+        eprintln!("skipped: {OKUMA} is absent");
+        return;
+    };
+    let lines: Vec<&str> = capture.lines().collect();
+    let (tx, _rx) = mpsc::channel(1);
+    let ctx = DriverContext {
+        machines: vec![id("okuma-1")],
+        tx,
+        shutdown: CancellationToken::new(),
+        clock: Clock::system(),
+        counters: DriverCounters::new("shdr", "bench"),
+    };
+    let s = spec("bench:1".into());
+    let Some(mut session) = Session::new(&s, &ctx) else {
+        panic!("no session")
+    };
+    let received = Timestamp::from_micros(1);
+    let rounds = 50;
+    // Parser alone.
+    let t = std::time::Instant::now();
+    let mut n = 0usize;
+    for _ in 0..rounds {
+        let mut p = Parser::new();
+        for l in &lines {
+            let mut out = Vec::new();
+            let _ = p.push_line(l, &mut out);
+            n += out.len();
+        }
+    }
+    let parse = t.elapsed();
+    // Parser and events, as the driver runs them.
+    let t = std::time::Instant::now();
+    let mut events = 0usize;
+    for _ in 0..rounds {
+        let mut p = Parser::new();
+        let mut batch = DriverBatch::with_capacity(1024);
+        for l in &lines {
+            session.line(&mut p, l, received, &mut batch);
+            if batch.len() > 1000 {
+                events += batch.len();
+                batch.clear();
+            }
+        }
+        events += batch.len();
+    }
+    let full = t.elapsed();
+    let total = (lines.len() * rounds) as f64;
+    eprintln!(
+        "parse: {:.0} lines/s ({n} items); parse+events: {:.0} lines/s ({events} events)",
+        total / parse.as_secs_f64(),
+        total / full.as_secs_f64()
+    );
+}
