@@ -16,7 +16,8 @@ use crate::clock::Clock;
 use crate::config::{Config, DriverConfig};
 use crate::drivers::{DriverBatch, DriverContext};
 use crate::journal::{Journal, JournalError, JournalOptions};
-use crate::normalize::Normalizer;
+use crate::model::MachineId;
+use crate::normalize::{Normalizer, Profile};
 use crate::northbound::export::{BRIDGE_FILE, BridgeFile};
 use crate::northbound::http::{self, HttpState, Telemetry};
 use crate::northbound::live::{LiveMachine, LiveView, run_live_consumer};
@@ -34,15 +35,23 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "machine {machine:?}: driver type {kind:?} is not part of this build yet (available: sim)"
-    )]
-    DriverUnavailable { machine: String, kind: &'static str },
+    #[error("machine {machine:?}: cannot use devices_file {path}: {reason}")]
+    DevicesFile {
+        machine: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("cannot write {path}: {source}")]
     DataDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("machine {machine:?}: profile {profile:?}: {error}")]
+    Profile {
+        machine: String,
+        profile: String,
+        error: crate::normalize::ProfileLoadError,
     },
     #[error(transparent)]
     Truth(#[from] crate::sim::TruthError),
@@ -64,13 +73,34 @@ pub async fn run_pipeline(
     journal: Journal,
     telemetry: Arc<Telemetry>,
     clock: Clock,
+    profiles: Vec<(MachineId, Arc<Profile>)>,
 ) {
     let mut normalizer = Normalizer::new();
+    for (m, p) in profiles {
+        normalizer.set_profile(m, p);
+    }
     let mut in_flight: VecDeque<(crate::journal::AppendTicket, usize)> = VecDeque::new();
     let mut last_stats = normalizer.stats;
     let mut events: Vec<crate::drivers::DriverEvent> = Vec::new();
+    // Releases what profiles' debounce and hold filters keep, and refreshes the clock view.
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let Some(first) = rx.recv().await else { break };
+        let first = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let mut out = Vec::new();
+                normalizer.tick(clock.now(), &mut out);
+                crate::context::classify(&mut out);
+                publish_stats(&telemetry, &mut last_stats, normalizer.stats);
+                publish_clocks(&telemetry, &normalizer);
+                submit(&journal, out, &mut in_flight, &telemetry).await;
+                continue;
+            }
+        };
         let mut batches = 1u64;
         events.clear();
         events.extend(first);
@@ -101,6 +131,17 @@ pub async fn run_pipeline(
     }
 }
 
+/// How often the pipeline releases filtered values and refreshes the clock view.
+const TICK: Duration = Duration::from_millis(100);
+
+fn publish_clocks(t: &Telemetry, n: &Normalizer) {
+    if let Ok(mut c) = t.clocks.write() {
+        for (m, info) in n.clocks() {
+            c.insert(m.clone(), info);
+        }
+    }
+}
+
 fn publish_stats(
     t: &Telemetry,
     last: &mut crate::normalize::NormalizeStats,
@@ -116,6 +157,8 @@ fn publish_stats(
         &t.decode_errors_total,
         now.decode_errors - last.decode_errors,
     );
+    Telemetry::add(&t.conditions_total, now.conditions - last.conditions);
+    Telemetry::add(&t.assets_total, now.assets - last.assets);
     *last = now;
 }
 
@@ -198,13 +241,24 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let started = Instant::now();
     let clock = opts.clock.clone();
+    // Every machine's profile, compiled once (machines sharing a profile share it).
+    let source = config.profiles.source();
+    let mut compiled: Vec<(String, Arc<Profile>)> = Vec::new();
+    let mut profiles = Vec::with_capacity(config.machines.len());
     for m in &config.machines {
-        if let DriverConfig::Shdr { .. } | DriverConfig::Mtconnect { .. } = m.driver {
-            return Err(AppError::DriverUnavailable {
-                machine: m.id.to_string(),
-                kind: m.driver.type_name(),
-            });
-        }
+        let p = match compiled.iter().find(|(n, _)| *n == m.profile) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = Arc::new(source.load(&m.profile).map_err(|error| AppError::Profile {
+                    machine: m.id.to_string(),
+                    profile: m.profile.clone(),
+                    error,
+                })?);
+                compiled.push((m.profile.clone(), p.clone()));
+                p
+            }
+        };
+        profiles.push((m.id.clone(), p));
     }
     let journal = Journal::open(
         &config.journal.dir,
@@ -270,8 +324,14 @@ pub async fn run(
 
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
     let pipeline = tokio::spawn(
-        run_pipeline(rx, journal.clone(), telemetry.clone(), clock.clone())
-            .instrument(tracing::info_span!("pipeline", component = "pipeline")),
+        run_pipeline(
+            rx,
+            journal.clone(),
+            telemetry.clone(),
+            clock.clone(),
+            profiles.clone(),
+        )
+        .instrument(tracing::info_span!("pipeline", component = "pipeline")),
     );
     let drivers = TaskTracker::new();
     // Simulated machines write what they really did (ground truth) beside the journal.
@@ -286,30 +346,47 @@ pub async fn run(
         (None, None)
     };
     let sim_start = clock.now();
-    for (index, m) in config.machines.iter().enumerate() {
-        let ctx = DriverContext {
-            machines: vec![m.id.clone()],
+    let specs = driver_specs(&config, &profiles)?;
+    let context = |machines: Vec<MachineId>, kind: &'static str, source: &str| {
+        let counters = crate::drivers::DriverCounters::new(kind, source);
+        if let Ok(mut d) = telemetry.drivers.write() {
+            d.push(counters.clone());
+        }
+        DriverContext {
+            machines,
             tx: tx.clone(),
             shutdown: shutdown.clone(),
             clock: clock.clone(),
-            counters: crate::drivers::DriverCounters::new("sim", m.id.to_string()),
-        };
-        match &m.driver {
-            DriverConfig::Sim { seed } => {
-                let Some(truth) = truth_sink.clone() else {
-                    continue;
-                };
-                let sim = crate::sim::MachineSim::new(
-                    index,
-                    m.id.clone(),
-                    seed.unwrap_or(config.sim.seed),
-                    sim_start,
-                );
-                let span = tracing::info_span!("driver", component = "sim", machine = %m.id);
-                drivers.spawn(crate::drivers::sim::run(sim, ctx, truth).instrument(span));
-            }
-            DriverConfig::Shdr { .. } | DriverConfig::Mtconnect { .. } => {}
+            counters,
         }
+    };
+    for (index, m) in config.machines.iter().enumerate() {
+        if let DriverConfig::Sim { seed } = &m.driver {
+            let Some(truth) = truth_sink.clone() else {
+                continue;
+            };
+            let ctx = context(vec![m.id.clone()], "sim", m.id.as_str());
+            let sim = crate::sim::MachineSim::new(
+                index,
+                m.id.clone(),
+                seed.unwrap_or(config.sim.seed),
+                sim_start,
+            );
+            let span = tracing::info_span!("driver", component = "sim", machine = %m.id);
+            drivers.spawn(crate::drivers::sim::run(sim, ctx, truth).instrument(span));
+        }
+    }
+    for spec in specs.shdr {
+        let ids = spec.machines.iter().map(|(m, _)| m.clone()).collect();
+        let ctx = context(ids, "shdr", &spec.address);
+        let span = tracing::info_span!("driver", component = "shdr", address = %spec.address);
+        drivers.spawn(crate::drivers::shdr::run(spec, ctx).instrument(span));
+    }
+    for spec in specs.mtconnect {
+        let ids = spec.machines.iter().map(|(m, _)| m.clone()).collect();
+        let ctx = context(ids, "mtconnect", &spec.url);
+        let span = tracing::info_span!("driver", component = "mtconnect", url = %spec.url);
+        drivers.spawn(crate::drivers::mtconnect::run(spec, ctx).instrument(span));
     }
     drop(tx);
     drop(truth_sink);
@@ -377,6 +454,112 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// The protocol drivers a configuration needs: one per SHDR adapter address and one per
+/// MTConnect agent URL, each feeding every machine configured on it.
+#[derive(Debug, Default)]
+struct DriverSpecs {
+    shdr: Vec<crate::drivers::shdr::ShdrSpec>,
+    mtconnect: Vec<crate::drivers::mtconnect::AgentSpec>,
+}
+
+fn driver_specs(
+    config: &Config,
+    profiles: &[(MachineId, Arc<Profile>)],
+) -> Result<DriverSpecs, AppError> {
+    let mut specs = DriverSpecs::default();
+    for (m, (_, profile)) in config.machines.iter().zip(profiles) {
+        match &m.driver {
+            DriverConfig::Sim { .. } => {}
+            DriverConfig::Shdr {
+                address,
+                heartbeat,
+                device,
+                devices_file,
+            } => {
+                let i = match specs.shdr.iter().position(|s| s.address == *address) {
+                    Some(i) => i,
+                    None => {
+                        specs.shdr.push(crate::drivers::shdr::ShdrSpec {
+                            address: address.clone(),
+                            ..Default::default()
+                        });
+                        specs.shdr.len() - 1
+                    }
+                };
+                let spec = &mut specs.shdr[i];
+                spec.machines.push((m.id.clone(), device.clone()));
+                if spec.heartbeat.is_none() {
+                    spec.heartbeat = *heartbeat;
+                }
+                // What the profile says about shapes, then what a Devices file says (which
+                // also gives types, so profiles can match by type).
+                for (k, meta) in profile.shdr_items() {
+                    spec.items.entry(k).or_insert(meta);
+                }
+                if let Some(path) = devices_file {
+                    let fail = |reason: String| AppError::DevicesFile {
+                        machine: m.id.to_string(),
+                        path: path.clone(),
+                        reason,
+                    };
+                    let xml = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+                    let devices = crate::drivers::mtconnect::xml::parse_devices(&xml)
+                        .map_err(|e| fail(e.to_string()))?;
+                    let wanted: Vec<_> = devices
+                        .iter()
+                        .filter(|d| !d.agent)
+                        .filter(|d| {
+                            device.as_ref().is_none_or(|want| {
+                                d.name == *want || d.uuid.as_deref() == Some(want.as_str())
+                            })
+                        })
+                        .collect();
+                    if wanted.is_empty() {
+                        let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+                        return Err(fail(format!(
+                            "no device {:?} in it; it describes {}",
+                            device.as_deref().unwrap_or("(any)"),
+                            names.join(", ")
+                        )));
+                    }
+                    for d in wanted {
+                        for item in &d.items {
+                            if let Some(n) = &item.name {
+                                spec.items.insert(n.clone(), item.clone());
+                            }
+                            spec.items.insert(item.id.clone(), item.clone());
+                        }
+                    }
+                }
+            }
+            DriverConfig::Mtconnect {
+                url,
+                device,
+                interval,
+                heartbeat,
+            } => {
+                let i = match specs.mtconnect.iter().position(|s| s.url == *url) {
+                    Some(i) => i,
+                    None => {
+                        specs.mtconnect.push(crate::drivers::mtconnect::AgentSpec {
+                            url: url.clone(),
+                            interval: *interval,
+                            heartbeat: *heartbeat,
+                            machines: Vec::new(),
+                        });
+                        specs.mtconnect.len() - 1
+                    }
+                };
+                let spec = &mut specs.mtconnect[i];
+                spec.machines.push((m.id.clone(), device.clone()));
+                spec.interval = spec.interval.min(*interval);
+                spec.heartbeat = spec.heartbeat.min(*heartbeat);
+            }
+        }
+    }
+    Ok(specs)
 }
 
 /// Waits for SIGINT, SIGTERM or the token.

@@ -196,6 +196,7 @@ fn start_pipeline(
         journal.clone(),
         Arc::new(Telemetry::default()),
         Clock::system(),
+        Vec::new(),
     ));
     Ok((journal, tx, pipeline))
 }

@@ -1,8 +1,10 @@
-//! The command line: `demo`, `run`, `check`, `export`, `bench`.
+//! The command line: `demo`, `simulate`, `run`, `check`, `export`, `bench`.
 
 mod bench;
+mod simulate;
 
-use std::net::{Ipv4Addr, SocketAddr};
+pub use simulate::{DemoArgs, SimulateArgs};
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -18,8 +20,9 @@ use crate::northbound::export;
 ///
 /// Collects what CNC machines report, turns it into one canonical, time-aligned record of what
 /// every machine did, keeps that record durably on this box (the journal), and serves it over a
-/// REST API and exports. This release drives simulated machines; the MTConnect/SHDR, Haas,
-/// Modbus, FOCAS and OPC UA drivers and the OPC UA and Sparkplug B faces follow.
+/// REST API and exports. This release reads MTConnect agents and SHDR adapters (and simulated
+/// machines); the Haas, Modbus, FOCAS and OPC UA drivers and the OPC UA and Sparkplug B faces
+/// follow.
 #[derive(Debug, Parser)]
 #[command(name = "shopbridge", version, about, long_about)]
 pub struct Cli {
@@ -35,9 +38,14 @@ pub enum Command {
     /// shift: setups, prove-outs, production cycles, tool changes, alarms, waiting, power-off.
     /// Timestamps are real (UTC, from now on); the shop's calendar is shifted so that the demo
     /// starts at 08:00 of a weekday, busy whatever the hour.
-    /// Their records flow through the real pipeline into the journal in --data-dir, and each
-    /// machine writes what it really did to truth.jsonl there, for scoring.
+    /// Each machine is served over the network like a real one (even-numbered machines as SHDR
+    /// adapters, odd ones as devices of one MTConnect agent), and the bridge reads them through
+    /// its real drivers and profiles into the journal in --data-dir; each machine writes what it
+    /// really did to truth.jsonl there, for scoring.
     Demo(DemoArgs),
+    /// Run the simulated shop alone: machine i as an SHDR adapter on 127.0.0.1:(7878 + i) and
+    /// every machine through one MTConnect agent on 127.0.0.1:5000 (see --help for options).
+    Simulate(SimulateArgs),
     /// Run the bridge from a configuration file (see packaging/shopbridge.example.toml).
     Run {
         /// The TOML configuration file. Every key can be overridden from the environment as
@@ -45,11 +53,17 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a configuration file: prints OK (exit 0) or every error with file:line:column
-    /// (exit 2).
+    /// Check a configuration file (and the profiles its machines use), or machine profile
+    /// files: prints OK (exit 0) or every error with file:line:column (exit 2).
+    #[command(group = clap::ArgGroup::new("what").required(true).multiple(true))]
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        /// The configuration file to check.
+        #[arg(long, short, group = "what")]
+        config: Option<PathBuf>,
+        /// A profile file to check (repeatable); `extends` is looked up beside it and among the
+        /// built-in profiles.
+        #[arg(long, short, group = "what")]
+        profile: Vec<PathBuf>,
     },
     /// Export journal records as JSON Lines or CSV.
     ///
@@ -65,25 +79,6 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// How many simulated machines (1-1000).
-    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub machines: u16,
-    /// Simulated time runs this many times faster than real time (60 = an hour a minute).
-    #[arg(long, default_value_t = 1.0)]
-    pub speed: f64,
-    /// Seed of the simulated shop: the same seed plays the same shift.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Where the journal and truth.jsonl are kept.
-    #[arg(long, default_value = "./shopbridge-data")]
-    pub data_dir: PathBuf,
-    /// HTTP port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 8080)]
-    pub http_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -142,31 +137,11 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Demo(a) => {
             init_tracing("info", false);
-            if !(a.speed.is_finite() && a.speed > 0.0 && a.speed <= 100_000.0) {
-                anyhow::bail!(
-                    "--speed must be a number between 0 and 100000, found {}",
-                    a.speed
-                );
-            }
-            let machines = crate::sim::demo_machines(usize::from(a.machines))
-                .into_iter()
-                .map(|(id, name, profile)| config::MachineConfig {
-                    id,
-                    name,
-                    profile,
-                    driver: config::DriverConfig::Sim { seed: None },
-                })
-                .collect();
-            let clock = app::demo_clock(a.speed);
-            let cfg = Config::demo(
-                machines,
-                a.data_dir,
-                SocketAddr::from((Ipv4Addr::LOCALHOST, a.http_port)),
-                a.speed,
-                a.seed,
-                crate::sim::demo_shop_offset(clock.now()),
-            );
-            run_config(cfg, clock)
+            simulate::demo(a)
+        }
+        Command::Simulate(a) => {
+            init_tracing("info", false);
+            simulate::simulate(a)
         }
         Command::Run { config } => {
             let cfg = match config::load(&config) {
@@ -180,10 +155,32 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             let clock = app::demo_clock(cfg.sim.speed);
             run_config(cfg, clock)
         }
-        Command::Check { config } => {
-            let (text, code) = config::check_command(&config);
-            println!("{text}");
-            Ok(code)
+        Command::Check { config, profile } => {
+            let mut worst = 0;
+            let mut lines = Vec::new();
+            if let Some(config) = config {
+                let (text, code) = config::check_command(&config);
+                worst = worst.max(code);
+                if code != 0 {
+                    lines.push(text);
+                }
+            }
+            for p in profile {
+                if let Err(e) = crate::normalize::profile::load_file(&p) {
+                    worst = 2;
+                    lines.push(format!("{e}\nin profile {}", p.display()));
+                }
+            }
+            // Exactly "OK" when everything passed, so scripts can compare the output.
+            println!(
+                "{}",
+                if worst == 0 {
+                    "OK".to_string()
+                } else {
+                    lines.join("\n")
+                }
+            );
+            Ok(worst)
         }
         Command::Export(a) => export_cmd(a),
         Command::Bench(b) => {

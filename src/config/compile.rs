@@ -10,7 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 use super::human::{format_size, parse_duration, parse_size};
 use super::schema::{LogFormat, RawConfig, RawDriver, RawMachine};
-use super::{Config, DriverConfig, HttpConfig, JournalConfig, LogConfig, MachineConfig, SimConfig};
+use super::{
+    Config, DriverConfig, HttpConfig, JournalConfig, LogConfig, MachineConfig, ProfilesConfig,
+    SimConfig,
+};
 use crate::model::{LossCategory, MachineId, Taxonomy};
 
 /// One semantic problem: the key paths it is about (the first one that exists in the file or the
@@ -55,7 +58,10 @@ pub(crate) fn compile(
     let log = compile_log(raw, &mut p);
     let sim = compile_sim(raw, &mut p);
     let taxonomy = compile_taxonomy(raw, &mut p);
-    let machines = compile_machines(&raw.machines, indices, locate, &mut p);
+    let profiles = ProfilesConfig {
+        dir: raw.profiles.dir.clone(),
+    };
+    let machines = compile_machines(&raw.machines, indices, locate, &profiles, &mut p);
 
     if let Some(sim) = &sim {
         if sim.speed != 1.0 {
@@ -92,6 +98,7 @@ pub(crate) fn compile(
                 log,
                 sim,
                 taxonomy,
+                profiles,
                 machines,
             })
         }
@@ -296,9 +303,11 @@ fn compile_machines(
     raw: &[RawMachine],
     indices: &[usize],
     locate: Locate<'_>,
+    profiles: &ProfilesConfig,
     p: &mut Problems,
 ) -> Option<Vec<MachineConfig>> {
     let before = p.0.len();
+    let known_profiles = profiles.source().names();
     let mut machines = Vec::with_capacity(raw.len());
     let mut first_use: HashMap<&str, usize> = HashMap::new();
     for (m, &i) in raw.iter().zip(indices) {
@@ -336,6 +345,19 @@ fn compile_machines(
             p.at(
                 at("profile"),
                 "expected a profile name, like \"okuma-osp\", found an empty string",
+            );
+        } else if !known_profiles.iter().any(|k| k == m.profile.trim()) {
+            let dir = match &profiles.dir {
+                Some(d) => format!("built in or in {}", d.display()),
+                None => "built in; set [profiles] dir to add your own".to_string(),
+            };
+            p.at(
+                at("profile"),
+                format!(
+                    "unknown profile {:?}; the profiles {dir} are: {}",
+                    m.profile.trim(),
+                    known_profiles.join(", ")
+                ),
             );
         }
         let driver = match &m.driver {

@@ -18,7 +18,7 @@ use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
     DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawJournal, RawLog, RawMachine,
-    RawShdrDriver, RawSim, RawSimDriver, RawTaxonomy, SECTIONS,
+    RawMtconnectDriver, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -193,6 +193,7 @@ fn check_file_parts(root: &Spanned<DeTable<'_>>, errors: &mut Errors<'_>) -> Vec
             "log" => check_section::<RawLog>(name, value, root, errors),
             "sim" => check_section::<RawSim>(name, value, root, errors),
             "taxonomy" => check_section::<RawTaxonomy>(name, value, root, errors),
+            "profiles" => check_section::<RawProfiles>(name, value, root, errors),
             "machines" => {
                 let Some(array) = value.get_ref().as_array() else {
                     errors.at_span(
@@ -363,6 +364,7 @@ fn check_driver(
     match type_name {
         "sim" => check_table::<RawSimDriver>(&rest, driver.span(), root, path, errors),
         "shdr" => check_table::<RawShdrDriver>(&rest, driver.span(), root, path, errors),
+        "mtconnect" => check_table::<RawMtconnectDriver>(&rest, driver.span(), root, path, errors),
         other => {
             errors.at_span(
                 ty.span(),
@@ -653,6 +655,7 @@ fn merged_parts(
     section!("log", log);
     section!("sim", sim);
     section!("taxonomy", taxonomy);
+    section!("profiles", profiles);
 
     if failed.iter().any(|f| f == "machines") {
         return (raw, indices);

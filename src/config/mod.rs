@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use crate::model::{MachineId, Taxonomy};
 
+pub(crate) use error::line_column;
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use load::{ENV_PREFIX, load, load_str, load_str_with_env, load_with_env};
 
@@ -43,6 +44,8 @@ pub struct Config {
     pub log: LogConfig,
     pub sim: SimConfig,
     pub taxonomy: Taxonomy,
+    /// Where machine profiles beyond the built-in ones live (`[profiles] dir`).
+    pub profiles: ProfilesConfig,
     pub machines: Vec<MachineConfig>,
 }
 
@@ -136,6 +139,21 @@ impl Default for SimConfig {
     }
 }
 
+/// `[profiles]`: the built-in profiles are always there; a directory adds more, and a file
+/// named like a built-in one replaces it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfilesConfig {
+    pub dir: Option<PathBuf>,
+}
+
+impl ProfilesConfig {
+    pub fn source(&self) -> crate::normalize::ProfileSource {
+        crate::normalize::ProfileSource {
+            dir: self.dir.clone(),
+        }
+    }
+}
+
 /// One `[[machines]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -222,6 +240,7 @@ impl Config {
                 shop_offset_micros,
             },
             taxonomy: Taxonomy::default(),
+            profiles: ProfilesConfig::default(),
             machines,
         }
     }
@@ -245,6 +264,35 @@ pub fn check_command(path: &Path) -> (String, i32) {
 }
 
 fn check_report(path: &Path, result: Result<Config, ConfigErrors>) -> (String, i32) {
+    // A configuration that compiled names only profiles that exist; compile each one too, so
+    // that a mistake in a profile is found here and not when the bridge starts.
+    let result = result.and_then(|config| {
+        let source = config.profiles.source();
+        let mut names: Vec<&str> = config.machines.iter().map(|m| m.profile.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut errors = Vec::new();
+        for name in names {
+            match source.load(name) {
+                Ok(_) => {}
+                Err(crate::normalize::ProfileLoadError::Invalid(e)) => {
+                    errors.extend(e.errors().iter().cloned())
+                }
+                Err(other) => errors.push(ConfigError {
+                    location: Location::FileOnly {
+                        file: path.display().to_string(),
+                    },
+                    key: None,
+                    message: other.to_string(),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors::new(errors))
+        }
+    });
     match result {
         // Exactly "OK", so scripts can compare the output.
         Ok(_) => ("OK".to_string(), 0),

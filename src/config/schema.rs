@@ -18,11 +18,14 @@ pub struct RawConfig {
     pub log: RawLog,
     pub sim: RawSim,
     pub taxonomy: RawTaxonomy,
+    pub profiles: RawProfiles,
     pub machines: Vec<RawMachine>,
 }
 
 /// The top-level keys [`RawConfig`] knows, in the order the reference documents them.
-pub const SECTIONS: [&str; 6] = ["http", "journal", "log", "sim", "taxonomy", "machines"];
+pub const SECTIONS: [&str; 7] = [
+    "http", "journal", "log", "sim", "taxonomy", "profiles", "machines",
+];
 
 /// `[http]`
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -71,6 +74,13 @@ pub struct RawSim {
 #[serde(deny_unknown_fields, default)]
 pub struct RawTaxonomy {
     pub categories: Option<Vec<String>>,
+}
+
+/// `[profiles]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProfiles {
+    pub dir: Option<PathBuf>,
 }
 
 /// One `[[machines]]` entry.

@@ -143,7 +143,7 @@ fn unknown_key_typo_lists_the_expected_keys() {
     let text = ONE_SHDR.replace("address =", "adress =");
     insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected one of `address`, `heartbeat`, `device`, `devices_file`"#);
     insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected `listen`"#);
-    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `machines`"#);
+    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `machines`"#);
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn bad_env_values_name_the_variable() {
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "modbus")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`"#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `machines`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `machines`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
 
@@ -413,7 +413,7 @@ fn the_example_file_passes_check() {
     assert_eq!(c.sim, SimConfig::default());
     assert_eq!(c.taxonomy, Taxonomy::default());
 
-    // The commented-out SHDR machine is valid once uncommented.
+    // The commented-out real machines are valid once uncommented.
     let start = text
         .find("# [[machines]]")
         .expect("the example has a commented-out machine");
@@ -424,10 +424,8 @@ fn the_example_file_passes_check() {
         .join("\n");
     let with_shdr = format!("{}{uncommented}\n", &text[..start]);
     let c = load_str(&with_shdr, "shopbridge.example.toml").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        c.machines.last().map(|m| m.driver.type_name()),
-        Some("shdr")
-    );
+    let types: Vec<&str> = c.machines.iter().map(|m| m.driver.type_name()).collect();
+    assert_eq!(types[types.len() - 2..], ["shdr", "mtconnect"]);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! it reads; normalization does. Link loss is reported as [`DriverEvent::Link`] with
 //! [`LinkStatus::Lost`]; a driver never invents values.
 
+pub mod mtconnect;
 pub mod shdr;
 pub mod sim;
 

@@ -27,12 +27,20 @@ pub struct ClockAlign {
     offset: Option<i64>,
     far_in_a_row: u32,
     last_aligned: Option<Timestamp>,
+    /// Smoothed delay above the minimum (µs): how much arrival times wander.
+    jitter: f64,
 }
 
 impl ClockAlign {
     /// The current offset estimate (µs to add to the machine's time), if it has sent any.
     pub fn offset_micros(&self) -> Option<i64> {
         self.offset
+    }
+
+    /// The transport jitter: an exponentially smoothed mean (1/16 per sample, as RFC 3550
+    /// does) of each sample's delay above the minimum, in µs. Zero before any sample.
+    pub fn jitter_micros(&self) -> i64 {
+        self.jitter.round() as i64
     }
 
     pub fn align(&mut self, source: Option<Timestamp>, received: Timestamp) -> Timestamp {
@@ -62,6 +70,8 @@ impl ClockAlign {
                     _ => self.samples.iter().copied().min().unwrap_or(sample),
                 };
                 self.offset = Some(o);
+                let excess = (sample - o) as f64;
+                self.jitter += (excess - self.jitter) / 16.0;
                 Timestamp::from_micros(s.as_micros().saturating_add(o)).min(received)
             }
         };
@@ -117,5 +127,24 @@ mod tests {
         }
         assert_eq!(last, ts(39 * 1_000_000 + 1_000));
         assert_eq!(a.offset_micros(), Some(hour + 1_000));
+    }
+
+    #[test]
+    fn jitter_follows_the_delay_spread_and_a_skewed_clock_lines_up() {
+        let mut a = ClockAlign::default();
+        // A control three minutes fast, delays alternating 1 ms and 9 ms.
+        let skew = 180_000_000;
+        let mut last = ts(0);
+        for i in 0..200 {
+            let delay = if i % 2 == 0 { 1_000 } else { 9_000 };
+            let true_time = 1_000_000_000 + i * 1_000_000;
+            last = a.align(Some(ts(true_time + skew)), ts(true_time + delay));
+            // Aligned within the minimum delay of the true time, never ahead of arrival.
+            assert!((last.as_micros() - true_time - 1_000).abs() <= 8_000, "{i}");
+        }
+        assert_eq!(a.offset_micros(), Some(-skew + 1_000));
+        let j = a.jitter_micros();
+        assert!((3_000..=5_000).contains(&j), "jitter {j}");
+        assert!(last.as_micros() > 0);
     }
 }

@@ -1,26 +1,83 @@
 //! Normalization: raw observations become canonical, time-aligned records.
 //!
-//! Until machine profiles arrive (the MTConnect issue), keys pass through unchanged, and the
-//! canonical signals (see [`crate::model::signals`]) drive the canonical machine state. Every
-//! interval-defining state change closes a [`StateInterval`] and opens the next.
+//! Each machine runs its [`Profile`] (see `profiles/README.md`): a source item (an SHDR key, an
+//! MTConnect data item) is routed to the first profile signal whose `from` matches it, its
+//! value goes through the signal's transform (`map`, `type`, `scale`/`offset`, `threshold`,
+//! then the time filters `debounce` and `min_hold`), signals computed by expressions follow,
+//! and the canonical machine state is derived from the signals and the profile's state rules.
+//! Every change of an interval-defining state field closes a [`StateInterval`] and opens the
+//! next. Items no profile signal claims pass through under their own key, so nothing a machine
+//! says is dropped; a key that is already a canonical signal id maps onto that signal (the
+//! in-process simulator speaks canonical ids).
+//!
+//! Time: every record carries the source time, the receive time and the aligned time
+//! ([`align`]). A debounced value keeps its original time (the filter removes blips; it does
+//! not move edges), so a state change may carry a time up to the debounce window earlier than
+//! observations journaled just before it; `min_hold` moves an edge to the end of the hold.
 
 pub mod align;
+pub mod expr;
+pub mod profile;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::drivers::DriverEvent;
+use crate::drivers::{DataItemMeta, DriverEvent, ItemCategory, RawCondition, RawObservation};
 use crate::model::{
-    AssetRecord, Availability, ConditionRecord, EmergencyStop, JobContext, LinkEvent, LinkStatus,
-    MachineId, MachineState, Observation, Quality, QualityReason, RecordKind, StateChange,
-    StateInterval, Timestamp, Timestamps, Value, signals,
+    AssetRecord, Availability, ConditionLevel, ConditionRecord, EmergencyStop, JobContext,
+    LinkEvent, LinkStatus, MachineId, MachineState, Observation, Quality, QualityReason,
+    RecordKind, SignalId, StateChange, StateInterval, Timestamp, Timestamps, Value, signals,
 };
 use align::ClockAlign;
+pub use profile::{Profile, ProfileLoadError, ProfileSource};
+
+/// Where a source key goes, decided once per key and cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// A profile source rule (index into `Profile::sources`).
+    Rule(usize),
+    /// A canonical signal id used as the key itself.
+    Canonical(usize),
+    /// No signal claims it: it passes through under its own key.
+    Pass,
+}
+
+/// A value waiting for its debounce window or hold time.
+#[derive(Clone, Debug)]
+struct Pending {
+    value: Value,
+    quality: Quality,
+    time: Timestamps,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Filter {
+    pending: Option<Pending>,
+    /// No change is accepted before this (aligned time).
+    hold_until: Option<Timestamp>,
+}
+
+/// An active condition of one signal: which item, which native code, at what level.
+#[derive(Clone, Debug, PartialEq)]
+struct ActiveCondition {
+    key: SignalId,
+    native_code: Option<String>,
+    level: ConditionLevel,
+}
 
 /// Per-machine normalization state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Track {
+    profile: Arc<Profile>,
     align: ClockAlign,
     state: MachineState,
+    /// Current value of every profile signal (index = `Profile::signals`).
+    values: Vec<Value>,
+    /// Debounce and hold state, for signals that have those filters.
+    filters: HashMap<usize, Filter>,
+    /// Active conditions per signal fed by conditions.
+    conditions: HashMap<usize, Vec<ActiveCondition>>,
+    routes: HashMap<SignalId, Route>,
     /// When the current interval began (None until the machine first reports).
     since: Option<Timestamp>,
     /// Index in the current output of this machine's last state change, while it is still at
@@ -30,6 +87,20 @@ struct Track {
 }
 
 impl Track {
+    fn new(profile: Arc<Profile>) -> Self {
+        Self {
+            values: vec![Value::Unavailable; profile.signals.len()],
+            profile,
+            align: ClockAlign::default(),
+            state: MachineState::default(),
+            filters: HashMap::new(),
+            conditions: HashMap::new(),
+            routes: HashMap::new(),
+            since: None,
+            open_change: None,
+        }
+    }
+
     /// The interval from `since` to `end`, if it has any length. Its category is left to the
     /// context layer ([`crate::context::classify`]).
     fn close_interval(&self, machine: &MachineId, end: Timestamp) -> Option<RecordKind> {
@@ -44,6 +115,38 @@ impl Track {
             context: JobContext::default(),
         }))
     }
+
+    fn route(&mut self, key: &SignalId, meta: Option<&DataItemMeta>) -> Route {
+        if let Some(r) = self.routes.get(key) {
+            return *r;
+        }
+        let r = match self.profile.route(key.as_str(), meta) {
+            Some(i) => Route::Rule(i),
+            None => match self.profile.signal_index(key.as_str()) {
+                Some(i) if i < signals::ALL.len() => Route::Canonical(i),
+                _ => Route::Pass,
+            },
+        };
+        // Bounded: a source that invents keys endlessly stops being cached, not remembered.
+        if self.routes.len() < 65_536 {
+            self.routes.insert(key.clone(), r);
+        }
+        r
+    }
+
+    fn has_pending(&self) -> bool {
+        self.filters.values().any(|f| f.pending.is_some())
+    }
+}
+
+/// A machine's clock as the aligner sees it (for `/metrics` and `/api/v1/machines`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ClockInfo {
+    /// What is added to the machine's time to put it on the bridge's time line (µs): a
+    /// machine whose clock is 3 minutes fast has about -180 000 000.
+    pub offset_micros: Option<i64>,
+    /// How much arrival delays wander (µs).
+    pub jitter_micros: i64,
 }
 
 /// Counters the normalizer keeps (for `/metrics`).
@@ -53,16 +156,21 @@ pub struct NormalizeStats {
     pub state_changes: u64,
     pub intervals: u64,
     pub decode_errors: u64,
+    pub conditions: u64,
+    pub assets: u64,
 }
 
-/// Turns driver events into records. Pure: no I/O, no clock (times come with the events).
+/// Turns driver events into records. Pure: no I/O, no clock (times come with the events, and
+/// the caller's [`Normalizer::tick`] releases what the time filters hold).
 #[derive(Debug, Default)]
 pub struct Normalizer {
     tracks: HashMap<MachineId, Track>,
+    profiles: HashMap<MachineId, Arc<Profile>>,
+    identity: Option<Arc<Profile>>,
     pub stats: NormalizeStats,
 }
 
-/// Reads an alarm signal: any non-empty text other than NORMAL/NONE/0 is an active alarm.
+/// Reads an alarm signal: true, a non-zero number, or any text other than NORMAL/NONE/0/OFF.
 fn alarm_active(v: &Value) -> bool {
     match v {
         Value::Bool(b) => *b,
@@ -73,9 +181,83 @@ fn alarm_active(v: &Value) -> bool {
             !(t.is_empty()
                 || t.eq_ignore_ascii_case("normal")
                 || t.eq_ignore_ascii_case("none")
+                || t.eq_ignore_ascii_case("off")
+                || t.eq_ignore_ascii_case("false")
                 || t == "0")
         }
         Value::Unavailable => false,
+    }
+}
+
+fn word<T: std::str::FromStr>(v: &Value) -> Result<Option<T>, ()> {
+    match v {
+        Value::Unavailable => Ok(None),
+        Value::Text(t) if t.trim().is_empty() || t.trim() == "UNAVAILABLE" => Ok(None),
+        Value::Text(t) => t.trim().parse().map(Some).map_err(|_| ()),
+        _ => Err(()),
+    }
+}
+
+/// Whether `v` is a valid value for canonical state signal `id` (other signals: always).
+fn valid_for(id: &str, v: &Value) -> bool {
+    match id {
+        signals::AVAILABILITY => word::<Availability>(v).is_ok(),
+        signals::EXECUTION => word::<crate::model::Execution>(v).is_ok(),
+        signals::CONTROLLER_MODE => word::<crate::model::ControllerMode>(v).is_ok(),
+        signals::FUNCTIONAL_MODE => word::<crate::model::FunctionalMode>(v).is_ok(),
+        signals::EMERGENCY_STOP => matches!(v, Value::Bool(_)) || word::<EmergencyStop>(v).is_ok(),
+        signals::PART_COUNT => {
+            v.is_unavailable()
+                || v.as_i64().is_some()
+                || matches!(v, Value::Text(t) if t.trim().parse::<f64>().is_ok())
+        }
+        _ => true,
+    }
+}
+
+/// The canonical machine state from a machine's signals and its profile's state rules.
+fn derive_state(profile: &Profile, values: &[Value]) -> MachineState {
+    let field = |f: usize| -> Value {
+        if let Some(rules) = &profile.state[f] {
+            for r in rules {
+                if r.when.as_ref().is_none_or(|w| w.eval(values)) {
+                    return r.value.clone();
+                }
+            }
+        }
+        let id = profile::STATE_FIELDS[f];
+        profile
+            .signal_index(id)
+            .and_then(|i| values.get(i).cloned())
+            .unwrap_or(Value::Unavailable)
+    };
+    let emergency_stop = match field(4) {
+        Value::Bool(b) => Some(if b {
+            EmergencyStop::Triggered
+        } else {
+            EmergencyStop::Armed
+        }),
+        other => word(&other).ok().flatten(),
+    };
+    let text_of = |id: &str| profile.signal_index(id).and_then(|i| values.get(i));
+    MachineState {
+        availability: word(&field(0))
+            .ok()
+            .flatten()
+            .unwrap_or(Availability::Unavailable),
+        execution: word(&field(1)).ok().flatten(),
+        controller_mode: word(&field(2)).ok().flatten(),
+        functional_mode: word(&field(3)).ok().flatten(),
+        emergency_stop,
+        alarm: alarm_active(&field(5)),
+        program: text_of(signals::PROGRAM)
+            .filter(|v| !v.is_unavailable())
+            .map(|v| v.to_string())
+            .filter(|s| !s.is_empty()),
+        part_count: text_of(signals::PART_COUNT).and_then(|v| match v {
+            Value::Text(t) => t.trim().parse::<f64>().ok().map(|x| x as i64),
+            other => other.as_i64(),
+        }),
     }
 }
 
@@ -84,9 +266,46 @@ impl Normalizer {
         Self::default()
     }
 
+    /// Uses `profile` for `machine` (machines without one use the identity profile: canonical
+    /// keys only, everything else passes through).
+    pub fn set_profile(&mut self, machine: MachineId, profile: Arc<Profile>) {
+        self.tracks.remove(&machine);
+        self.profiles.insert(machine, profile);
+    }
+
     /// The machine's current canonical state as normalization sees it.
     pub fn state(&self, machine: &MachineId) -> Option<&MachineState> {
         self.tracks.get(machine).map(|t| &t.state)
+    }
+
+    /// Every machine's clock estimate.
+    pub fn clocks(&self) -> impl Iterator<Item = (&MachineId, ClockInfo)> {
+        self.tracks.iter().map(|(m, t)| {
+            (
+                m,
+                ClockInfo {
+                    offset_micros: t.align.offset_micros(),
+                    jitter_micros: t.align.jitter_micros(),
+                },
+            )
+        })
+    }
+
+    fn track(&mut self, machine: &MachineId) -> &mut Track {
+        if !self.tracks.contains_key(machine) {
+            let profile = match self.profiles.get(machine) {
+                Some(p) => p.clone(),
+                None => self
+                    .identity
+                    .get_or_insert_with(|| Arc::new(profile::identity()))
+                    .clone(),
+            };
+            self.tracks.insert(machine.clone(), Track::new(profile));
+        }
+        // Just inserted if it was missing.
+        self.tracks
+            .get_mut(machine)
+            .unwrap_or_else(|| unreachable!("track inserted above"))
     }
 
     /// Normalizes a batch of events (one driver read, or several), appending the records to
@@ -107,59 +326,34 @@ impl Normalizer {
         }
     }
 
+    /// Releases values whose debounce window or hold time has passed by `now` (the bridge's
+    /// clock). The pipeline calls it a few times a second.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<RecordKind>) {
+        let due: Vec<MachineId> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.has_pending())
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in due {
+            if let Some(t) = self.tracks.get_mut(&m) {
+                t.open_change = None;
+            }
+            self.release_due(&m, now, out);
+        }
+    }
+
     /// Normalizes one event, appending the resulting records to `out`.
     fn process(&mut self, ev: DriverEvent, out: &mut Vec<RecordKind>) {
         match ev {
-            DriverEvent::Observation(raw) => {
-                let track = self.tracks.entry(raw.machine.clone()).or_default();
-                let aligned = track.align.align(raw.source_time, raw.received);
-                let mut next = track.state.clone();
-                let mut quality = raw.quality;
-                if apply_signal(&mut next, raw.key.as_str(), &raw.value).is_err() {
-                    self.stats.decode_errors += 1;
-                    if quality.is_good() {
-                        quality = Quality::Uncertain(QualityReason::DecodeError);
-                    }
-                }
-                self.stats.observations += 1;
-                let machine = raw.machine.clone();
-                out.push(RecordKind::Observation(Observation {
-                    machine: raw.machine,
-                    signal: raw.key,
-                    value: raw.value,
-                    quality,
-                    time: Timestamps {
-                        source: raw.source_time,
-                        received: raw.received,
-                        aligned,
-                    },
-                }));
-                self.transition(&machine, next, aligned, out);
-            }
-            DriverEvent::Condition(c) => {
-                let track = self.tracks.entry(c.machine.clone()).or_default();
-                let aligned = track.align.align(c.source_time, c.received);
-                self.stats.observations += 1;
-                out.push(RecordKind::Condition(ConditionRecord {
-                    machine: c.machine,
-                    signal: c.key,
-                    level: c.level,
-                    native_code: c.native_code,
-                    native_severity: c.native_severity,
-                    qualifier: c.qualifier,
-                    message: c.message,
-                    time: Timestamps {
-                        source: c.source_time,
-                        received: c.received,
-                        aligned,
-                    },
-                }));
-            }
+            DriverEvent::Observation(raw) => self.observation(raw, out),
+            DriverEvent::Condition(c) => self.condition(c, out),
             DriverEvent::Asset(a) => {
-                let track = self.tracks.entry(a.machine.clone()).or_default();
+                let track = self.track(&a.machine);
                 // Asset documents often carry old times (when the tool was measured); they
                 // must not drag the clock estimate, so they are aligned by receive time.
                 let aligned = track.align.align(None, a.received);
+                self.stats.assets += 1;
                 out.push(RecordKind::Asset(AssetRecord {
                     machine: a.machine,
                     action: a.action,
@@ -179,33 +373,365 @@ impl Normalizer {
                 at,
                 detail,
                 missed,
-            } => {
-                let track = self.tracks.entry(machine.clone()).or_default();
-                // Link events carry the bridge's time; keep them on the monotonic time line.
-                let at = track.align.align(None, at);
-                let mut next = track.state.clone();
-                match status {
-                    LinkStatus::Lost => {
-                        // Nothing is known about a machine we cannot reach: MTConnect's
-                        // UNAVAILABLE for every state item.
-                        next = MachineState {
-                            program: next.program,
-                            part_count: next.part_count,
-                            ..MachineState::default()
-                        };
-                    }
-                    LinkStatus::Connected => next.availability = Availability::Available,
-                    LinkStatus::Gap => {}
-                }
-                out.push(RecordKind::Link(LinkEvent {
-                    machine: machine.clone(),
-                    at,
-                    status,
-                    detail,
-                    missed,
-                }));
-                self.transition(&machine, next, at, out);
+            } => self.link(machine, status, at, detail, missed, out),
+        }
+    }
+
+    fn observation(&mut self, raw: RawObservation, out: &mut Vec<RecordKind>) {
+        let machine = raw.machine.clone();
+        let track = self.track(&machine);
+        let aligned = track.align.align(raw.source_time, raw.received);
+        let time = Timestamps {
+            source: raw.source_time,
+            received: raw.received,
+            aligned,
+        };
+        self.release_due(&machine, aligned, out);
+        let Some(track) = self.tracks.get_mut(&machine) else {
+            return;
+        };
+        self.stats.observations += 1;
+        match track.route(&raw.key, raw.meta.as_deref()) {
+            Route::Pass => out.push(RecordKind::Observation(Observation {
+                machine,
+                signal: raw.key,
+                value: raw.value,
+                quality: raw.quality,
+                time,
+            })),
+            Route::Canonical(sig) => {
+                self.offer(&machine, sig, raw.value, raw.quality, time, None, out)
             }
+            Route::Rule(r) => {
+                let profile = track.profile.clone();
+                let rule = &profile.sources[r];
+                let previous = &track.values[rule.signal];
+                match rule.transform.apply(raw.value.clone(), previous) {
+                    Ok(v) => self.offer(
+                        &machine,
+                        rule.signal,
+                        v,
+                        raw.quality,
+                        time,
+                        Some(&rule.transform),
+                        out,
+                    ),
+                    Err(_) => {
+                        // Kept, under the signal's id, flagged; the state does not use it.
+                        self.stats.decode_errors += 1;
+                        out.push(RecordKind::Observation(Observation {
+                            machine,
+                            signal: profile.signals[rule.signal].clone(),
+                            value: raw.value,
+                            quality: Quality::Uncertain(QualityReason::DecodeError),
+                            time,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn condition(&mut self, c: RawCondition, out: &mut Vec<RecordKind>) {
+        let machine = c.machine.clone();
+        let track = self.track(&machine);
+        let aligned = track.align.align(c.source_time, c.received);
+        let time = Timestamps {
+            source: c.source_time,
+            received: c.received,
+            aligned,
+        };
+        self.release_due(&machine, aligned, out);
+        self.stats.conditions += 1;
+        out.push(RecordKind::Condition(ConditionRecord {
+            machine: machine.clone(),
+            signal: c.key.clone(),
+            level: c.level,
+            native_code: c.native_code.clone(),
+            native_severity: c.native_severity,
+            qualifier: c.qualifier,
+            message: c.message,
+            time,
+        }));
+        let Some(track) = self.tracks.get_mut(&machine) else {
+            return;
+        };
+        // A condition from a source that did not describe it is still a condition.
+        let synthesized;
+        let meta = match c.meta.as_deref() {
+            Some(m) => m,
+            None => {
+                synthesized = DataItemMeta {
+                    id: c.key.to_string(),
+                    category: Some(ItemCategory::Condition),
+                    ..DataItemMeta::default()
+                };
+                &synthesized
+            }
+        };
+        let (sig, level) = match track.route(&c.key, Some(meta)) {
+            Route::Rule(r) => {
+                let rule = &track.profile.sources[r];
+                (rule.signal, rule.alarm_level)
+            }
+            Route::Canonical(i) => (i, ConditionLevel::Fault),
+            Route::Pass => return,
+        };
+        let active = track.conditions.entry(sig).or_default();
+        match c.level {
+            ConditionLevel::Normal | ConditionLevel::Unavailable => {
+                active.retain(|a| {
+                    a.key != c.key || (c.native_code.is_some() && a.native_code != c.native_code)
+                });
+            }
+            ConditionLevel::Warning | ConditionLevel::Fault => {
+                match active
+                    .iter_mut()
+                    .find(|a| a.key == c.key && a.native_code == c.native_code)
+                {
+                    Some(a) => a.level = c.level,
+                    None => active.push(ActiveCondition {
+                        key: c.key.clone(),
+                        native_code: c.native_code.clone(),
+                        level: c.level,
+                    }),
+                }
+            }
+        }
+        let rank = |l: ConditionLevel| match l {
+            ConditionLevel::Fault => 2,
+            ConditionLevel::Warning => 1,
+            _ => 0,
+        };
+        let on = active.iter().any(|a| rank(a.level) >= rank(level));
+        if track.values[sig] != Value::Bool(on) {
+            let transform = match track.route(&c.key, Some(meta)) {
+                Route::Rule(r) => Some(track.profile.sources[r].transform.clone()),
+                _ => None,
+            };
+            self.offer(
+                &machine,
+                sig,
+                Value::Bool(on),
+                Quality::Good,
+                time,
+                transform.as_ref(),
+                out,
+            );
+        }
+    }
+
+    fn link(
+        &mut self,
+        machine: MachineId,
+        status: LinkStatus,
+        at: Timestamp,
+        detail: Option<String>,
+        missed: Option<u64>,
+        out: &mut Vec<RecordKind>,
+    ) {
+        let track = self.track(&machine);
+        // Link events carry the bridge's time; keep them on the monotonic time line.
+        let at = track.align.align(None, at);
+        match status {
+            LinkStatus::Lost => {
+                // Nothing is known about a machine we cannot reach: MTConnect's UNAVAILABLE
+                // for every signal, except what identifies the work (program, part count).
+                let keep = [signals::PROGRAM, signals::PART_COUNT];
+                for (i, v) in track.values.iter_mut().enumerate() {
+                    if !keep.contains(&track.profile.signals[i].as_str()) {
+                        *v = Value::Unavailable;
+                    }
+                }
+                track.filters.clear();
+                track.conditions.clear();
+            }
+            LinkStatus::Connected => {
+                // A reachable source is available until it says otherwise (as an MTConnect
+                // agent does for a connected adapter).
+                if let Some(i) = track.profile.signal_index(signals::AVAILABILITY) {
+                    if track.values[i].is_unavailable() {
+                        track.values[i] = Value::text("AVAILABLE");
+                    }
+                }
+            }
+            LinkStatus::Gap => {}
+        }
+        out.push(RecordKind::Link(LinkEvent {
+            machine: machine.clone(),
+            at,
+            status,
+            detail,
+            missed,
+        }));
+        let next = derive_state(&track.profile, &track.values);
+        self.transition(&machine, next, at, out);
+    }
+
+    /// Offers a signal value: through the time filters when the signal has them, else
+    /// committed at once.
+    #[allow(clippy::too_many_arguments)]
+    fn offer(
+        &mut self,
+        machine: &MachineId,
+        sig: usize,
+        value: Value,
+        quality: Quality,
+        time: Timestamps,
+        transform: Option<&profile::Transform>,
+        out: &mut Vec<RecordKind>,
+    ) {
+        let (debounce, hold) = transform.map_or((None, None), |t| (t.debounce, t.min_hold));
+        if debounce.is_none() && hold.is_none() {
+            self.commit(machine, sig, value, quality, time, out);
+            return;
+        }
+        let Some(track) = self.tracks.get_mut(machine) else {
+            return;
+        };
+        let current = track.values[sig].clone();
+        let f = track.filters.entry(sig).or_default();
+        if value == current {
+            // The blip ended before it was confirmed: nothing changed.
+            f.pending = None;
+            return;
+        }
+        if debounce.is_none() && f.hold_until.is_none_or(|h| time.aligned >= h) {
+            f.hold_until = hold.map(|h| time.aligned.saturating_add(h));
+            f.pending = None;
+            self.commit(machine, sig, value, quality, time, out);
+            return;
+        }
+        if f.pending.as_ref().is_some_and(|p| p.value == value) {
+            return; // keep the earliest time of the same value
+        }
+        f.pending = Some(Pending {
+            value,
+            quality,
+            time,
+        });
+    }
+
+    /// Commits what the filters of `machine` hold and is due at `now`.
+    fn release_due(&mut self, machine: &MachineId, now: Timestamp, out: &mut Vec<RecordKind>) {
+        let Some(track) = self.tracks.get_mut(machine) else {
+            return;
+        };
+        if !track.has_pending() {
+            return;
+        }
+        let profile = track.profile.clone();
+        let mut due = Vec::new();
+        for (sig, f) in track.filters.iter_mut() {
+            let Some(p) = &f.pending else { continue };
+            let transform = profile
+                .sources
+                .iter()
+                .find(|r| r.signal == *sig)
+                .map(|r| &r.transform)
+                .or_else(|| {
+                    profile
+                        .derived
+                        .iter()
+                        .find(|d| d.signal == *sig)
+                        .map(|d| &d.transform)
+                });
+            let debounce = transform.and_then(|t| t.debounce).unwrap_or_default();
+            let hold = transform.and_then(|t| t.min_hold);
+            let confirmed = p.time.aligned.saturating_add(debounce);
+            let at = f
+                .hold_until
+                .map_or(p.time.aligned, |h| h.max(p.time.aligned));
+            if confirmed.max(at) <= now {
+                let mut p = f.pending.take().unwrap_or_else(|| unreachable!());
+                if at > p.time.aligned {
+                    // Held: the edge moves to the end of the hold.
+                    p.time.aligned = at;
+                }
+                f.hold_until = hold.map(|h| p.time.aligned.saturating_add(h));
+                due.push((*sig, p));
+            }
+        }
+        due.sort_by_key(|(_, p)| p.time.aligned);
+        for (sig, p) in due {
+            self.commit(machine, sig, p.value, p.quality, p.time, out);
+        }
+    }
+
+    /// Sets a signal, records it, recomputes the signals computed from it and the state.
+    fn commit(
+        &mut self,
+        machine: &MachineId,
+        sig: usize,
+        value: Value,
+        mut quality: Quality,
+        time: Timestamps,
+        out: &mut Vec<RecordKind>,
+    ) {
+        let Some(track) = self.tracks.get_mut(machine) else {
+            return;
+        };
+        let profile = track.profile.clone();
+        let id = &profile.signals[sig];
+        if !valid_for(id.as_str(), &value) {
+            self.stats.decode_errors += 1;
+            if quality.is_good() {
+                quality = Quality::Uncertain(QualityReason::DecodeError);
+            }
+        }
+        track.values[sig] = value.clone();
+        out.push(RecordKind::Observation(Observation {
+            machine: machine.clone(),
+            signal: id.clone(),
+            value,
+            quality,
+            time,
+        }));
+        // Computed signals, in profile order, each at most once per commit.
+        let mut changed = vec![sig];
+        let mut deferred = Vec::new();
+        for d in &profile.derived {
+            if !d.reads.iter().any(|r| changed.contains(r)) {
+                continue;
+            }
+            let raw = d.expr.value(&track.values);
+            let Ok(v) = d.transform.apply(raw, &track.values[d.signal]) else {
+                self.stats.decode_errors += 1;
+                continue;
+            };
+            if v == track.values[d.signal] {
+                continue;
+            }
+            if d.transform.debounce.is_some() || d.transform.min_hold.is_some() {
+                deferred.push((d.signal, v));
+                continue;
+            }
+            track.values[d.signal] = v.clone();
+            changed.push(d.signal);
+            out.push(RecordKind::Observation(Observation {
+                machine: machine.clone(),
+                signal: profile.signals[d.signal].clone(),
+                value: v,
+                quality: Quality::Good,
+                time: Timestamps {
+                    source: None,
+                    ..time
+                },
+            }));
+        }
+        let next = derive_state(&profile, &track.values);
+        self.transition(machine, next, time.aligned, out);
+        for (s, v) in deferred {
+            let transform = profile
+                .derived
+                .iter()
+                .find(|d| d.signal == s)
+                .map(|d| d.transform.clone());
+            let t = Timestamps {
+                source: None,
+                ..time
+            };
+            self.offer(machine, s, v, Quality::Good, t, transform.as_ref(), out);
         }
     }
 
@@ -226,6 +752,8 @@ impl Normalizer {
             track.state = next;
             return;
         }
+        // Never before the open interval began (a debounced edge can be older).
+        let at = track.since.map_or(at, |s| at.max(s));
         // A second change at the same instant: amend the state change just emitted.
         if track.since == Some(at) {
             if let Some(RecordKind::StateChange(sc)) =
@@ -264,52 +792,6 @@ impl Normalizer {
             track.since = track.since.map(|since| at.max(since));
         }
     }
-}
-
-/// Applies a canonical signal's value to the state. Non-canonical keys are ignored (they pass
-/// through as observations). Err when a canonical signal's value is not one of its words.
-fn apply_signal(state: &mut MachineState, key: &str, v: &Value) -> Result<(), ()> {
-    fn word<T: std::str::FromStr>(v: &Value) -> Result<Option<T>, ()> {
-        match v {
-            Value::Unavailable => Ok(None),
-            Value::Text(t) if t.trim().is_empty() || t.trim() == "UNAVAILABLE" => Ok(None),
-            Value::Text(t) => t.parse().map(Some).map_err(|_| ()),
-            _ => Err(()),
-        }
-    }
-    match key {
-        signals::AVAILABILITY => {
-            state.availability = word(v)?.unwrap_or(Availability::Unavailable);
-        }
-        signals::EXECUTION => state.execution = word(v)?,
-        signals::CONTROLLER_MODE => state.controller_mode = word(v)?,
-        signals::FUNCTIONAL_MODE => state.functional_mode = word(v)?,
-        signals::EMERGENCY_STOP => {
-            state.emergency_stop = match v {
-                Value::Bool(b) => Some(if *b {
-                    EmergencyStop::Triggered
-                } else {
-                    EmergencyStop::Armed
-                }),
-                _ => word(v)?,
-            }
-        }
-        signals::ALARM => state.alarm = alarm_active(v),
-        signals::PROGRAM => {
-            state.program = match v {
-                Value::Unavailable => None,
-                other => Some(other.to_string()).filter(|s| !s.is_empty()),
-            }
-        }
-        signals::PART_COUNT => {
-            state.part_count = match v {
-                Value::Unavailable => None,
-                other => Some(other.as_i64().ok_or(())?),
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -465,3 +947,6 @@ mod tests {
         assert_eq!(last_interval.end.as_micros(), 5_000_000);
     }
 }
+
+#[cfg(test)]
+mod profile_tests;

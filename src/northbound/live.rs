@@ -51,6 +51,28 @@ pub struct LiveMachine {
     pub conditions: Vec<LiveCondition>,
     /// Assets the machine reported that are still present, by id.
     pub assets: BTreeMap<String, LiveAsset>,
+    /// The machine's clock against the bridge's (null until it sent a timestamp).
+    pub clock: Option<LiveClock>,
+}
+
+/// A machine's clock as time alignment estimates it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct LiveClock {
+    /// Added to the machine's timestamps to put them on the bridge's time line, in ms (a
+    /// control whose clock is 3 minutes fast shows about -180000). Null when the machine
+    /// sends no timestamps.
+    pub offset_ms: Option<f64>,
+    /// How much the delay between the machine's timestamp and its arrival wanders, in ms.
+    pub jitter_ms: f64,
+}
+
+impl From<crate::normalize::ClockInfo> for LiveClock {
+    fn from(c: crate::normalize::ClockInfo) -> Self {
+        Self {
+            offset_ms: c.offset_micros.map(|o| o as f64 / 1000.0),
+            jitter_ms: c.jitter_micros as f64 / 1000.0,
+        }
+    }
 }
 
 /// An active (not NORMAL) condition.
@@ -89,6 +111,7 @@ impl LiveMachine {
             signals: BTreeMap::new(),
             conditions: Vec::new(),
             assets: BTreeMap::new(),
+            clock: None,
         }
     }
 }

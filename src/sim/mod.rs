@@ -101,9 +101,11 @@
 //!
 //! `quality_hold` is not simulated (it needs a QMS).
 
+pub mod agent_face;
 pub mod dialect;
 pub mod machine;
 pub mod rng;
+pub mod serve;
 pub mod shdr_face;
 pub mod shop;
 mod truth;

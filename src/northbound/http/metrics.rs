@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use super::HttpState;
+use crate::drivers::DriverCounters;
 use crate::model::LinkStatus;
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -34,7 +35,7 @@ pub fn render_metrics(s: &HttpState) -> String {
     let mut o = String::with_capacity(4096);
     let js = s.journal.stats();
     let t = &s.telemetry;
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 15] = [
         (
             "shopbridge_journal_records_appended_total",
             "Records made durable in the journal.",
@@ -89,6 +90,16 @@ pub fn render_metrics(s: &HttpState) -> String {
             "shopbridge_normalize_decode_errors_total",
             "Canonical signal values that were not one of their words (kept, flagged Uncertain).",
             t.decode_errors_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_normalize_conditions_total",
+            "Condition reports (alarms, warnings, clears) normalized.",
+            t.conditions_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_normalize_assets_total",
+            "Asset changes (cutting tools, parts) normalized.",
+            t.assets_total.load(Ordering::Relaxed),
         ),
         (
             "shopbridge_pipeline_append_failed_records_total",
@@ -183,6 +194,78 @@ pub fn render_metrics(s: &HttpState) -> String {
             label(m.id.as_str()),
             m.state
         );
+    }
+    let clocks = t.clocks.read().map(|c| c.clone()).unwrap_or_default();
+    family(
+        &mut o,
+        "shopbridge_machine_clock_offset_seconds",
+        "gauge",
+        "Estimated correction added to the machine's timestamps (negative: its clock is fast).",
+    );
+    for (m, c) in &clocks {
+        if let Some(off) = c.offset_micros {
+            let _ = writeln!(
+                o,
+                "shopbridge_machine_clock_offset_seconds{{machine=\"{}\"}} {}",
+                label(m.as_str()),
+                off as f64 / 1e6
+            );
+        }
+    }
+    family(
+        &mut o,
+        "shopbridge_machine_clock_jitter_seconds",
+        "gauge",
+        "How much the delay from the machine's timestamp to its arrival wanders.",
+    );
+    for (m, c) in &clocks {
+        let _ = writeln!(
+            o,
+            "shopbridge_machine_clock_jitter_seconds{{machine=\"{}\"}} {}",
+            label(m.as_str()),
+            c.jitter_micros as f64 / 1e6
+        );
+    }
+    let drivers = t.drivers.read().map(|d| d.clone()).unwrap_or_default();
+    type Read = fn(&DriverCounters) -> u64;
+    let counters: [(&str, &str, Read); 5] = [
+        (
+            "shopbridge_driver_messages_total",
+            "Protocol units read from the source (SHDR lines, MTConnect documents).",
+            |c| c.messages.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_driver_bytes_total",
+            "Bytes read from the source.",
+            |c| c.bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_driver_bad_input_total",
+            "Input that could not be understood and was skipped (each is logged, rate-limited).",
+            |c| c.bad_input.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_driver_link_errors_total",
+            "Failed connection attempts and lost links.",
+            |c| c.link_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_driver_gaps_total",
+            "Holes in the source's data (agent restarts, buffer overruns), each recorded as a gap.",
+            |c| c.gaps.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, get) in counters {
+        family(&mut o, name, "counter", help);
+        for d in &drivers {
+            let _ = writeln!(
+                o,
+                "{name}{{driver=\"{}\",source=\"{}\"}} {}",
+                label(d.driver),
+                label(&d.source),
+                get(d)
+            );
+        }
     }
     o
 }

@@ -17,9 +17,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::live::LiveView;
+use super::live::{LiveClock, LiveMachine, LiveView};
+use crate::drivers::DriverCounters;
 use crate::journal::Journal;
 use crate::model::{MachineId, Record};
+use crate::normalize::ClockInfo;
 
 pub use metrics::render_metrics;
 
@@ -35,6 +37,12 @@ pub struct Telemetry {
     /// Records the journal refused (a commit failed): data lost, a person must act.
     pub append_failed_records_total: AtomicU64,
     pub http_requests_total: AtomicU64,
+    pub conditions_total: AtomicU64,
+    pub assets_total: AtomicU64,
+    /// Each machine's clock estimate, refreshed by the pipeline.
+    pub clocks: std::sync::RwLock<std::collections::BTreeMap<MachineId, ClockInfo>>,
+    /// Every running driver's counters.
+    pub drivers: std::sync::RwLock<Vec<Arc<DriverCounters>>>,
 }
 
 impl Telemetry {
@@ -201,13 +209,27 @@ async fn metrics_handler(State(s): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// Adds what the pipeline knows about the machine's clock to its live view.
+fn with_clock(s: &HttpState, mut m: LiveMachine) -> LiveMachine {
+    if let Ok(clocks) = s.telemetry.clocks.read() {
+        m.clock = clocks.get(&m.id).map(|c| LiveClock::from(*c));
+    }
+    m
+}
+
 async fn machines(State(s): State<HttpState>) -> Response {
-    Json(s.live.snapshot()).into_response()
+    let list: Vec<LiveMachine> = s
+        .live
+        .snapshot()
+        .into_iter()
+        .map(|m| with_clock(&s, m))
+        .collect();
+    Json(list).into_response()
 }
 
 async fn machine(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
     match s.live.get(&id) {
-        Some(m) => Json(m).into_response(),
+        Some(m) => Json(with_clock(&s, m)).into_response(),
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_machine",

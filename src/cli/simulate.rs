@@ -1,0 +1,296 @@
+//! `shopbridge simulate` (the simulated shop alone, on the network) and `shopbridge demo` (the
+//! same shop, plus a bridge that reads it through its SHDR and MTConnect drivers).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, RunOptions};
+use crate::config::{self, Config, DriverConfig, MachineConfig};
+use crate::sim::TruthWriter;
+use crate::sim::serve::{Ports, SimServer};
+use crate::sim::shop::ShopOptions;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many simulated machines (1-1000).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub machines: u16,
+    /// Simulated time runs this many times faster than real time (60 = an hour a minute).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Seed of the simulated shop: the same seed plays the same shift.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the journal and truth.jsonl are kept.
+    #[arg(long, default_value = "./shopbridge-data")]
+    pub data_dir: PathBuf,
+    /// HTTP port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// Machine i's SHDR adapter listens on 127.0.0.1:(this + i); 0 picks free ports.
+    #[arg(long, default_value_t = 0)]
+    pub shdr_base_port: u16,
+    /// The simulated MTConnect agent's port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub mtconnect_port: u16,
+    /// Give machine INDEX (0-based) a clock that is off, e.g. `2=3m` (3 minutes fast) or
+    /// `5=-90s` (90 seconds slow). Repeatable.
+    #[arg(long, value_name = "INDEX=OFFSET")]
+    pub skew: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// How many simulated machines (1-1000).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub machines: u16,
+    /// Seed of the simulated shop: the same seed plays the same shift.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated time runs this many times faster than real time. A bridge reading a sped-up
+    /// shop sees clocks that run fast; keep 1 unless the bridge runs at the same speed.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Machine i's SHDR adapter listens on 127.0.0.1:(this + i).
+    #[arg(long, default_value_t = 7878)]
+    pub shdr_base_port: u16,
+    /// The MTConnect agent's port on 127.0.0.1 (serves every machine as a device).
+    #[arg(long, default_value_t = 5000)]
+    pub mtconnect_port: u16,
+    /// Give machine INDEX (0-based) a clock that is off, e.g. `2=3m` or `5=-90s`. Repeatable.
+    #[arg(long, value_name = "INDEX=OFFSET")]
+    pub skew: Vec<String>,
+    /// Write what each machine really did (truth.jsonl) into this directory.
+    #[arg(long)]
+    pub truth_dir: Option<PathBuf>,
+    /// Print a bridge configuration that reads this shop (half the machines through their
+    /// SHDR adapters, half through the agent), then run.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+fn check_speed(speed: f64) -> anyhow::Result<()> {
+    if !(speed.is_finite() && speed > 0.0 && speed <= 100_000.0) {
+        anyhow::bail!("--speed must be a number between 0 and 100000, found {speed}");
+    }
+    Ok(())
+}
+
+/// Parses `--skew INDEX=OFFSET` values.
+fn skews(values: &[String], machines: u16) -> anyhow::Result<Vec<(usize, i64)>> {
+    values
+        .iter()
+        .map(|v| {
+            let (i, d) = v
+                .split_once('=')
+                .with_context(|| format!("--skew expects INDEX=OFFSET like 2=3m, found {v:?}"))?;
+            let index: usize = i
+                .trim()
+                .parse()
+                .with_context(|| format!("--skew {v:?}: {i:?} is not a machine index"))?;
+            if index >= usize::from(machines) {
+                anyhow::bail!(
+                    "--skew {v:?}: there are {machines} machines (indexes 0-{})",
+                    machines - 1
+                );
+            }
+            let d = d.trim();
+            let (sign, mag) = match d.strip_prefix('-') {
+                Some(rest) => (-1, rest),
+                None => (1, d.strip_prefix('+').unwrap_or(d)),
+            };
+            let dur = config::human::parse_duration(mag)
+                .map_err(|e| anyhow::anyhow!("--skew {v:?}: {e}"))?;
+            Ok((index, sign * dur.as_micros() as i64))
+        })
+        .collect()
+}
+
+/// The machines of a simulated shop as a bridge configures them: even ones through their SHDR
+/// adapter, odd ones through the agent (one connection for all of them).
+fn machines_for(server: &SimServer) -> Vec<MachineConfig> {
+    server
+        .shop
+        .machines()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let driver = if i % 2 == 0 {
+                DriverConfig::Shdr {
+                    address: server.shdr.get(i)?.to_string(),
+                    heartbeat: None,
+                    device: None,
+                    devices_file: None,
+                }
+            } else {
+                DriverConfig::Mtconnect {
+                    url: format!("http://{}", server.agent),
+                    device: Some(m.device.clone()),
+                    interval: Duration::from_millis(100),
+                    heartbeat: Duration::from_secs(10),
+                }
+            };
+            Some(MachineConfig {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                profile: m.profile.to_string(),
+                driver,
+            })
+        })
+        .collect()
+}
+
+fn config_text(machines: &[MachineConfig]) -> String {
+    let mut out = String::from(
+        "# A bridge configuration for `shopbridge simulate` (save as shopbridge.toml, then\n# `shopbridge run --config shopbridge.toml`).\n\n[journal]\ndir = \"./shopbridge-data\"\n",
+    );
+    for m in machines {
+        out.push_str(&format!(
+            "\n[[machines]]\nid = \"{}\"\nname = \"{}\"\nprofile = \"{}\"\n[machines.driver]\n",
+            m.id, m.name, m.profile
+        ));
+        match &m.driver {
+            DriverConfig::Shdr { address, .. } => {
+                out.push_str(&format!("type = \"shdr\"\naddress = \"{address}\"\n"))
+            }
+            DriverConfig::Mtconnect { url, device, .. } => {
+                out.push_str(&format!("type = \"mtconnect\"\nurl = \"{url}\"\n"));
+                if let Some(d) = device {
+                    out.push_str(&format!("device = \"{d}\"\n"));
+                }
+            }
+            DriverConfig::Sim { .. } => out.push_str("type = \"sim\"\n"),
+        }
+    }
+    out
+}
+
+fn describe(server: &SimServer) -> String {
+    let first = server
+        .shdr
+        .first()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let last = server.shdr.last().map(|a| a.port()).unwrap_or_default();
+    format!(
+        "simulated shop: {} machines; SHDR adapters on {first}..{last} (machine i on the i-th port), MTConnect agent at http://{}/probe",
+        server.shop.machines().len(),
+        server.agent
+    )
+}
+
+pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
+    check_speed(a.speed)?;
+    let skew = skews(&a.skew, a.machines)?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let clock = app::demo_clock(a.speed);
+        let opts = ShopOptions {
+            machines: usize::from(a.machines),
+            seed: a.seed,
+            start: clock.now(),
+            shop_offset_micros: crate::sim::demo_shop_offset(clock.now()),
+            skews: skew,
+        };
+        let (writer, sink) = match &a.truth_dir {
+            Some(d) => {
+                let (w, s) = TruthWriter::open(d).await?;
+                (Some(w), Some(s))
+            }
+            None => (None, None),
+        };
+        let ports = Ports {
+            shdr_base: a.shdr_base_port,
+            mtconnect: a.mtconnect_port,
+        };
+        let server = SimServer::start(&opts, ports, clock, sink).await?;
+        if a.print_config {
+            println!("{}", config_text(&machines_for(&server)));
+        }
+        println!("{}\nPress Ctrl-C to stop.", describe(&server));
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        server.stop().await;
+        if let Some(w) = writer {
+            w.close().await?;
+        }
+        Ok::<_, anyhow::Error>(0)
+    })
+}
+
+pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
+    check_speed(a.speed)?;
+    let skew = skews(&a.skew, a.machines)?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let clock = app::demo_clock(a.speed);
+        let start = clock.now();
+        let shop_offset = crate::sim::demo_shop_offset(start);
+        let opts = ShopOptions {
+            machines: usize::from(a.machines),
+            seed: a.seed,
+            start,
+            shop_offset_micros: shop_offset,
+            skews: skew,
+        };
+        let (writer, sink) = TruthWriter::open(&a.data_dir).await?;
+        let ports = Ports {
+            shdr_base: a.shdr_base_port,
+            mtconnect: a.mtconnect_port,
+        };
+        let server = SimServer::start(&opts, ports, clock.clone(), Some(sink)).await?;
+        println!("{}", describe(&server));
+        let cfg = Config::demo(
+            machines_for(&server),
+            a.data_dir,
+            SocketAddr::from((Ipv4Addr::LOCALHOST, a.http_port)),
+            a.speed,
+            a.seed,
+            shop_offset,
+        );
+        let result = app::run(
+            cfg,
+            RunOptions {
+                clock,
+                announce: true,
+            },
+            CancellationToken::new(),
+        )
+        .await;
+        server.stop().await;
+        if let Ok(st) = w_close(writer).await {
+            if st > 0 {
+                tracing::error!(lost = st, "ground-truth lines could not be written");
+            }
+        }
+        result?;
+        Ok::<_, anyhow::Error>(0)
+    })
+}
+
+async fn w_close(w: TruthWriter) -> anyhow::Result<u64> {
+    let st = tokio::time::timeout(Duration::from_secs(2), w.close())
+        .await
+        .context("the ground-truth writer did not finish")??;
+    Ok(st.lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skews_parse_signed_durations_and_check_the_index() {
+        let s = skews(&["2=3m".into(), "0=-90s".into()], 4).unwrap_or_default();
+        assert_eq!(s, vec![(2, 180_000_000), (0, -90_000_000)]);
+        assert!(skews(&["9=1m".into()], 4).is_err());
+        assert!(skews(&["2:1m".into()], 4).is_err());
+        assert!(skews(&["2=soon".into()], 4).is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! Profile language tests: every shipped profile compiles, errors say where, and each
+//! transform does what profiles/README.md says, driven through the normalizer.
+
+use std::sync::Arc;
+
+use super::profile::{BUILTIN, ProfileSource, load_str};
+use super::*;
+use crate::drivers::RawObservation;
+use crate::model::{Execution, ShopState};
+
+fn compile(text: &str) -> Result<Profile, String> {
+    load_str("test", text, &ProfileSource::default()).map_err(|e| e.to_string())
+}
+
+fn m() -> MachineId {
+    MachineId::new("m1").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn obs(key: &str, v: Value, t_ms: i64) -> DriverEvent {
+    DriverEvent::Observation(RawObservation {
+        machine: m(),
+        key: SignalId::new(key),
+        value: v,
+        quality: Quality::Good,
+        source_time: Some(Timestamp::from_millis(t_ms)),
+        received: Timestamp::from_millis(t_ms),
+        meta: None,
+    })
+}
+
+fn normalizer(text: &str) -> Normalizer {
+    let p = compile(text).unwrap_or_else(|e| panic!("{e}"));
+    let mut n = Normalizer::new();
+    n.set_profile(m(), Arc::new(p));
+    n
+}
+
+fn values_of<'a>(out: &'a [RecordKind], signal: &str) -> Vec<&'a Value> {
+    out.iter()
+        .filter_map(|r| match r {
+            RecordKind::Observation(o) if o.signal.as_str() == signal => Some(&o.value),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_profile_in_the_profiles_folder_compiles() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            if let Err(e) = profile::load_file(&path) {
+                panic!("{}: {e}", path.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "{n} profiles");
+    // And the built-in copies are those files.
+    for (name, _) in BUILTIN {
+        assert!(dir.join(format!("{name}.toml")).exists(), "{name}");
+        ProfileSource::default()
+            .load(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn errors_name_the_file_line_column_and_what_was_expected() {
+    insta::assert_snapshot!(compile("[[signal]]\nid = \"execution\"\nfrom = { key = \"exec\" }\nmpa = {}\n").unwrap_err(), @"profiles/test.toml:4:1: unknown field `mpa`, expected one of `id`, `from`, `expr`, `map`, `unmapped`, `type`, `scale`, `offset`, `threshold`, `debounce`, `min_hold`, `alarm_level`");
+    insta::assert_snapshot!(compile("[[signal]]\nid = \"running\"\nexpr = \"execution = 'ACTIVE'\"\n").unwrap_err(), @"profiles/test.toml:3:19: signal[0].expr: expected `==` to compare, found a single `=`");
+    insta::assert_snapshot!(compile("[[signal]]\nid = \"running\"\nexpr = \"exection == 'ACTIVE'\"\n").unwrap_err(), @"profiles/test.toml:3:9: signal[0].expr: unknown signal `exection`: expected a canonical signal or one this profile defines above (quote words: 'exection')");
+    insta::assert_snapshot!(compile("[[signal]]\nid = \"spindle_on\"\nfrom = { key = \"amps\" }\nthreshold = { on = 2.0, off = 5.0 }\ndebounce = \"2 parsecs\"\n").unwrap_err(), @r#"
+    profiles/test.toml:4:13: signal[0].threshold: expected off <= on (the signal turns on at `on` and off at `off`), found on = 2, off = 5
+    profiles/test.toml:5:12: signal[0].debounce: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "2 parsecs" (unknown unit "parsecs")
+    "#);
+    insta::assert_snapshot!(compile("[state]\nexecution = [{ when = \"true\", value = \"RUNNING\" }]\n").unwrap_err(), @"profiles/test.toml:2:39: state.execution[0].value: expected one of READY, ACTIVE, INTERRUPTED, FEED_HOLD, STOPPED, OPTIONAL_STOP, PROGRAM_STOPPED, PROGRAM_COMPLETED, WAIT, found \"RUNNING\"");
+    insta::assert_snapshot!(compile("extends = \"okuma\"\n").unwrap_err(), @"profiles/test.toml:1:11: extends: unknown profile \"okuma\"; known: fanuc-mtconnect, mazak, mtconnect-generic, okuma-osp");
+    insta::assert_snapshot!(compile("[[signal]]\nid = \"x\"\n").unwrap_err(), @"profiles/test.toml:1:1: signal[0]: signal \"x\" needs `from` (which source items feed it) or `expr` (how to compute it)");
+}
+
+#[test]
+fn value_maps_scaling_and_types() {
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "execution"
+from = { key = "Q500" }
+map = { "FEED HOLD" = "FEED_HOLD", BUSY = "ACTIVE", IDLE = "READY", "ALARM ON" = "INTERRUPTED" }
+[[signal]]
+id = "spindle_load"
+from = { key = "amps" }
+scale = 2.5
+offset = -1
+"#,
+    );
+    let mut out = Vec::new();
+    n.process_batch(
+        [
+            obs("Q500", Value::text("busy"), 1_000),
+            obs("amps", Value::text("10"), 1_000),
+            obs("Q500", Value::text("FEED HOLD"), 2_000),
+        ],
+        &mut out,
+    );
+    assert_eq!(
+        values_of(&out, "execution"),
+        vec![&Value::text("ACTIVE"), &Value::text("FEED_HOLD")]
+    );
+    assert_eq!(values_of(&out, "spindle_load"), vec![&Value::Float(24.0)]);
+    assert_eq!(
+        n.state(&m()).and_then(|s| s.execution),
+        Some(Execution::FeedHold)
+    );
+    // A value that cannot be scaled is kept, flagged, and counted.
+    n.process_batch([obs("amps", Value::text("n/a"), 3_000)], &mut out);
+    assert_eq!(n.stats.decode_errors, 1);
+}
+
+#[test]
+fn thresholds_have_hysteresis_and_rules_derive_the_state() {
+    // A legacy machine: a spindle current sensor and a cycle relay on a Modbus module.
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "spindle_on"
+from = { key = "spindle_amps" }
+threshold = { on = 4.0, off = 2.0 }
+[[signal]]
+id = "cycle"
+from = { key = "cycle_relay" }
+type = "bool"
+[[signal]]
+id = "cutting"
+expr = "cycle && spindle_on"
+
+[state]
+availability = [{ value = "AVAILABLE" }]
+execution = [
+  { when = "cutting", value = "ACTIVE" },
+  { when = "cycle", value = "FEED_HOLD" },
+  { value = "READY" },
+]
+controller_mode = [{ value = "AUTOMATIC" }]
+"#,
+    );
+    let mut out = Vec::new();
+    let feed = [
+        ("cycle_relay", Value::Int(1), 1_000),
+        ("spindle_amps", Value::Float(3.0), 2_000), // below on: still off
+        ("spindle_amps", Value::Float(4.5), 3_000), // on
+        ("spindle_amps", Value::Float(3.0), 4_000), // between: stays on
+        ("spindle_amps", Value::Float(1.5), 5_000), // off
+    ];
+    let mut shop = Vec::new();
+    for (k, v, t) in feed {
+        n.process_batch([obs(k, v, t)], &mut out);
+        shop.push(n.state(&m()).map(|s| s.shop_state()));
+    }
+    assert_eq!(
+        values_of(&out, "spindle_on"),
+        vec![
+            &Value::Bool(false),
+            &Value::Bool(true),
+            &Value::Bool(true),
+            &Value::Bool(false)
+        ]
+    );
+    assert_eq!(
+        values_of(&out, "cutting"),
+        vec![&Value::Bool(false), &Value::Bool(true), &Value::Bool(false)]
+    );
+    assert_eq!(
+        shop,
+        vec![
+            Some(ShopState::Idle),
+            Some(ShopState::Idle),
+            Some(ShopState::Run),
+            Some(ShopState::Run),
+            Some(ShopState::Idle)
+        ]
+    );
+    assert_eq!(
+        n.state(&m()).and_then(|s| s.execution),
+        Some(Execution::FeedHold)
+    );
+}
+
+#[test]
+fn debounce_drops_blips_and_keeps_the_edge_time() {
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "execution"
+from = { key = "exec" }
+debounce = "2s"
+"#,
+    );
+    let mut out = Vec::new();
+    n.process_batch([obs("exec", Value::text("READY"), 0)], &mut out);
+    n.tick(Timestamp::from_millis(2_000), &mut out);
+    assert_eq!(values_of(&out, "execution"), vec![&Value::text("READY")]);
+    // A 500 ms blip to ACTIVE is dropped.
+    n.process_batch([obs("exec", Value::text("ACTIVE"), 10_000)], &mut out);
+    n.process_batch([obs("exec", Value::text("READY"), 10_500)], &mut out);
+    n.tick(Timestamp::from_millis(20_000), &mut out);
+    assert_eq!(values_of(&out, "execution").len(), 1);
+    // A real change is accepted after 2 s, at the time it happened.
+    n.process_batch([obs("exec", Value::text("ACTIVE"), 30_000)], &mut out);
+    n.tick(Timestamp::from_millis(31_000), &mut out);
+    assert_eq!(values_of(&out, "execution").len(), 1);
+    n.tick(Timestamp::from_millis(32_000), &mut out);
+    assert_eq!(
+        values_of(&out, "execution"),
+        vec![&Value::text("READY"), &Value::text("ACTIVE")]
+    );
+    let change = out
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            RecordKind::StateChange(s) => Some(s),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no state change"));
+    assert_eq!(change.at, Timestamp::from_millis(30_000));
+}
+
+#[test]
+fn min_hold_keeps_a_value_and_moves_the_next_edge() {
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "execution"
+from = { key = "exec" }
+min_hold = "10s"
+"#,
+    );
+    let mut out = Vec::new();
+    n.process_batch([obs("exec", Value::text("ACTIVE"), 0)], &mut out);
+    n.process_batch([obs("exec", Value::text("READY"), 3_000)], &mut out);
+    assert_eq!(values_of(&out, "execution"), vec![&Value::text("ACTIVE")]);
+    n.tick(Timestamp::from_millis(10_000), &mut out);
+    assert_eq!(
+        values_of(&out, "execution"),
+        vec![&Value::text("ACTIVE"), &Value::text("READY")]
+    );
+    let last = out.iter().rev().find_map(|r| match r {
+        RecordKind::Observation(o) => Some(o.time.aligned),
+        _ => None,
+    });
+    assert_eq!(last, Some(Timestamp::from_millis(10_000)));
+}
+
+#[test]
+fn conditions_raise_and_clear_the_alarm_by_native_code() {
+    let p = ProfileSource::default()
+        .load("okuma-osp")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut n = Normalizer::new();
+    n.set_profile(m(), Arc::new(p));
+    let cond = |level, code: Option<&str>, t| {
+        DriverEvent::Condition(RawCondition {
+            machine: m(),
+            key: SignalId::new("CoolantSystem1_cond"),
+            level,
+            native_code: code.map(str::to_string),
+            native_severity: None,
+            qualifier: None,
+            message: code.map(|c| format!("alarm {c}")),
+            source_time: Some(Timestamp::from_millis(t)),
+            received: Timestamp::from_millis(t),
+            meta: None,
+        })
+    };
+    let mut out = Vec::new();
+    n.process_batch(
+        [
+            obs("avail", Value::text("AVAILABLE"), 0),
+            cond(ConditionLevel::Fault, Some("1719"), 1_000),
+            cond(ConditionLevel::Fault, Some("1720"), 2_000),
+        ],
+        &mut out,
+    );
+    assert_eq!(n.state(&m()).map(|s| s.alarm), Some(true));
+    n.process_batch(
+        [cond(ConditionLevel::Normal, Some("1719"), 3_000)],
+        &mut out,
+    );
+    assert_eq!(n.state(&m()).map(|s| s.alarm), Some(true));
+    n.process_batch([cond(ConditionLevel::Normal, None, 4_000)], &mut out);
+    assert_eq!(n.state(&m()).map(|s| s.alarm), Some(false));
+    assert_eq!(
+        out.iter()
+            .filter(|r| matches!(r, RecordKind::Condition(_)))
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn agent_items_match_by_type_and_brand_keys_win() {
+    let p = ProfileSource::default()
+        .load("okuma-osp")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let meta = |id: &str, t: &str, sub: Option<&str>| {
+        Some(Arc::new(DataItemMeta {
+            id: id.into(),
+            item_type: t.into(),
+            sub_type: sub.map(str::to_string),
+            category: Some(ItemCategory::Sample),
+            ..DataItemMeta::default()
+        }))
+    };
+    let route = |key: &str, m: Option<Arc<DataItemMeta>>| {
+        p.route(key, m.as_deref())
+            .map(|r| p.signals[p.sources[r].signal].to_string())
+    };
+    assert_eq!(route("pexecution", None).as_deref(), Some("execution"));
+    assert_eq!(
+        route("Lpexecution", meta("Lpexecution", "EXECUTION", None)).as_deref(),
+        Some("execution")
+    );
+    assert_eq!(route("S1speed", None).as_deref(), Some("spindle_speed"));
+    // The second spindle is not the main spindle.
+    assert_eq!(
+        route(
+            "S2speed",
+            meta("S2speed", "ROTARY_VELOCITY", Some("ACTUAL"))
+        ),
+        None
+    );
+    assert_eq!(route("X1actm", None), None);
+}
+
+#[test]
+fn every_profile_example_in_the_reference_compiles() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/README.md");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut n = 0;
+    for block in text.split("```toml\n").skip(1) {
+        let body = block.split("```").next().unwrap_or_default();
+        if body.contains("[[machines]]") || body.contains("[profiles]") {
+            continue; // configuration, not a profile
+        }
+        compile(body).unwrap_or_else(|e| panic!("{e}\n--- in ---\n{body}"));
+        n += 1;
+    }
+    assert!(n >= 6, "{n} examples");
+}

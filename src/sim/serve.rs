@@ -1,0 +1,130 @@
+//! The simulated shop on the network: `shopbridge simulate`, and the demo's machines.
+//!
+//! Machine `i` is an SHDR adapter on `127.0.0.1:(shdr_base_port + i)`, and every machine is a
+//! device of one MTConnect agent on `127.0.0.1:mtconnect_port` (port 0 picks free ports). The
+//! faces speak the real wire protocols over real sockets, so whatever connects to them (the
+//! bridge's drivers, cppagent, a browser on the agent) sees what it would see on a shop floor.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::agent_face::{self, AgentOptions};
+use super::shop::{self, ShopOptions, SimShop};
+use super::{TruthSink, shdr_face};
+use crate::clock::Clock;
+
+/// Where the faces listen.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ports {
+    /// Machine `i`'s SHDR adapter listens on this + i (0: free ports).
+    pub shdr_base: u16,
+    /// The MTConnect agent (0: a free port).
+    pub mtconnect: u16,
+}
+
+/// A running simulated shop.
+pub struct SimServer {
+    pub shop: SimShop,
+    /// Each machine's SHDR adapter address, in machine order.
+    pub shdr: Vec<SocketAddr>,
+    /// The MTConnect agent's address.
+    pub agent: SocketAddr,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// Why the simulated shop could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} for {what}: {source} (is the port in use? pick other ports)")]
+    Bind {
+        addr: SocketAddr,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SHDR ports {base}+{count} go past 65535; pick a lower --shdr-base-port")]
+    PortRange { base: u16, count: usize },
+}
+
+async fn bind(port: u16, what: String) -> Result<TcpListener, ServeError> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, what, source })
+}
+
+impl SimServer {
+    /// Builds the shop, binds every face and starts them, with the shop stepping on `clock`.
+    /// Closed ground-truth intervals go to `truth` when given.
+    pub async fn start(
+        opts: &ShopOptions,
+        ports: Ports,
+        clock: Clock,
+        truth: Option<TruthSink>,
+    ) -> Result<SimServer, ServeError> {
+        let (shop, runner) = SimShop::new(opts);
+        let n = shop.machines().len();
+        if ports.shdr_base != 0 && usize::from(ports.shdr_base) + n > 65_536 {
+            return Err(ServeError::PortRange {
+                base: ports.shdr_base,
+                count: n,
+            });
+        }
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let mut shdr = Vec::with_capacity(n);
+        let mut listeners = Vec::with_capacity(n);
+        for (i, m) in shop.machines().iter().enumerate() {
+            let port = if ports.shdr_base == 0 {
+                0
+            } else {
+                ports.shdr_base + i as u16
+            };
+            let l = bind(port, format!("machine {}'s SHDR adapter", m.id)).await?;
+            shdr.push(
+                l.local_addr()
+                    .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+            );
+            listeners.push(l);
+        }
+        let agent_listener = bind(ports.mtconnect, "the MTConnect agent".into()).await?;
+        let agent = agent_listener
+            .local_addr()
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.mtconnect)));
+        for (i, l) in listeners.into_iter().enumerate() {
+            let span =
+                tracing::info_span!("sim_face", face = "shdr", machine = %shop.machines()[i].id);
+            tasks.spawn(shdr_face::serve(l, shop.clone(), i, stop.clone()).instrument(span));
+        }
+        let span = tracing::info_span!("sim_face", face = "mtconnect");
+        tasks.spawn(
+            agent_face::serve(
+                agent_listener,
+                shop.clone(),
+                AgentOptions::default(),
+                stop.clone(),
+            )
+            .instrument(span),
+        );
+        tasks.spawn(shop::run(runner, clock, truth, stop.clone()));
+        tasks.close();
+        Ok(SimServer {
+            shop,
+            shdr,
+            agent,
+            tasks,
+            stop,
+        })
+    }
+
+    /// Stops the shop (closing its open truth intervals) and every face.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.tasks.wait()).await;
+    }
+}
