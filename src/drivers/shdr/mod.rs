@@ -237,6 +237,8 @@ struct Session<'s> {
     delivered: bool,
     /// The number (on this connection) of the line being read, for logs.
     line_no: u64,
+    /// The last line counted as bad input: a line counts once, however many faults it has.
+    counted: u64,
     bad_log: Limiter,
 }
 
@@ -272,6 +274,7 @@ impl<'s> Session<'s> {
             heartbeat: spec.heartbeat.unwrap_or(DEFAULT_HEARTBEAT),
             delivered: false,
             line_no: 0,
+            counted: 0,
             bad_log: Limiter::default(),
         })
     }
@@ -305,6 +308,8 @@ impl<'s> Session<'s> {
         let address = self.spec.address.clone();
         let clock = self.ctx.clock.clone();
         self.delivered = false;
+        self.line_no = 0;
+        self.counted = 0;
         self.heartbeat = self.spec.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
         let mut parser = Parser::with_shapes(self.shapes.clone());
         let mut reader = LineReader::default();
@@ -371,6 +376,8 @@ impl<'s> Session<'s> {
             }
         };
         if let Some(e) = parser.reset() {
+            // Its own fault, not the last line's (the error names the line it began on).
+            self.line_no = 0;
             self.bad(&e.to_string(), "");
         }
         end
@@ -541,7 +548,10 @@ impl<'s> Session<'s> {
 
     /// Counts bad input and logs it, rate-limited, with where it was and what it said.
     fn bad(&mut self, what: &str, text: &str) {
-        DriverCounters::add(&self.ctx.counters.bad_input, 1);
+        if self.counted != self.line_no || self.line_no == 0 {
+            DriverCounters::add(&self.ctx.counters.bad_input, 1);
+            self.counted = self.line_no;
+        }
         if let Some(suppressed) = self.bad_log.allow() {
             let machine = &self.targets[self.default].id;
             tracing::warn!(
