@@ -8,7 +8,9 @@
 //!
 //! A clock step (somebody set the control's clock, daylight saving done wrong) shows up as many
 //! samples in a row far from the estimate: after [`STEP_CONFIRM`] of them the window restarts,
-//! so the estimate follows the new clock instead of clamping everything for a window.
+//! so the estimate follows the new clock instead of clamping everything for a window. Until it
+//! is confirmed, a far sample is placed at its arrival time: neither its old offset (which could
+//! put it in the past of records already written) nor a pile-up at the last instant.
 
 use std::collections::VecDeque;
 
@@ -48,8 +50,10 @@ impl ClockAlign {
             None => received,
             Some(s) => {
                 let sample = received.micros_since(s);
+                let mut far = false;
                 match self.offset {
                     Some(o) if (sample - o).abs() > STEP_THRESHOLD_US => {
+                        far = true;
                         self.far_in_a_row += 1;
                         if self.far_in_a_row >= STEP_CONFIRM {
                             self.samples.clear();
@@ -71,8 +75,18 @@ impl ClockAlign {
                 };
                 self.offset = Some(o);
                 let excess = (sample - o) as f64;
-                self.jitter += (excess - self.jitter) / 16.0;
-                Timestamp::from_micros(s.as_micros().saturating_add(o)).min(received)
+                if !far {
+                    self.jitter += (excess - self.jitter) / 16.0;
+                }
+                if far && self.offset.is_some() {
+                    // The machine's clock may just have stepped (or a burst is very late):
+                    // until that is confirmed, its time is not trusted and the arrival time
+                    // is used, so that what it reports keeps its order and spacing instead of
+                    // piling up at one instant.
+                    received
+                } else {
+                    Timestamp::from_micros(s.as_micros().saturating_add(o)).min(received)
+                }
             }
         };
         let t = match self.last_aligned {

@@ -850,22 +850,21 @@ fn current_doc(face: &AgentFace, only: Option<usize>) -> Response {
     xml_response(StatusCode::OK, face.inner.streams_doc(&h, &entries, only))
 }
 
-fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Response> {
+/// A query parameter that must be a whole number; `Err` holds the agent's message.
+fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, String> {
     match q.get(key) {
         None => Ok(None),
-        Some(v) => v.trim().parse().map(Some).map_err(|_| {
-            error_response(
-                StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
-                &format!("'{key}' must be a positive integer, found '{v}'"),
-            )
-        }),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("'{key}' must be a positive integer, found '{v}'")),
     }
 }
 
 fn sample_for(c: Ctx, q: &HashMap<String, String>, only: Option<usize>) -> Response {
     let parsed = (|| {
-        Ok::<_, Response>((
+        Ok::<_, String>((
             number(q, "from")?,
             number(q, "count")?,
             number(q, "interval")?,
@@ -874,7 +873,9 @@ fn sample_for(c: Ctx, q: &HashMap<String, String>, only: Option<usize>) -> Respo
     })();
     let (from, count, interval, heartbeat) = match parsed {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(message) => {
+            return error_response(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message);
+        }
     };
     let count = count.map_or(DEFAULT_COUNT, |n| usize::try_from(n).unwrap_or(usize::MAX));
     if count == 0 {

@@ -426,6 +426,9 @@ impl Backoff {
 enum StreamEnd {
     /// The data has a hole (reported); read `/current` again.
     Resync,
+    /// The agent answered a plain (non-streamed) sample document: ask again from where it
+    /// ended, after one interval (an agent that does not stream is polled).
+    Again,
     /// The pipeline is gone; stop.
     Closed,
 }
@@ -544,16 +547,20 @@ impl Driver {
             }
         })?;
         let map = DeviceMap::resolve(&self.spec, &devices)?;
-        self.tracker = SeqTracker::new();
+        // The tracker outlives the connection: its instanceId tells, at the next /current,
+        // whether the agent restarted while we were away.
         let mut announce = true;
         loop {
             if !self.current(&map, announce).await? {
                 return Ok(());
             }
             announce = false;
-            match self.stream(&map).await? {
-                StreamEnd::Resync => continue,
-                StreamEnd::Closed => return Ok(()),
+            loop {
+                match self.stream(&map).await? {
+                    StreamEnd::Resync => break,
+                    StreamEnd::Closed => return Ok(()),
+                    StreamEnd::Again => self.ctx.clock.sleep(self.spec.interval).await,
+                }
             }
         }
     }
@@ -804,11 +811,10 @@ impl Driver {
                 agent: None,
             });
         }
-        match self.document(map, url, result, sink).await {
-            Some(end) => Ok(end),
-            // A plain sample document that read fine: the next request goes on from there.
-            None => Box::pin(self.stream(map)).await,
-        }
+        Ok(self
+            .document(map, url, result, sink)
+            .await
+            .unwrap_or(StreamEnd::Again))
     }
 
     /// Acts on one parsed sample document. `None`: go on reading.
@@ -1000,5 +1006,96 @@ mod tests {
     fn path_encoding() {
         assert_eq!(encode_path("T1.1-a_b"), "T1.1-a_b");
         assert_eq!(encode_path("a b/c"), "a%20b%2Fc");
+    }
+}
+
+/// Throughput of the hot path, parse + driver events: `cargo test --release --lib
+/// drivers::mtconnect::throughput -- --ignored --nocapture`. Not asserted (CI machines are
+/// noisy); it prints observations per second.
+#[cfg(test)]
+mod throughput {
+    use super::*;
+    use std::fmt::Write as _;
+
+    fn document(n: usize) -> String {
+        let mut body = String::new();
+        for i in 0..n {
+            let seq = 1000 + i;
+            let _ = match i % 4 {
+                0 => write!(
+                    body,
+                    r#"<SpindleSpeed dataItemId="Sspeed" timestamp="2026-05-01T12:00:00.{:06}Z" sequence="{seq}" name="Sspeed" subType="ACTUAL">{}.5</SpindleSpeed>"#,
+                    i % 1_000_000,
+                    3000 + i % 500
+                ),
+                1 => write!(
+                    body,
+                    r#"<Execution dataItemId="exec" timestamp="2026-05-01T12:00:00.{:06}Z" sequence="{seq}">ACTIVE</Execution>"#,
+                    i % 1_000_000
+                ),
+                2 => write!(
+                    body,
+                    r#"<PartCount dataItemId="pc" timestamp="2026-05-01T12:00:00.{:06}Z" sequence="{seq}">{i}</PartCount>"#,
+                    i % 1_000_000
+                ),
+                _ => write!(
+                    body,
+                    r#"<Load dataItemId="load" timestamp="2026-05-01T12:00:00.{:06}Z" sequence="{seq}">{}</Load>"#,
+                    i % 1_000_000,
+                    i % 100
+                ),
+            };
+        }
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><MTConnectStreams xmlns="urn:mtconnect.org:MTConnectStreams:2.0"><Header instanceId="1" bufferSize="131072" firstSequence="1" lastSequence="{}" nextSequence="{}"/><Streams><DeviceStream name="VMC" uuid="vmc"><ComponentStream component="Path" componentId="p"><Samples>{body}</Samples></ComponentStream></DeviceStream></Streams></MTConnectStreams>"#,
+            1000 + n - 1,
+            1000 + n
+        )
+    }
+
+    #[test]
+    #[ignore = "a measurement, run by hand in release"]
+    fn throughput() {
+        let items = ["Sspeed", "exec", "pc", "load"]
+            .iter()
+            .map(|id| {
+                Arc::new(DataItemMeta {
+                    id: id.to_string(),
+                    ..DataItemMeta::default()
+                })
+            })
+            .collect();
+        let devices = vec![Device {
+            name: "VMC".into(),
+            uuid: Some("vmc".into()),
+            id: "d".into(),
+            agent: false,
+            items,
+        }];
+        let spec = AgentSpec {
+            url: "http://x".into(),
+            interval: Duration::from_millis(100),
+            heartbeat: Duration::from_secs(1),
+            machines: vec![(MachineId::new("vmc").unwrap(), None)],
+        };
+        let map = DeviceMap::resolve(&spec, &devices).unwrap();
+        let doc = document(10_000);
+        let mut parser = StreamsParser::new();
+        let rounds = 100;
+        let start = std::time::Instant::now();
+        let mut total = 0;
+        for _ in 0..rounds {
+            let mut sink = BatchSink::new(&map, Timestamp::from_micros(0));
+            parser.parse(doc.as_bytes(), &mut sink).unwrap();
+            total += sink.len();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{total} observations in {secs:.3} s: {:.0} observations/s, {:.1} MB/s ({} bytes a document)",
+            total as f64 / secs,
+            (doc.len() * rounds) as f64 / secs / 1e6,
+            doc.len()
+        );
+        assert_eq!(total, 10_000 * rounds);
     }
 }

@@ -237,8 +237,10 @@ struct Session<'s> {
     delivered: bool,
     /// The number (on this connection) of the line being read, for logs.
     line_no: u64,
-    /// The last line counted as bad input: a line counts once, however many faults it has.
-    counted: u64,
+    /// Physical lines read, and the last one counted as bad input: a line is counted once,
+    /// however many things are wrong with it.
+    physical_lines: u64,
+    counted_line: u64,
     bad_log: Limiter,
 }
 
@@ -274,7 +276,8 @@ impl<'s> Session<'s> {
             heartbeat: spec.heartbeat.unwrap_or(DEFAULT_HEARTBEAT),
             delivered: false,
             line_no: 0,
-            counted: 0,
+            physical_lines: 0,
+            counted_line: 0,
             bad_log: Limiter::default(),
         })
     }
@@ -308,8 +311,6 @@ impl<'s> Session<'s> {
         let address = self.spec.address.clone();
         let clock = self.ctx.clock.clone();
         self.delivered = false;
-        self.line_no = 0;
-        self.counted = 0;
         self.heartbeat = self.spec.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
         let mut parser = Parser::with_shapes(self.shapes.clone());
         let mut reader = LineReader::default();
@@ -339,6 +340,7 @@ impl<'s> Session<'s> {
                     let before = self.heartbeat;
                     reader.lines(|line| match line {
                         Line::Text(l, lossy) => {
+                            self.physical_lines += 1;
                             self.line_no = parser.lines() + 1;
                             if lossy {
                                 self.bad("invalid UTF-8, read lossily", &l);
@@ -346,6 +348,7 @@ impl<'s> Session<'s> {
                             self.line(&mut parser, &l, received, &mut batch);
                         }
                         Line::TooLong(len) => {
+                            self.physical_lines += 1;
                             DriverCounters::add(&self.ctx.counters.messages, 1);
                             self.line_no = parser.lines() + 1;
                             self.bad(&format!("a {len}-byte line is longer than the {MAX_LINE}-byte limit; skipped"), "");
@@ -377,7 +380,7 @@ impl<'s> Session<'s> {
         };
         if let Some(e) = parser.reset() {
             // Its own fault, not the last line's (the error names the line it began on).
-            self.line_no = 0;
+            self.physical_lines += 1;
             self.bad(&e.to_string(), "");
         }
         end
@@ -548,9 +551,9 @@ impl<'s> Session<'s> {
 
     /// Counts bad input and logs it, rate-limited, with where it was and what it said.
     fn bad(&mut self, what: &str, text: &str) {
-        if self.counted != self.line_no || self.line_no == 0 {
+        if self.counted_line != self.physical_lines || self.physical_lines == 0 {
             DriverCounters::add(&self.ctx.counters.bad_input, 1);
-            self.counted = self.line_no;
+            self.counted_line = self.physical_lines;
         }
         if let Some(suppressed) = self.bad_log.allow() {
             let machine = &self.targets[self.default].id;

@@ -248,7 +248,7 @@ struct RecordsQuery {
     limit: Option<usize>,
     /// Only this machine's records.
     machine: Option<String>,
-    /// Only this kind (observation, state_change, link, interval).
+    /// Only this kind (observation, state_change, link, interval, condition, asset).
     kind: Option<String>,
 }
 
@@ -261,7 +261,14 @@ struct RecordsPage {
     last_seq: u64,
 }
 
-const KINDS: [&str; 4] = ["observation", "state_change", "link", "interval"];
+const KINDS: [&str; 6] = [
+    "observation",
+    "state_change",
+    "link",
+    "interval",
+    "condition",
+    "asset",
+];
 
 async fn records(
     State(s): State<HttpState>,
