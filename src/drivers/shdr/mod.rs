@@ -316,12 +316,14 @@ impl<'s> Session<'s> {
         let mut reader = LineReader::default();
         let (mut rd, mut wr) = stream.split();
 
+        // The silence allowed is twice the *wall* ping interval, floor included: flooring the
+        // two separately could make them equal, and every PONG would arrive too late.
         let ping = |hb: Duration| wall(&clock, hb);
         if let Err(e) = wr.write_all(b"* PING\n").await {
             return End::Lost(format!("cannot send PING to {address}: {e}"));
         }
         let mut next_ping = Instant::now() + ping(self.heartbeat);
-        let mut deadline = Instant::now() + ping(self.heartbeat * 2);
+        let mut deadline = Instant::now() + ping(self.heartbeat) * 2;
         let end = loop {
             reader.buf.reserve(READ_CHUNK);
             tokio::select! {
@@ -334,7 +336,7 @@ impl<'s> Session<'s> {
                         Err(e) => break End::Lost(format!("reading from {address}: {e}")),
                     };
                     DriverCounters::add(&self.ctx.counters.bytes, n as u64);
-                    deadline = Instant::now() + ping(self.heartbeat * 2);
+                    deadline = Instant::now() + ping(self.heartbeat) * 2;
                     let received = self.ctx.clock.now();
                     let mut batch = DriverBatch::new();
                     let before = self.heartbeat;
@@ -356,7 +358,7 @@ impl<'s> Session<'s> {
                     });
                     if self.heartbeat != before {
                         next_ping = Instant::now() + ping(self.heartbeat);
-                        deadline = Instant::now() + ping(self.heartbeat * 2);
+                        deadline = Instant::now() + ping(self.heartbeat) * 2;
                     }
                     if !batch.is_empty() && !self.send(batch).await {
                         break End::Stop;

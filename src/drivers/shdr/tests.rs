@@ -598,3 +598,47 @@ fn throughput() {
         total / full.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn under_a_fast_clock_an_idle_adapter_that_pongs_stays_connected() {
+    // At 60× a 10 s heartbeat would be 167 ms of wall time; the timers are floored at 1 s of
+    // wall time, and the silence allowed must stay twice the ping interval (found by the
+    // skewed-clock demo test: with both floored to 1 s every PONG came too late).
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        let (rd, mut wr) = sock.into_split();
+        let mut lines = BufReader::new(rd).lines();
+        let mut pings = 0u32;
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l == "* PING" {
+                pings += 1;
+                if wr.write_all(b"* PONG 10000\n").await.is_err() {
+                    break;
+                }
+            }
+        }
+        pings
+    });
+    let clock = Clock::scaled(Timestamp::from_micros(1_800_000_000_000_000), 60.0);
+    let mut d = start(spec(address), clock);
+    d.for_a_while(Duration::from_millis(3500)).await;
+    let events = d.stop().await;
+    let pings = server.await.unwrap_or(0);
+    assert_eq!(
+        links(&events),
+        vec![(
+            LinkStatus::Connected,
+            links(&events)
+                .first()
+                .map(|l| l.1.clone())
+                .unwrap_or_default()
+        )],
+        "an idle adapter that answers every PING was dropped"
+    );
+    assert!(
+        (3..=5).contains(&pings),
+        "{pings} pings in 3.5 s at a 1 s floor"
+    );
+}
