@@ -119,6 +119,30 @@ fn observed<'a>(events: &'a [DriverEvent], key: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// An adapter that sends `greeting`, then answers every PING with `pong`; returns the pings.
+fn pong_server(
+    listener: TcpListener,
+    greeting: &'static [u8],
+    pong: &'static [u8],
+) -> JoinHandle<u32> {
+    tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        let (rd, mut wr) = sock.into_split();
+        let mut lines = BufReader::new(rd).lines();
+        let mut pings = 0u32;
+        wr.write_all(greeting).await.expect("write");
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l == "* PING" {
+                pings += 1;
+                if wr.write_all(pong).await.is_err() {
+                    break;
+                }
+            }
+        }
+        pings
+    })
+}
+
 fn spec(address: String) -> ShdrSpec {
     ShdrSpec {
         address,
@@ -378,25 +402,12 @@ async fn a_silent_adapter_is_dropped_after_two_heartbeats_and_reconnected() {
 async fn an_adapter_that_answers_pong_keeps_the_link_and_sets_the_heartbeat() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr").to_string();
-    let server = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.expect("accept");
-        let (rd, mut wr) = sock.into_split();
-        let mut lines = BufReader::new(rd).lines();
-        let mut pings = 0u32;
-        wr.write_all(b"* uuid: OKUMA-123\n* device: m2\n|x|1\n")
-            .await
-            .expect("write");
-        while let Ok(Some(l)) = lines.next_line().await {
-            if l == "* PING" {
-                pings += 1;
-                // Ask for a ping every 100 ms.
-                if wr.write_all(b"* PONG 100\n").await.is_err() {
-                    break;
-                }
-            }
-        }
-        pings
-    });
+    // Ask for a ping every 100 ms.
+    let server = pong_server(
+        listener,
+        b"* uuid: OKUMA-123\n* device: m2\n|x|1\n",
+        b"* PONG 100\n",
+    );
     let mut s = spec(address);
     s.machines.push((id("m-2"), Some("m2".into())));
     let mut d = start(s, Clock::system());
@@ -606,21 +617,7 @@ async fn under_a_fast_clock_an_idle_adapter_that_pongs_stays_connected() {
     // skewed-clock demo test: with both floored to 1 s every PONG came too late).
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr").to_string();
-    let server = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.expect("accept");
-        let (rd, mut wr) = sock.into_split();
-        let mut lines = BufReader::new(rd).lines();
-        let mut pings = 0u32;
-        while let Ok(Some(l)) = lines.next_line().await {
-            if l == "* PING" {
-                pings += 1;
-                if wr.write_all(b"* PONG 10000\n").await.is_err() {
-                    break;
-                }
-            }
-        }
-        pings
-    });
+    let server = pong_server(listener, b"", b"* PONG 10000\n");
     let clock = Clock::scaled(Timestamp::from_micros(1_800_000_000_000_000), 60.0);
     let mut d = start(spec(address), clock);
     d.for_a_while(Duration::from_millis(3500)).await;
