@@ -52,7 +52,10 @@
 //! # Time
 //!
 //! Received times and every timer come from the app's [`Clock`](crate::clock::Clock), so a
-//! test or demo with a scaled clock scales heartbeats and backoff with it.
+//! test or demo with a scaled clock scales heartbeats and backoff with it. The timers that
+//! judge a peer (connect timeout, ping interval, silence) never shrink below
+//! [`PROTOCOL_WALL_FLOOR`] of wall time, though: at `--speed 600` a 10 s heartbeat would be
+//! 17 ms of real time, and a loaded machine would see ghosts.
 
 pub mod parse;
 
@@ -66,7 +69,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub use parse::{
-    AssetItem, Command, Condition, Data, DataItem, MAX_LINE, Parser, ShdrError, ShdrItem,
+    AssetItem, Command, Condition, Data, DataItem, FastHash, MAX_LINE, Parser, ShdrError, ShdrItem,
 };
 
 use super::{
@@ -99,6 +102,8 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// An adapter's heartbeat is taken within these bounds (a `* PONG 0` must not spin the loop).
 const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
 const HEARTBEAT_MAX: Duration = Duration::from_secs(600);
+/// The least wall time a scaled clock may shrink a protocol timer to (see the module doc).
+pub const PROTOCOL_WALL_FLOOR: Duration = Duration::from_secs(1);
 /// Repeated complaints about the same thing are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Keys remembered per machine (each holds its `SignalId`); an adapter that invents keys
@@ -136,7 +141,7 @@ pub async fn run(spec: ShdrSpec, ctx: DriverContext) {
         let attempt = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             r = tokio::time::timeout(
-                ctx.clock.to_wall(CONNECT_TIMEOUT),
+                wall(&ctx.clock, CONNECT_TIMEOUT),
                 TcpStream::connect(spec.address.as_str()),
             ) => r,
         };
@@ -209,7 +214,7 @@ enum End {
 struct Target {
     id: MachineId,
     device: Option<String>,
-    keys: HashMap<Box<str>, Key>,
+    keys: HashMap<Box<str>, Key, FastHash>,
 }
 
 #[derive(Clone)]
@@ -251,7 +256,7 @@ impl<'s> Session<'s> {
             .map(|(id, device)| Target {
                 id,
                 device,
-                keys: HashMap::new(),
+                keys: HashMap::default(),
             })
             .collect();
         let default = targets.iter().position(|t| t.device.is_none()).unwrap_or(0);
@@ -311,12 +316,14 @@ impl<'s> Session<'s> {
         let mut reader = LineReader::default();
         let (mut rd, mut wr) = stream.split();
 
-        let ping = |hb: Duration| clock.to_wall(hb);
+        // The silence allowed is twice the *wall* ping interval, floor included: flooring the
+        // two separately could make them equal, and every PONG would arrive too late.
+        let ping = |hb: Duration| wall(&clock, hb);
         if let Err(e) = wr.write_all(b"* PING\n").await {
             return End::Lost(format!("cannot send PING to {address}: {e}"));
         }
         let mut next_ping = Instant::now() + ping(self.heartbeat);
-        let mut deadline = Instant::now() + ping(self.heartbeat * 2);
+        let mut deadline = Instant::now() + ping(self.heartbeat) * 2;
         let end = loop {
             reader.buf.reserve(READ_CHUNK);
             tokio::select! {
@@ -329,7 +336,7 @@ impl<'s> Session<'s> {
                         Err(e) => break End::Lost(format!("reading from {address}: {e}")),
                     };
                     DriverCounters::add(&self.ctx.counters.bytes, n as u64);
-                    deadline = Instant::now() + ping(self.heartbeat * 2);
+                    deadline = Instant::now() + ping(self.heartbeat) * 2;
                     let received = self.ctx.clock.now();
                     let mut batch = DriverBatch::new();
                     let before = self.heartbeat;
@@ -351,7 +358,7 @@ impl<'s> Session<'s> {
                     });
                     if self.heartbeat != before {
                         next_ping = Instant::now() + ping(self.heartbeat);
-                        deadline = Instant::now() + ping(self.heartbeat * 2);
+                        deadline = Instant::now() + ping(self.heartbeat) * 2;
                     }
                     if !batch.is_empty() && !self.send(batch).await {
                         break End::Stop;
@@ -374,6 +381,8 @@ impl<'s> Session<'s> {
             }
         };
         if let Some(e) = parser.reset() {
+            // Its own fault, not the last line's (the error names the line it began on).
+            self.physical_lines += 1;
             self.bad(&e.to_string(), "");
         }
         end
@@ -389,12 +398,9 @@ impl<'s> Session<'s> {
     ) {
         DriverCounters::add(&self.ctx.counters.messages, 1);
         self.delivered = true;
-        let mut items = Vec::new();
-        if let Err(e) = parser.push_line(line, &mut items) {
+        let r = parser.push_line_with(line, &mut |item| self.item(item, received, batch));
+        if let Err(e) = r {
             self.bad(&e.to_string(), line);
-        }
-        for item in items {
-            self.item(item, received, batch);
         }
     }
 
@@ -677,6 +683,12 @@ impl Limiter {
             }
         }
     }
+}
+
+/// `d` of the clock's time in wall time, but never less than `d` or the floor, whichever is
+/// smaller.
+fn wall(clock: &crate::clock::Clock, d: Duration) -> Duration {
+    clock.to_wall(d).max(d.min(PROTOCOL_WALL_FLOOR))
 }
 
 /// `20 s`, `400 ms`.

@@ -242,7 +242,7 @@ struct Multiline {
 /// The SHDR state machine of one connection. See the module documentation.
 #[derive(Debug)]
 pub struct Parser {
-    shapes: HashMap<String, ItemShape>,
+    shapes: HashMap<String, ItemShape, FastHash>,
     spans: Vec<Span>,
     multiline: Option<Multiline>,
     /// The last time field's text and what it parsed to (a burst of lines shares its time).
@@ -262,7 +262,7 @@ impl Parser {
     /// A parser that knows no item shapes (heuristics only).
     pub fn new() -> Self {
         Self {
-            shapes: HashMap::new(),
+            shapes: HashMap::default(),
             spans: Vec::with_capacity(64),
             multiline: None,
             last_time: String::with_capacity(40),
@@ -312,6 +312,16 @@ impl Parser {
         line: &'a str,
         out: &mut Vec<ShdrItem<'a>>,
     ) -> Result<(), ShdrError> {
+        self.push_line_with(line, &mut |item| out.push(item))
+    }
+
+    /// [`Parser::push_line`] handing each item to `out` as it is read: what the driver uses,
+    /// so that no line costs a `Vec`.
+    pub fn push_line_with<'a>(
+        &mut self,
+        line: &'a str,
+        out: &mut impl FnMut(ShdrItem<'a>),
+    ) -> Result<(), ShdrError> {
         self.line += 1;
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.len() > MAX_LINE {
@@ -326,7 +336,7 @@ impl Parser {
         }
         let trimmed = line.trim_start();
         if let Some(cmd) = trimmed.strip_prefix('*') {
-            out.push(ShdrItem::Command(command(cmd)));
+            out(ShdrItem::Command(command(cmd)));
             return Ok(());
         }
         if trimmed.is_empty() {
@@ -339,14 +349,14 @@ impl Parser {
     fn multiline_line<'a>(
         &mut self,
         line: &'a str,
-        out: &mut Vec<ShdrItem<'a>>,
+        out: &mut impl FnMut(ShdrItem<'a>),
     ) -> Result<(), ShdrError> {
         let Some(m) = self.multiline.as_mut() else {
             return Ok(());
         };
         if line.trim() == m.terminator {
             if let Some(m) = self.multiline.take() {
-                out.push(ShdrItem::Asset(AssetItem::Changed {
+                out(ShdrItem::Asset(AssetItem::Changed {
                     time: m.time,
                     id: Cow::Owned(m.id),
                     asset_type: m.asset_type.map(Cow::Owned),
@@ -462,7 +472,11 @@ impl Parser {
         field_text(line, s)
     }
 
-    fn items<'a>(&mut self, line: &'a str, out: &mut Vec<ShdrItem<'a>>) -> Result<(), ShdrError> {
+    fn items<'a>(
+        &mut self,
+        line: &'a str,
+        out: &mut impl FnMut(ShdrItem<'a>),
+    ) -> Result<(), ShdrError> {
         let mut err = None;
         let n = self.spans.len();
         let mut i = 0;
@@ -511,7 +525,7 @@ impl Parser {
             }
             if i == first_item + 1 && key.starts_with('*') {
                 // `ts|*uuid: x`: a command behind a time field.
-                out.push(ShdrItem::Command(command(&line[ks.start + 1..])));
+                out(ShdrItem::Command(command(&line[ks.start + 1..])));
                 break;
             }
             let (device, key) = match key.split_once(':') {
@@ -620,7 +634,7 @@ impl Parser {
                     }
                 }
             };
-            out.push(ShdrItem::Data(DataItem {
+            out(ShdrItem::Data(DataItem {
                 time,
                 device,
                 key,
@@ -641,7 +655,7 @@ impl Parser {
         command: &str,
         time: Option<Timestamp>,
         i: usize,
-        out: &mut Vec<ShdrItem<'a>>,
+        out: &mut impl FnMut(ShdrItem<'a>),
     ) -> Result<(), ShdrError> {
         let field = |k: usize| {
             self.spans
@@ -678,7 +692,7 @@ impl Parser {
                     });
                     return Ok(());
                 }
-                out.push(ShdrItem::Asset(AssetItem::Changed {
+                out(ShdrItem::Asset(AssetItem::Changed {
                     time,
                     id,
                     asset_type,
@@ -694,11 +708,11 @@ impl Parser {
                         expected: "an asset id",
                     });
                 };
-                out.push(ShdrItem::Asset(AssetItem::Removed { time, id }));
+                out(ShdrItem::Asset(AssetItem::Removed { time, id }));
                 Ok(())
             }
             "@REMOVE_ALL_ASSETS@" => {
-                out.push(ShdrItem::Asset(AssetItem::RemovedAll {
+                out(ShdrItem::Asset(AssetItem::RemovedAll {
                     time,
                     asset_type: field(0),
                 }));
@@ -847,6 +861,61 @@ fn command(body: &str) -> Command<'_> {
             name: body,
             value: "",
         },
+    }
+}
+
+/// A fast, unkeyed hash for the small maps of short keys the parser and driver look up per
+/// value (FxHash's multiply-rotate, 8 bytes at a time). std's SipHash would cost more than the
+/// rest of a value's parsing. Unkeyed means an adversary could pick colliding keys; the keys
+/// come from a configured machine and every such map is bounded, so the worst case is slow,
+/// never unbounded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+/// See [`FastHash`].
+#[derive(Clone, Copy, Debug)]
+pub struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -119,6 +119,30 @@ fn observed<'a>(events: &'a [DriverEvent], key: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// An adapter that sends `greeting`, then answers every PING with `pong`; returns the pings.
+fn pong_server(
+    listener: TcpListener,
+    greeting: &'static [u8],
+    pong: &'static [u8],
+) -> JoinHandle<u32> {
+    tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        let (rd, mut wr) = sock.into_split();
+        let mut lines = BufReader::new(rd).lines();
+        let mut pings = 0u32;
+        wr.write_all(greeting).await.expect("write");
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l == "* PING" {
+                pings += 1;
+                if wr.write_all(pong).await.is_err() {
+                    break;
+                }
+            }
+        }
+        pings
+    })
+}
+
 fn spec(address: String) -> ShdrSpec {
     ShdrSpec {
         address,
@@ -378,25 +402,12 @@ async fn a_silent_adapter_is_dropped_after_two_heartbeats_and_reconnected() {
 async fn an_adapter_that_answers_pong_keeps_the_link_and_sets_the_heartbeat() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr").to_string();
-    let server = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.expect("accept");
-        let (rd, mut wr) = sock.into_split();
-        let mut lines = BufReader::new(rd).lines();
-        let mut pings = 0u32;
-        wr.write_all(b"* uuid: OKUMA-123\n* device: m2\n|x|1\n")
-            .await
-            .expect("write");
-        while let Ok(Some(l)) = lines.next_line().await {
-            if l == "* PING" {
-                pings += 1;
-                // Ask for a ping every 100 ms.
-                if wr.write_all(b"* PONG 100\n").await.is_err() {
-                    break;
-                }
-            }
-        }
-        pings
-    });
+    // Ask for a ping every 100 ms.
+    let server = pong_server(
+        listener,
+        b"* uuid: OKUMA-123\n* device: m2\n|x|1\n",
+        b"* PONG 100\n",
+    );
     let mut s = spec(address);
     s.machines.push((id("m-2"), Some("m2".into())));
     let mut d = start(s, Clock::system());
@@ -536,4 +547,90 @@ async fn items_give_shapes_and_metadata() {
         vec![&Value::text("E7")]
     );
     assert_eq!(observed(&events, "done"), vec![&Value::Int(1)]);
+}
+
+/// Throughput of parsing and building events, on the Okuma capture. A measurement, not an
+/// assertion (DESIGN section 6): `cargo test --release --lib shdr::tests::throughput --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run in release by hand"]
+fn throughput() {
+    let Ok(capture) = std::fs::read_to_string(OKUMA) else {
+        eprintln!("skipped: {OKUMA} is absent");
+        return;
+    };
+    let lines: Vec<&str> = capture.lines().collect();
+    let (tx, _rx) = mpsc::channel(1);
+    let ctx = DriverContext {
+        machines: vec![id("okuma-1")],
+        tx,
+        shutdown: CancellationToken::new(),
+        clock: Clock::system(),
+        counters: DriverCounters::new("shdr", "bench"),
+    };
+    let s = spec("bench:1".into());
+    let Some(mut session) = Session::new(&s, &ctx) else {
+        panic!("no session")
+    };
+    let received = Timestamp::from_micros(1);
+    let rounds = 50;
+    // Parser alone.
+    let t = std::time::Instant::now();
+    let mut n = 0usize;
+    for _ in 0..rounds {
+        let mut p = Parser::new();
+        for l in &lines {
+            let mut out = Vec::new();
+            let _ = p.push_line(l, &mut out);
+            n += out.len();
+        }
+    }
+    let parse = t.elapsed();
+    // Parser and events, as the driver runs them.
+    let t = std::time::Instant::now();
+    let mut events = 0usize;
+    for _ in 0..rounds {
+        let mut p = Parser::new();
+        let mut batch = DriverBatch::with_capacity(1024);
+        for l in &lines {
+            session.line(&mut p, l, received, &mut batch);
+            if batch.len() > 1000 {
+                events += batch.len();
+                batch.clear();
+            }
+        }
+        events += batch.len();
+    }
+    let full = t.elapsed();
+    let total = (lines.len() * rounds) as f64;
+    eprintln!(
+        "parse: {:.0} lines/s ({n} items); parse+events: {:.0} lines/s ({events} events)",
+        total / parse.as_secs_f64(),
+        total / full.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn under_a_fast_clock_an_idle_adapter_that_pongs_stays_connected() {
+    // At 60× a 10 s heartbeat would be 167 ms of wall time; the timers are floored at 1 s of
+    // wall time, and the silence allowed must stay twice the ping interval (found by the
+    // skewed-clock demo test: with both floored to 1 s every PONG came too late).
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("addr").to_string();
+    let server = pong_server(listener, b"", b"* PONG 10000\n");
+    let clock = Clock::scaled(Timestamp::from_micros(1_800_000_000_000_000), 60.0);
+    let mut d = start(spec(address), clock);
+    d.for_a_while(Duration::from_millis(3500)).await;
+    let events = d.stop().await;
+    let pings = server.await.unwrap_or(0);
+    let statuses: Vec<LinkStatus> = links(&events).into_iter().map(|l| l.0).collect();
+    assert_eq!(
+        statuses,
+        [LinkStatus::Connected],
+        "an idle adapter that answers every PING was dropped"
+    );
+    assert!(
+        (3..=5).contains(&pings),
+        "{pings} pings in 3.5 s at a 1 s floor"
+    );
 }
