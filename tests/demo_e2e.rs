@@ -7,6 +7,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Kills the demo if the test fails before stopping it, so that a failure never leaves a
+/// process behind.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 fn start_demo(dir: &std::path::Path, machines: u32) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
         .args([
@@ -65,6 +79,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Value {
 async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = start_demo(dir.path(), 12);
+    let mut guard = KillOnDrop(Some(child.id()));
     let client = reqwest::Client::new();
 
     // Live state: every machine, with the fields the README promises, and the shop moving.
@@ -108,12 +123,22 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         assert_eq!(m["link"], "connected", "{m}");
         assert!(m["clock"]["offset_ms"].is_number(), "{m}");
         for signal in ["execution", "program", "part_count", "availability"] {
-            assert!(m["signals"].get(signal).is_some(), "{} lacks {signal}: {m}", m["id"]);
+            assert!(
+                m["signals"].get(signal).is_some(),
+                "{} lacks {signal}: {m}",
+                m["id"]
+            );
         }
     }
-    let drivers: std::collections::BTreeSet<&str> =
-        machines.iter().filter_map(|m| m["driver"].as_str()).collect();
-    assert_eq!(drivers.len(), 2, "both SHDR and MTConnect machines: {drivers:?}");
+    let drivers: std::collections::BTreeSet<&str> = machines
+        .iter()
+        .filter_map(|m| m["driver"].as_str())
+        .collect();
+    assert_eq!(
+        drivers.len(),
+        2,
+        "both SHDR and MTConnect machines: {drivers:?}"
+    );
 
     // Records: sequence numbers from 1, gap-free, paging with next_after.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -207,6 +232,7 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
+    guard.0 = None;
     assert!(status.success(), "{status}");
     assert!(
         t.elapsed() < Duration::from_secs(2),

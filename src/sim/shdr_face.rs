@@ -5,8 +5,8 @@
 //!
 //! 1. the adapter's commands: `* uuid: …`, `* device: …`, `* nativeName: …`,
 //!    `* shdrVersion: 2`, `* adapterVersion: …`;
-//! 2. a snapshot: one line with every plain value (stamped with the newest time among them,
-//!    as an adapter stamps what it sends on connect), then each condition on its own line;
+//! 2. a snapshot: one line with every plain value (stamped with the machine's clock now, as an
+//!    adapter stamps what it sends on connect), then each condition on its own line;
 //! 3. every change the shop publishes, grouped by time: `ts|k|v|k|v` for the plain values
 //!    that share a time, a line per condition (`ts|k|level|native_code||qualifier|message`).
 //!
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::shop::{FaceEvent, FaceValue, ShopMachine, SimShop};
-use crate::model::Value;
+use crate::model::{Timestamp, Value};
 
 /// The heartbeat the face asks for in its PONG.
 pub const PONG_MS: u64 = 10_000;
@@ -95,7 +95,7 @@ async fn client(
     let mut lines = BufReader::new(rd).lines();
     let (snapshot, mut rx) = shop.subscribe(machine);
     let mut out = header(m);
-    write_snapshot(&mut out, m, &snapshot);
+    write_snapshot(&mut out, m, &snapshot, shop.now(machine));
     loop {
         if !out.is_empty() {
             tokio::select! {
@@ -119,7 +119,7 @@ async fn client(
                     tracing::debug!(machine = %m.id, missed, "SHDR client fell behind; resending a snapshot");
                     let (snapshot, fresh) = shop.subscribe(machine);
                     rx = fresh;
-                    write_snapshot(&mut out, m, &snapshot);
+                    write_snapshot(&mut out, m, &snapshot, shop.now(machine));
                 }
                 Err(RecvError::Closed) => return Ok(()),
             },
@@ -142,11 +142,14 @@ fn header(m: &ShopMachine) -> String {
     out
 }
 
-/// Every plain value on one line, then a line per condition.
-fn write_snapshot(out: &mut String, m: &ShopMachine, events: &[FaceEvent]) {
+/// Every plain value on one line, then a line per condition, stamped with the machine's clock
+/// now (as an adapter stamps what it sends on connect; the values' own older times would look
+/// like a clock that jumped).
+fn write_snapshot(out: &mut String, m: &ShopMachine, events: &[FaceEvent], now: Timestamp) {
     let Some(at) = events.iter().map(|e| e.at).max() else {
         return;
     };
+    let at = at.max(now);
     let stamp = at.to_rfc3339();
     let mut values = String::new();
     for e in events {

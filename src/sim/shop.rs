@@ -87,6 +87,8 @@ struct Feed {
 struct Inner {
     machines: Vec<ShopMachine>,
     feeds: Vec<Mutex<Feed>>,
+    /// The simulated time the shop has been stepped to (µs).
+    now: std::sync::atomic::AtomicI64,
 }
 
 /// A handle on the running shop; cheap to clone.
@@ -150,7 +152,11 @@ impl SimShop {
             sims.push(sim);
         }
         let shop = SimShop {
-            inner: Arc::new(Inner { machines, feeds }),
+            inner: Arc::new(Inner {
+                machines,
+                feeds,
+                now: std::sync::atomic::AtomicI64::new(opts.start.as_micros()),
+            }),
         };
         let runner = ShopRunner {
             shop: shop.clone(),
@@ -161,6 +167,18 @@ impl SimShop {
 
     pub fn machines(&self) -> &[ShopMachine] {
         &self.inner.machines
+    }
+
+    /// Machine `machine`'s clock now (the shop's time plus the machine's skew): what an
+    /// adapter stamps a snapshot with.
+    pub fn now(&self, machine: usize) -> Timestamp {
+        let t = self.inner.now.load(std::sync::atomic::Ordering::Relaxed);
+        let skew = self
+            .inner
+            .machines
+            .get(machine)
+            .map_or(0, |m| m.skew_micros);
+        Timestamp::from_micros(t.saturating_add(skew))
     }
 
     /// The current value of every item of machine `machine` (in item order; items that never
@@ -264,6 +282,11 @@ pub async fn run(
     loop {
         let now = clock.now();
         for (i, sim) in sims.iter_mut().enumerate() {
+            if i == 0 {
+                shop.inner
+                    .now
+                    .store(now.as_micros(), std::sync::atomic::Ordering::Relaxed);
+            }
             let SimOutput {
                 events,
                 truth: closed,
