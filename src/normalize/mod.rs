@@ -377,16 +377,27 @@ impl Normalizer {
         }
     }
 
+    /// The three times of something `machine` reported, after releasing what its filters
+    /// held until then.
+    fn times(
+        &mut self,
+        machine: &MachineId,
+        source: Option<Timestamp>,
+        received: Timestamp,
+        out: &mut Vec<RecordKind>,
+    ) -> Timestamps {
+        let aligned = self.track(machine).align.align(source, received);
+        self.release_due(machine, aligned, out);
+        Timestamps {
+            source,
+            received,
+            aligned,
+        }
+    }
+
     fn observation(&mut self, raw: RawObservation, out: &mut Vec<RecordKind>) {
         let machine = raw.machine.clone();
-        let track = self.track(&machine);
-        let aligned = track.align.align(raw.source_time, raw.received);
-        let time = Timestamps {
-            source: raw.source_time,
-            received: raw.received,
-            aligned,
-        };
-        self.release_due(&machine, aligned, out);
+        let time = self.times(&machine, raw.source_time, raw.received, out);
         let Some(track) = self.tracks.get_mut(&machine) else {
             return;
         };
@@ -434,14 +445,7 @@ impl Normalizer {
 
     fn condition(&mut self, c: RawCondition, out: &mut Vec<RecordKind>) {
         let machine = c.machine.clone();
-        let track = self.track(&machine);
-        let aligned = track.align.align(c.source_time, c.received);
-        let time = Timestamps {
-            source: c.source_time,
-            received: c.received,
-            aligned,
-        };
-        self.release_due(&machine, aligned, out);
+        let time = self.times(&machine, c.source_time, c.received, out);
         self.stats.conditions += 1;
         out.push(RecordKind::Condition(ConditionRecord {
             machine: machine.clone(),

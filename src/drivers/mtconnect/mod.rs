@@ -572,6 +572,30 @@ impl Driver {
         })
     }
 
+    /// Reads a whole reply body (up to [`MAX_DOCUMENT`]) and counts it as one document.
+    async fn read_body(
+        &self,
+        url: &str,
+        resp: &mut reqwest::Response,
+    ) -> Result<Vec<u8>, LinkError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|source| LinkError::Http {
+            url: url.to_string(),
+            source,
+        })? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT {
+                return Err(LinkError::TooLarge {
+                    url: url.to_string(),
+                    limit: MAX_DOCUMENT,
+                });
+            }
+        }
+        DriverCounters::add(&self.counters().bytes, body.len() as u64);
+        DriverCounters::add(&self.counters().messages, 1);
+        Ok(body)
+    }
+
     /// A whole (non-streamed) document. A non-2xx answer is [`LinkError::Status`] with the
     /// agent's error document when it sent one.
     async fn get(&self, url: &str) -> Result<Vec<u8>, LinkError> {
@@ -585,21 +609,7 @@ impl Driver {
                         url: url.to_string(),
                         source,
                     })?;
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|source| LinkError::Http {
-                url: url.to_string(),
-                source,
-            })? {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_DOCUMENT {
-                    return Err(LinkError::TooLarge {
-                        url: url.to_string(),
-                        limit: MAX_DOCUMENT,
-                    });
-                }
-            }
-            DriverCounters::add(&self.counters().bytes, body.len() as u64);
-            DriverCounters::add(&self.counters().messages, 1);
+            let body = self.read_body(url, &mut resp).await?;
             let status = resp.status();
             if !status.is_success() {
                 let agent = match xml::parse_error(&body) {
@@ -779,28 +789,12 @@ impl Driver {
         mut resp: reqwest::Response,
     ) -> Result<StreamEnd, LinkError> {
         let status = resp.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = tokio::time::timeout(REQUEST_TIMEOUT, resp.chunk())
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, self.read_body(url, &mut resp))
             .await
             .map_err(|_| LinkError::Timeout {
                 url: url.to_string(),
                 after: REQUEST_TIMEOUT,
-            })?
-            .map_err(|source| LinkError::Http {
-                url: url.to_string(),
-                source,
-            })?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT {
-                return Err(LinkError::TooLarge {
-                    url: url.to_string(),
-                    limit: MAX_DOCUMENT,
-                });
-            }
-        }
-        DriverCounters::add(&self.counters().bytes, body.len() as u64);
-        DriverCounters::add(&self.counters().messages, 1);
+            })??;
         let received = self.clock().now();
         let mut sink = BatchSink::new(map, received);
         let result = StreamsParser::new().parse(&body, &mut sink);

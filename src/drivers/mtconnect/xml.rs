@@ -699,64 +699,7 @@ pub fn typed_value(text: &str) -> Value {
 /// (this runs once per observation); anything else goes to the RFC 3339 parser. A time without
 /// a zone (some 1.x adapters) is taken as UTC, as agents do.
 pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
-    fast_timestamp(s.as_bytes()).or_else(|| Timestamp::parse_rfc3339(s).ok())
-}
-
-fn fast_timestamp(b: &[u8]) -> Option<Timestamp> {
-    fn num(b: &[u8]) -> Option<i64> {
-        let mut n = 0i64;
-        for &c in b {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + i64::from(c - b'0');
-        }
-        Some(n)
-    }
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || (b[10] != b'T' && b[10] != b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
-    let (h, mi, s) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &b[19..];
-    let mut micros = 0i64;
-    if let Some((&b'.', frac)) = rest.split_first() {
-        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return None;
-        }
-        for (i, &c) in frac[..n].iter().enumerate() {
-            if i < 6 {
-                micros = micros * 10 + i64::from(c - b'0');
-            }
-        }
-        for _ in n..6 {
-            micros *= 10;
-        }
-        rest = &frac[n..];
-    }
-    if !(rest.is_empty() || rest == b"Z" || rest == b"z") {
-        return None; // an offset: leave it to the full parser
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
-    Some(Timestamp::from_micros(secs * 1_000_000 + micros))
+    Timestamp::parse_iso8601(s).or_else(|| Timestamp::parse_rfc3339(s).ok())
 }
 
 /// Receives what [`parse_streams`] reads, in document order.
