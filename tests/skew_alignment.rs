@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shopbridge::app::{self, RunOptions};
 use shopbridge::clock::Clock;
-use shopbridge::config::{Config, DriverConfig, MachineConfig};
+use shopbridge::config::Config;
 use shopbridge::journal::ReadOnlyJournal;
 use shopbridge::model::RecordKind;
 use shopbridge::sim::serve::{Ports, SimServer};
@@ -30,32 +30,7 @@ async fn skewed_clocks_are_aligned() {
     let server = SimServer::start(&opts, Ports::default(), clock.clone(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let machines: Vec<MachineConfig> = server
-        .shop
-        .machines()
-        .iter()
-        .enumerate()
-        .map(|(i, m)| MachineConfig {
-            id: m.id.clone(),
-            name: m.name.clone(),
-            profile: m.profile.to_string(),
-            driver: if i % 2 == 0 {
-                DriverConfig::Shdr {
-                    address: server.shdr[i].to_string(),
-                    heartbeat: None,
-                    device: None,
-                    devices_file: None,
-                }
-            } else {
-                DriverConfig::Mtconnect {
-                    url: format!("http://{}", server.agent),
-                    device: Some(m.device.clone()),
-                    interval: Duration::from_millis(50),
-                    heartbeat: Duration::from_secs(5),
-                }
-            },
-        })
-        .collect();
+    let machines = server.machine_configs();
     let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cfg = Config::demo(

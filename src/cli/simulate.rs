@@ -111,40 +111,6 @@ fn skews(values: &[String], machines: u16) -> anyhow::Result<Vec<(usize, i64)>> 
         .collect()
 }
 
-/// The machines of a simulated shop as a bridge configures them: even ones through their SHDR
-/// adapter, odd ones through the agent (one connection for all of them).
-fn machines_for(server: &SimServer) -> Vec<MachineConfig> {
-    server
-        .shop
-        .machines()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| {
-            let driver = if i % 2 == 0 {
-                DriverConfig::Shdr {
-                    address: server.shdr.get(i)?.to_string(),
-                    heartbeat: None,
-                    device: None,
-                    devices_file: None,
-                }
-            } else {
-                DriverConfig::Mtconnect {
-                    url: format!("http://{}", server.agent),
-                    device: Some(m.device.clone()),
-                    interval: Duration::from_millis(100),
-                    heartbeat: Duration::from_secs(10),
-                }
-            };
-            Some(MachineConfig {
-                id: m.id.clone(),
-                name: m.name.clone(),
-                profile: m.profile.to_string(),
-                driver,
-            })
-        })
-        .collect()
-}
-
 fn config_text(machines: &[MachineConfig]) -> String {
     let mut out = String::from(
         "# A bridge configuration for `shopbridge simulate` (save as shopbridge.toml, then\n# `shopbridge run --config shopbridge.toml`).\n\n[journal]\ndir = \"./shopbridge-data\"\n",
@@ -210,7 +176,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
         };
         let server = SimServer::start(&opts, ports, clock, sink).await?;
         if a.print_config {
-            println!("{}", config_text(&machines_for(&server)));
+            println!("{}", config_text(&server.machine_configs()));
         }
         println!("{}\nPress Ctrl-C to stop.", describe(&server));
         tokio::signal::ctrl_c()
@@ -247,7 +213,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         let server = SimServer::start(&opts, ports, clock.clone(), Some(sink)).await?;
         println!("{}", describe(&server));
         let cfg = Config::demo(
-            machines_for(&server),
+            server.machine_configs(),
             a.data_dir,
             SocketAddr::from((Ipv4Addr::LOCALHOST, a.http_port)),
             a.speed,

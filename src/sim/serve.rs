@@ -16,6 +16,7 @@ use super::agent_face::{self, AgentOptions};
 use super::shop::{self, ShopOptions, SimShop};
 use super::{TruthSink, shdr_face};
 use crate::clock::Clock;
+use crate::config::{DriverConfig, MachineConfig};
 
 /// Where the faces listen.
 #[derive(Clone, Copy, Debug, Default)]
@@ -120,6 +121,39 @@ impl SimServer {
             tasks,
             stop,
         })
+    }
+
+    /// The shop's machines as a bridge configures them: even ones through their SHDR adapter,
+    /// odd ones through the agent (which serves them all on one connection).
+    pub fn machine_configs(&self) -> Vec<MachineConfig> {
+        self.shop
+            .machines()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let driver = if i % 2 == 0 {
+                    DriverConfig::Shdr {
+                        address: self.shdr.get(i)?.to_string(),
+                        heartbeat: None,
+                        device: None,
+                        devices_file: None,
+                    }
+                } else {
+                    DriverConfig::Mtconnect {
+                        url: format!("http://{}", self.agent),
+                        device: Some(m.device.clone()),
+                        interval: std::time::Duration::from_millis(100),
+                        heartbeat: std::time::Duration::from_secs(10),
+                    }
+                };
+                Some(MachineConfig {
+                    id: m.id.clone(),
+                    name: m.name.clone(),
+                    profile: m.profile.to_string(),
+                    driver,
+                })
+            })
+            .collect()
     }
 
     /// Stops the shop (closing its open truth intervals) and every face.
