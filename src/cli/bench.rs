@@ -62,6 +62,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
     },
+    /// SHDR lines parsed and normalized per second on one core, through the real driver.
+    Shdr(super::bench_protocols::ShdrArgs),
+    /// Observations per second from one streaming MTConnect agent, through the real driver.
+    Mtconnect(super::bench_protocols::MtconnectArgs),
+    /// SHDR line arrival (and line written) to durable journal append, many adapters.
+    ShdrLatency(super::bench_protocols::ShdrLatencyArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
@@ -108,17 +114,20 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
             minutes,
             speed,
         } => rss(machines, minutes, speed),
+        BenchCommand::Shdr(a) => super::bench_protocols::shdr(a),
+        BenchCommand::Mtconnect(a) => super::bench_protocols::mtconnect(a),
+        BenchCommand::ShdrLatency(a) => super::bench_protocols::shdr_latency(a),
     }
 }
 
 /// A directory removed on drop unless the user named it.
-struct TempDir {
-    path: PathBuf,
+pub(super) struct TempDir {
+    pub(super) path: PathBuf,
     remove: bool,
 }
 
 impl TempDir {
-    fn new(given: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub(super) fn new(given: Option<PathBuf>) -> anyhow::Result<Self> {
         let (path, remove) = match given {
             Some(p) => (p, false),
             None => (
@@ -181,9 +190,11 @@ fn batch(machine: &MachineId, sigs: &[SignalId], tick: u64, now: Timestamp) -> D
         .collect()
 }
 
-/// The app's own pipeline (normalization into the durable journal) on a fresh journal in `dir`.
-fn start_pipeline(
+/// The app's own pipeline (normalization into the durable journal) on a fresh journal in `dir`,
+/// with `profiles` for the machines that have one.
+pub(super) fn start_pipeline(
     dir: &Path,
+    profiles: Vec<(MachineId, Arc<crate::normalize::Profile>)>,
 ) -> anyhow::Result<(
     Journal,
     mpsc::Sender<DriverBatch>,
@@ -196,7 +207,7 @@ fn start_pipeline(
         journal.clone(),
         Arc::new(Telemetry::default()),
         Clock::system(),
-        Vec::new(),
+        profiles,
     ));
     Ok((journal, tx, pipeline))
 }
@@ -208,7 +219,7 @@ async fn throughput(
     seconds: u64,
 ) -> anyhow::Result<()> {
     let clock = Clock::system();
-    let (journal, tx, pipeline) = start_pipeline(dir)?;
+    let (journal, tx, pipeline) = start_pipeline(dir, Vec::new())?;
     let stop = CancellationToken::new();
     let sigs = Arc::new(signal_ids(signals));
     let ids = machine_ids(machines);
@@ -274,7 +285,7 @@ async fn latency(
     seconds: u64,
 ) -> anyhow::Result<()> {
     let clock = Clock::system();
-    let (journal, tx, pipeline) = start_pipeline(dir)?;
+    let (journal, tx, pipeline) = start_pipeline(dir, Vec::new())?;
     let stop = CancellationToken::new();
     let sigs = Arc::new(signal_ids(signals));
     let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
@@ -301,10 +312,79 @@ async fn latency(
     drop(tx);
     // A reader woken by every commit measures now - emit time of each new observation.
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let warmup = Duration::from_secs(2);
+    watch_durable(
+        &journal,
+        &clock,
+        warmup,
+        Duration::from_secs(seconds),
+        |now, o| {
+            let _ = hist.record(now.micros_since(o.time.received).max(1) as u64);
+        },
+    )
+    .await?;
+    stop.cancel();
+    let _ = pipeline.await;
+    let st = journal.stats();
+    journal.close_async().await;
+    print_commits(&st);
+    println!(
+        "emit-to-durable latency: {machines} machines x {signals} signals at {rate} Hz = {} records/s offered, {seconds} s measured",
+        machines * signals * rate as usize
+    );
+    println!(
+        "  {} over {} records; {} group commits",
+        quantiles_ms(&hist),
+        hist.len(),
+        st.commits_total
+    );
+    Ok(())
+}
+
+/// The journal's group-commit durations (write + fsync), as a histogram line.
+pub(super) fn print_commits(st: &crate::journal::JournalStats) {
+    let buckets: Vec<String> = crate::journal::COMMIT_BUCKETS_MS
+        .iter()
+        .zip(&st.commit_buckets)
+        .map(|(le, n)| {
+            format!(
+                "<={le}ms:{:.1}%",
+                *n as f64 * 100.0 / st.commits_total.max(1) as f64
+            )
+        })
+        .collect();
+    println!(
+        "  commit durations (incl. fsync): mean {:.2} ms; {}",
+        st.commit_micros_sum as f64 / 1000.0 / st.commits_total.max(1) as f64,
+        buckets.join(" ")
+    );
+}
+
+/// `p50 … ms, p90 …, p99 …, p99.9 …, max …` of a histogram of microseconds.
+pub(super) fn quantiles_ms(h: &hdrhistogram::Histogram<u64>) -> String {
+    format!(
+        "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.90) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        h.max() as f64 / 1000.0
+    )
+}
+
+/// Hands every observation the journal makes durable between `warmup` and `warmup + seconds`
+/// from now to `each`, with the time a reader woken by the commit notification saw it.
+pub(super) async fn watch_durable(
+    journal: &Journal,
+    clock: &Clock,
+    warmup: Duration,
+    seconds: Duration,
+    mut each: impl FnMut(Timestamp, &crate::model::Observation),
+) -> anyhow::Result<()> {
     let mut rx = journal.subscribe();
     let mut pos = journal.last_seq();
-    let warmup = Instant::now() + Duration::from_secs(2);
-    let end = warmup + Duration::from_secs(seconds);
+    let warmup = Instant::now() + warmup;
+    let end = warmup + seconds;
     while Instant::now() < end {
         if tokio::time::timeout(Duration::from_millis(500), rx.changed())
             .await
@@ -323,51 +403,17 @@ async fn latency(
             }
             for r in &recs {
                 if let crate::model::RecordKind::Observation(o) = &r.kind {
-                    let us = now.micros_since(o.time.received).max(1) as u64;
-                    let _ = hist.record(us);
+                    each(now, o);
                 }
             }
         }
     }
-    stop.cancel();
-    let _ = pipeline.await;
-    let st = journal.stats();
-    journal.close_async().await;
-    let buckets: Vec<String> = crate::journal::COMMIT_BUCKETS_MS
-        .iter()
-        .zip(&st.commit_buckets)
-        .map(|(le, n)| {
-            format!(
-                "<={le}ms:{:.1}%",
-                *n as f64 * 100.0 / st.commits_total.max(1) as f64
-            )
-        })
-        .collect();
-    println!(
-        "  commit durations (incl. fsync): mean {:.2} ms; {}",
-        st.commit_micros_sum as f64 / 1000.0 / st.commits_total.max(1) as f64,
-        buckets.join(" ")
-    );
-    println!(
-        "emit-to-durable latency: {machines} machines x {signals} signals at {rate} Hz = {} records/s offered, {seconds} s measured",
-        machines * signals * rate as usize
-    );
-    println!(
-        "  p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms over {} records; {} group commits",
-        hist.value_at_quantile(0.50) as f64 / 1000.0,
-        hist.value_at_quantile(0.90) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
-        hist.value_at_quantile(0.999) as f64 / 1000.0,
-        hist.max() as f64 / 1000.0,
-        hist.len(),
-        st.commits_total
-    );
     Ok(())
 }
 
 /// The disk's own durable-write latency on the journal's filesystem: 4 KiB appended then
 /// fdatasync'ed, 500 times. No journal can acknowledge faster than this.
-fn fsync_floor(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn fsync_floor(dir: &Path) -> anyhow::Result<()> {
     use std::io::Write;
     let path = dir.join("fsync-probe");
     let mut f = std::fs::File::create(&path)?;
@@ -391,7 +437,7 @@ fn fsync_floor(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// User + system CPU seconds of this process.
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };

@@ -1,6 +1,7 @@
 //! The command line: `demo`, `simulate`, `run`, `check`, `export`, `bench`.
 
 mod bench;
+mod bench_protocols;
 mod simulate;
 
 pub use simulate::{DemoArgs, SimulateArgs};
