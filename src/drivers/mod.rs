@@ -141,8 +141,9 @@ pub struct RawAsset {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DriverEvent {
     Observation(RawObservation),
-    Condition(RawCondition),
-    Asset(RawAsset),
+    /// Boxed, so that a batch of observations does not carry their size.
+    Condition(Box<RawCondition>),
+    Asset(Box<RawAsset>),
     Link {
         machine: MachineId,
         status: LinkStatus,

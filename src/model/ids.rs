@@ -79,6 +79,18 @@ impl SignalId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The address of the shared text: equal for clones of one id (a driver that caches its
+    /// keys sends the same one each time), so a cache may use it as a cheap key while it
+    /// holds a clone (which keeps the address from being reused).
+    pub fn ptr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const u8 as usize
+    }
+
+    /// True when both are clones of one id.
+    pub fn same(&self, other: &SignalId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl From<&str> for SignalId {

@@ -27,15 +27,17 @@ pub enum RecordKind {
     /// A signal's value, as normalized.
     Observation(Observation),
     /// The canonical machine state changed (availability, execution, modes, e-stop, alarm).
-    StateChange(StateChange),
+    /// (The larger kinds are boxed, so that a record in a batch is no bigger than an
+    /// observation, the kind there are millions of.)
+    StateChange(Box<StateChange>),
     /// The link to a machine (or its agent) came up, went down, or the source lost data.
     Link(LinkEvent),
     /// A state interval closed: the machine spent `[start, end)` in one state.
-    Interval(StateInterval),
+    Interval(Box<StateInterval>),
     /// An MTConnect condition (alarm/warning) was raised, changed or cleared.
-    Condition(ConditionRecord),
+    Condition(Box<ConditionRecord>),
     /// An asset document (a cutting tool, a part, a fixture) was added, changed or removed.
-    Asset(AssetRecord),
+    Asset(Box<AssetRecord>),
 }
 
 impl RecordKind {

@@ -20,6 +20,7 @@ pub mod expr;
 pub mod profile;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::drivers::{DataItemMeta, DriverEvent, ItemCategory, RawCondition, RawObservation};
@@ -69,6 +70,7 @@ struct ActiveCondition {
 #[derive(Debug)]
 struct Track {
     profile: Arc<Profile>,
+    inputs: StateInputs,
     align: ClockAlign,
     state: MachineState,
     /// Current value of every profile signal (index = `Profile::signals`).
@@ -78,6 +80,8 @@ struct Track {
     /// Active conditions per signal fed by conditions.
     conditions: HashMap<usize, Vec<ActiveCondition>>,
     routes: HashMap<SignalId, Route>,
+    /// The same routes by the key's address (see [`Track::route`]).
+    route_by_ptr: HashMap<usize, (SignalId, Route), BuildHasherDefault<AddrHasher>>,
     /// When the current interval began (None until the machine first reports).
     since: Option<Timestamp>,
     /// Index in the current output of this machine's last state change, while it is still at
@@ -90,12 +94,14 @@ impl Track {
     fn new(profile: Arc<Profile>) -> Self {
         Self {
             values: vec![Value::Unavailable; profile.signals.len()],
+            inputs: StateInputs::of(&profile),
             profile,
             align: ClockAlign::default(),
             state: MachineState::default(),
             filters: HashMap::new(),
             conditions: HashMap::new(),
             routes: HashMap::new(),
+            route_by_ptr: HashMap::default(),
             since: None,
             open_change: None,
         }
@@ -105,7 +111,7 @@ impl Track {
     /// context layer ([`crate::context::classify`]).
     fn close_interval(&self, machine: &MachineId, end: Timestamp) -> Option<RecordKind> {
         let start = self.since.filter(|s| end > *s)?;
-        Some(RecordKind::Interval(StateInterval {
+        Some(RecordKind::Interval(Box::new(StateInterval {
             machine: machine.clone(),
             start,
             end,
@@ -113,12 +119,21 @@ impl Track {
             state: self.state.clone(),
             category: None,
             context: JobContext::default(),
-        }))
+        })))
     }
 
     fn route(&mut self, key: &SignalId, meta: Option<&DataItemMeta>) -> Route {
+        // Drivers send the same (cached) key each time: find it by address first, which costs
+        // no string hashing; the cache holds a clone, so the address is not reused meanwhile.
+        if let Some((k, r)) = self.route_by_ptr.get(&key.ptr()) {
+            if k.same(key) {
+                return *r;
+            }
+        }
         if let Some(r) = self.routes.get(key) {
-            return *r;
+            let r = *r;
+            self.remember_ptr(key, r);
+            return r;
         }
         let r = match self.profile.route(key.as_str(), meta) {
             Some(i) => Route::Rule(i),
@@ -131,11 +146,94 @@ impl Track {
         if self.routes.len() < 65_536 {
             self.routes.insert(key.clone(), r);
         }
+        self.remember_ptr(key, r);
         r
+    }
+
+    fn remember_ptr(&mut self, key: &SignalId, r: Route) {
+        // A driver that makes a fresh id per value would fill this: start over instead.
+        if self.route_by_ptr.len() >= 4096 {
+            self.route_by_ptr.clear();
+        }
+        self.route_by_ptr.insert(key.ptr(), (key.clone(), r));
     }
 
     fn has_pending(&self) -> bool {
         self.filters.values().any(|f| f.pending.is_some())
+    }
+}
+
+/// Hashes an address: the low bits are alignment, the rest are already well spread.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = ((n as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Every machine's track, found by id; the last one found is checked first (a batch is usually
+/// one machine's), which spares hashing the id per event.
+#[derive(Debug, Default)]
+struct Tracks {
+    list: Vec<(MachineId, Track)>,
+    index: HashMap<MachineId, usize>,
+    last: std::cell::Cell<usize>,
+}
+
+impl Tracks {
+    fn find(&self, m: &MachineId) -> Option<usize> {
+        let last = self.last.get();
+        if self.list.get(last).is_some_and(|(id, _)| id == m) {
+            return Some(last);
+        }
+        let i = *self.index.get(m)?;
+        self.last.set(i);
+        Some(i)
+    }
+
+    fn get(&self, m: &MachineId) -> Option<&Track> {
+        self.find(m).map(|i| &self.list[i].1)
+    }
+
+    fn get_mut(&mut self, m: &MachineId) -> Option<&mut Track> {
+        self.find(m).map(|i| &mut self.list[i].1)
+    }
+
+    fn contains_key(&self, m: &MachineId) -> bool {
+        self.find(m).is_some()
+    }
+
+    /// Adds a track, or replaces the machine's track.
+    fn insert(&mut self, m: MachineId, t: Track) {
+        match self.find(&m) {
+            Some(i) => self.list[i].1 = t,
+            None => {
+                self.index.insert(m.clone(), self.list.len());
+                self.list.push((m, t));
+            }
+        }
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Track> {
+        self.list.iter_mut().map(|(_, t)| t)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&MachineId, &Track)> {
+        self.list.iter().map(|(m, t)| (m, t))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&MachineId, &mut Track)> {
+        self.list.iter_mut().map(|(m, t)| (&*m, t))
     }
 }
 
@@ -164,7 +262,7 @@ pub struct NormalizeStats {
 /// the caller's [`Normalizer::tick`] releases what the time filters hold).
 #[derive(Debug, Default)]
 pub struct Normalizer {
-    tracks: HashMap<MachineId, Track>,
+    tracks: Tracks,
     profiles: HashMap<MachineId, Arc<Profile>>,
     identity: Option<Arc<Profile>>,
     pub stats: NormalizeStats,
@@ -216,7 +314,46 @@ fn valid_for(id: &str, v: &Value) -> bool {
 }
 
 /// The canonical machine state from a machine's signals and its profile's state rules.
-fn derive_state(profile: &Profile, values: &[Value]) -> MachineState {
+/// Where a profile keeps the signals the state is made of: the six [`profile::STATE_FIELDS`],
+/// then program and part count; and which signals the state depends on at all (those, and
+/// whatever the state rules read), so that other signals do not recompute it.
+#[derive(Debug, Clone)]
+struct StateInputs {
+    index: [Option<usize>; 8],
+    affects: Vec<bool>,
+}
+
+impl StateInputs {
+    fn of(profile: &Profile) -> Self {
+        let mut index = [None; 8];
+        let ids = profile::STATE_FIELDS
+            .iter()
+            .chain([&signals::PROGRAM, &signals::PART_COUNT]);
+        for (slot, id) in index.iter_mut().zip(ids) {
+            *slot = profile.signal_index(id);
+        }
+        let mut affects = vec![false; profile.signals.len()];
+        for i in index.iter().flatten() {
+            affects[*i] = true;
+        }
+        for rules in profile.state.iter().flatten() {
+            for r in rules {
+                let mut reads = Vec::new();
+                if let Some(w) = &r.when {
+                    w.reads(&mut reads);
+                }
+                for i in reads {
+                    if let Some(a) = affects.get_mut(i) {
+                        *a = true;
+                    }
+                }
+            }
+        }
+        Self { index, affects }
+    }
+}
+
+fn derive_state(profile: &Profile, inputs: &StateInputs, values: &[Value]) -> MachineState {
     let field = |f: usize| -> Value {
         if let Some(rules) = &profile.state[f] {
             for r in rules {
@@ -225,9 +362,7 @@ fn derive_state(profile: &Profile, values: &[Value]) -> MachineState {
                 }
             }
         }
-        let id = profile::STATE_FIELDS[f];
-        profile
-            .signal_index(id)
+        inputs.index[f]
             .and_then(|i| values.get(i).cloned())
             .unwrap_or(Value::Unavailable)
     };
@@ -239,7 +374,7 @@ fn derive_state(profile: &Profile, values: &[Value]) -> MachineState {
         }),
         other => word(&other).ok().flatten(),
     };
-    let text_of = |id: &str| profile.signal_index(id).and_then(|i| values.get(i));
+    let text_of = |slot: usize| inputs.index[slot].and_then(|i| values.get(i));
     MachineState {
         availability: word(&field(0))
             .ok()
@@ -250,11 +385,11 @@ fn derive_state(profile: &Profile, values: &[Value]) -> MachineState {
         functional_mode: word(&field(3)).ok().flatten(),
         emergency_stop,
         alarm: alarm_active(&field(5)),
-        program: text_of(signals::PROGRAM)
+        program: text_of(6)
             .filter(|v| !v.is_unavailable())
             .map(|v| v.to_string())
             .filter(|s| !s.is_empty()),
-        part_count: text_of(signals::PART_COUNT).and_then(|v| match v {
+        part_count: text_of(7).and_then(|v| match v {
             Value::Text(t) => t.trim().parse::<f64>().ok().map(|x| x as i64),
             other => other.as_i64(),
         }),
@@ -269,7 +404,10 @@ impl Normalizer {
     /// Uses `profile` for `machine` (machines without one use the identity profile: canonical
     /// keys only, everything else passes through).
     pub fn set_profile(&mut self, machine: MachineId, profile: Arc<Profile>) {
-        self.tracks.remove(&machine);
+        if self.tracks.contains_key(&machine) {
+            self.tracks
+                .insert(machine.clone(), Track::new(profile.clone()));
+        }
         self.profiles.insert(machine, profile);
     }
 
@@ -347,14 +485,14 @@ impl Normalizer {
     fn process(&mut self, ev: DriverEvent, out: &mut Vec<RecordKind>) {
         match ev {
             DriverEvent::Observation(raw) => self.observation(raw, out),
-            DriverEvent::Condition(c) => self.condition(c, out),
+            DriverEvent::Condition(c) => self.condition(*c, out),
             DriverEvent::Asset(a) => {
                 let track = self.track(&a.machine);
                 // Asset documents often carry old times (when the tool was measured); they
                 // must not drag the clock estimate, so they are aligned by receive time.
                 let aligned = track.align.align(None, a.received);
                 self.stats.assets += 1;
-                out.push(RecordKind::Asset(AssetRecord {
+                out.push(RecordKind::Asset(Box::new(AssetRecord {
                     machine: a.machine,
                     action: a.action,
                     asset_id: a.asset_id,
@@ -365,7 +503,7 @@ impl Normalizer {
                         received: a.received,
                         aligned,
                     },
-                }));
+                })));
             }
             DriverEvent::Link {
                 machine,
@@ -447,7 +585,7 @@ impl Normalizer {
         let machine = c.machine.clone();
         let time = self.times(&machine, c.source_time, c.received, out);
         self.stats.conditions += 1;
-        out.push(RecordKind::Condition(ConditionRecord {
+        out.push(RecordKind::Condition(Box::new(ConditionRecord {
             machine: machine.clone(),
             signal: c.key.clone(),
             level: c.level,
@@ -456,7 +594,7 @@ impl Normalizer {
             qualifier: c.qualifier,
             message: c.message,
             time,
-        }));
+        })));
         let Some(track) = self.tracks.get_mut(&machine) else {
             return;
         };
@@ -568,7 +706,7 @@ impl Normalizer {
             detail,
             missed,
         }));
-        let next = derive_state(&track.profile, &track.values);
+        let next = derive_state(&track.profile, &track.inputs, &track.values);
         self.transition(&machine, next, at, out);
     }
 
@@ -723,8 +861,13 @@ impl Normalizer {
                 },
             }));
         }
-        let next = derive_state(&profile, &track.values);
-        self.transition(machine, next, time.aligned, out);
+        if changed
+            .iter()
+            .any(|i| track.inputs.affects.get(*i).copied().unwrap_or(true))
+        {
+            let next = derive_state(&profile, &track.inputs, &track.values);
+            self.transition(machine, next, time.aligned, out);
+        }
         for (s, v) in deferred {
             let transform = profile
                 .derived
@@ -776,19 +919,19 @@ impl Normalizer {
         track.since = Some(at);
         self.stats.state_changes += 1;
         track.open_change = Some(out.len());
-        out.push(RecordKind::StateChange(StateChange {
+        out.push(RecordKind::StateChange(Box::new(StateChange {
             machine: machine.clone(),
             at,
             shop_state: next.shop_state(),
             state: next.clone(),
-        }));
+        })));
         track.state = next;
     }
 
     /// Closes every open interval at `at` (clean shutdown), so the record holds where every
     /// minute went up to the stop.
     pub fn close_all(&mut self, at: Timestamp, out: &mut Vec<RecordKind>) {
-        for (machine, track) in &mut self.tracks {
+        for (machine, track) in self.tracks.iter_mut() {
             if let Some(interval) = track.close_interval(machine, at) {
                 self.stats.intervals += 1;
                 out.push(interval);

@@ -261,7 +261,7 @@ fn conditions_raise_and_clear_the_alarm_by_native_code() {
     let mut n = Normalizer::new();
     n.set_profile(m(), Arc::new(p));
     let cond = |level, code: Option<&str>, t| {
-        DriverEvent::Condition(RawCondition {
+        DriverEvent::Condition(Box::new(RawCondition {
             machine: m(),
             key: SignalId::new("CoolantSystem1_cond"),
             level,
@@ -272,7 +272,7 @@ fn conditions_raise_and_clear_the_alarm_by_native_code() {
             source_time: Some(Timestamp::from_millis(t)),
             received: Timestamp::from_millis(t),
             meta: None,
-        })
+        }))
     };
     let mut out = Vec::new();
     n.process_batch(

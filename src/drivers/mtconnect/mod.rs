@@ -300,7 +300,7 @@ impl StreamsSink for BatchSink<'_> {
         let received = self.received;
         let out = &mut self.per_slot[si];
         let ev = match o.kind {
-            ObsKind::Condition(level) => DriverEvent::Condition(RawCondition {
+            ObsKind::Condition(level) => DriverEvent::Condition(Box::new(RawCondition {
                 machine,
                 key,
                 level,
@@ -311,7 +311,7 @@ impl StreamsSink for BatchSink<'_> {
                 source_time: o.timestamp,
                 received,
                 meta,
-            }),
+            })),
             ObsKind::Event
                 if matches!(o.element, "AssetChanged" | "AssetRemoved")
                     && !o.is_unavailable()
@@ -323,7 +323,7 @@ impl StreamsSink for BatchSink<'_> {
                 } else {
                     AssetAction::Removed
                 };
-                DriverEvent::Asset(RawAsset {
+                DriverEvent::Asset(Box::new(RawAsset {
                     machine,
                     action,
                     asset_id: o.text.to_string(),
@@ -331,7 +331,7 @@ impl StreamsSink for BatchSink<'_> {
                     document: None,
                     source_time: o.timestamp,
                     received,
-                })
+                }))
             }
             ObsKind::Sample | ObsKind::Event => {
                 let value = o.value();

@@ -436,7 +436,7 @@ impl<'s> Session<'s> {
                         }
                     }
                     Data::Condition(c) => {
-                        batch.push(DriverEvent::Condition(RawCondition {
+                        batch.push(DriverEvent::Condition(Box::new(RawCondition {
                             machine,
                             key: key.signal,
                             level: c.level,
@@ -447,7 +447,7 @@ impl<'s> Session<'s> {
                             source_time: time,
                             received,
                             meta: key.meta,
-                        }));
+                        })));
                     }
                 }
             }
@@ -477,7 +477,7 @@ impl<'s> Session<'s> {
                         time,
                     ),
                 };
-                batch.push(DriverEvent::Asset(RawAsset {
+                batch.push(DriverEvent::Asset(Box::new(RawAsset {
                     machine,
                     action,
                     asset_id,
@@ -485,7 +485,7 @@ impl<'s> Session<'s> {
                     document,
                     source_time,
                     received,
-                }));
+                })));
             }
             ShdrItem::Command(c) => self.command(c, received, batch),
         }

@@ -257,7 +257,7 @@ async fn replays_the_okuma_capture_split_at_random_points() {
     let conditions: Vec<&RawCondition> = events
         .iter()
         .filter_map(|e| match e {
-            DriverEvent::Condition(c) => Some(c),
+            DriverEvent::Condition(c) => Some(&**c),
             _ => None,
         })
         .collect();
@@ -269,7 +269,7 @@ async fn replays_the_okuma_capture_split_at_random_points() {
     let assets: Vec<&RawAsset> = events
         .iter()
         .filter_map(|e| match e {
-            DriverEvent::Asset(a) => Some(a),
+            DriverEvent::Asset(a) => Some(&**a),
             _ => None,
         })
         .collect();
