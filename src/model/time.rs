@@ -121,6 +121,42 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with microseconds.
     pub fn to_rfc3339(self) -> String {
+        // Years 0000-9999 are written by hand (every JSON record and SHDR line has times);
+        // the rest by the `time` crate.
+        const MAX_4_DIGIT_YEAR: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+        if (0..=MAX_4_DIGIT_YEAR).contains(&(self.0 + 62_167_219_200_000_000)) {
+            let secs = self.0.div_euclid(1_000_000);
+            let micros = self.0.rem_euclid(1_000_000);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let sod = secs.rem_euclid(86_400);
+            let mut out = [0u8; 27];
+            let mut put = |at: usize, v: i64, width: usize| {
+                let mut v = v;
+                for i in (at..at + width).rev() {
+                    out[i] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+            };
+            put(0, y, 4);
+            put(5, m, 2);
+            put(8, d, 2);
+            put(11, sod / 3600, 2);
+            put(14, sod / 60 % 60, 2);
+            put(17, sod % 60, 2);
+            put(20, micros, 6);
+            for (i, c) in [
+                (4, b'-'),
+                (7, b'-'),
+                (10, b'T'),
+                (13, b':'),
+                (16, b':'),
+                (19, b'.'),
+                (26, b'Z'),
+            ] {
+                out[i] = c;
+            }
+            return out.iter().map(|&b| b as char).collect();
+        }
         let nanos = i128::from(self.0) * 1000;
         match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
             Ok(t) => {
@@ -215,9 +251,62 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `time` crate's formatting, which the hand-written one must equal.
+    fn reference(t: Timestamp) -> String {
+        let nanos = i128::from(t.as_micros()) * 1000;
+        let fmt = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        );
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|t| t.format(&fmt).ok())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn fast_formatting_equals_the_time_crate() {
+        for us in [
+            0,
+            -1,
+            1,
+            951_782_400_000_000, // 2000-02-29
+            1_795_622_302_123_456,
+            -62_167_219_200_000_000,   // 0000-01-01
+            253_402_300_799_999_999,   // 9999-12-31T23:59:59.999999
+            4_102_444_800_000_000 - 1, // 2099-12-31T23:59:59.999999
+        ] {
+            let t = Timestamp::from_micros(us);
+            assert_eq!(t.to_rfc3339(), reference(t), "{us}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_formatting_equals_the_time_crate_anywhere(us in -62_167_219_200_000_000i64..253_402_300_799_999_999) {
+            let t = Timestamp::from_micros(us);
+            proptest::prop_assert_eq!(t.to_rfc3339(), reference(t));
+            proptest::prop_assert_eq!(Timestamp::parse_iso8601(&t.to_rfc3339()), Some(t));
+        }
+    }
 
     #[test]
     fn rfc3339_round_trips_with_micros() {

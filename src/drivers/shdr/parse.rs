@@ -528,8 +528,9 @@ impl Parser {
                 out(ShdrItem::Command(command(&line[ks.start + 1..])));
                 break;
             }
-            let (device, key) = match key.split_once(':') {
-                Some((d, k)) => (Some(d.trim_end()), k.trim_start()),
+            // A byte scan: keys are short, and this runs for every one of them.
+            let (device, key) = match key.bytes().position(|c| c == b':') {
+                Some(i) => (Some(key[..i].trim_end()), key[i + 1..].trim_start()),
                 None => (None, key),
             };
             let shape = if self.shapes.is_empty() {
@@ -733,8 +734,8 @@ impl Parser {
         {
             return Some(p);
         }
-        let (stamp, _duration) = match raw.split_once('@') {
-            Some((t, d)) => (t.trim_end(), d.trim().parse::<f64>().ok()),
+        let (stamp, _duration) = match raw.bytes().position(|c| c == b'@') {
+            Some(i) => (raw[..i].trim_end(), raw[i + 1..].trim().parse::<f64>().ok()),
             None => (raw, None),
         };
         let parsed = if stamp.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
