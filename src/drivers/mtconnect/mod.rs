@@ -48,7 +48,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
 
 use self::multipart::{MultipartReader, boundary_of};
 use self::seq::{Gap, SeqTracker, Step};
@@ -94,7 +93,7 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 /// Lost and reconnects.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("GET {url}: {source}")]
+    #[error("GET {url}: {}", causes(source))]
     Http {
         url: String,
         #[source]
@@ -148,10 +147,26 @@ fn list_devices(d: &[(String, Option<String>)]) -> String {
         .join(", ")
 }
 
-/// Runs the driver until `ctx.shutdown` fires or the pipeline closes.
+/// Runs the driver until `ctx.shutdown` fires or the pipeline closes. The caller gives it
+/// its span (the app names the component and the URL).
 pub async fn run(spec: AgentSpec, ctx: DriverContext) {
-    let span = tracing::info_span!("driver", component = "mtconnect", url = %spec.url);
-    Driver::new(spec, ctx).run().instrument(span).await
+    Driver::new(spec, ctx).run().await
+}
+
+/// An HTTP error with its causes ("error sending request" alone does not say that the agent
+/// refused the connection).
+fn causes(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
