@@ -955,13 +955,34 @@ fn compile(
                 .position(|n| *n == p.signals[i])
                 .unwrap_or(usize::MAX)
         };
+        // Matching order: this profile's new signals first (they are the more specific), then
+        // the parent's in its own order, a signal this profile redefines taking its place
+        // there (so that, say, `part_count_target` still comes before `part_count`).
+        let parent_defines =
+            |name: &SignalId| p.sources.iter().any(|r| p.signals[r.signal] == *name);
+        let (redefined, mut merged): (Vec<SourceRule>, Vec<SourceRule>) = sources
+            .into_iter()
+            .partition(|r| parent_defines(&names[r.signal]));
+        let mut placed = Vec::new();
         for r in &p.sources {
-            if !own_ids.iter().any(|o| *o == p.signals[r.signal].as_str()) {
+            let name = &p.signals[r.signal];
+            if own_ids.iter().any(|o| *o == name.as_str()) {
+                if !placed.contains(name) {
+                    placed.push(name.clone());
+                    merged.extend(
+                        redefined
+                            .iter()
+                            .filter(|c| names[c.signal] == *name)
+                            .cloned(),
+                    );
+                }
+            } else {
                 let mut r = r.clone();
                 r.signal = remap(r.signal);
-                sources.push(r);
+                merged.push(r);
             }
         }
+        sources = merged;
         let mut inherited = Vec::new();
         for d in &p.derived {
             if !own_ids.iter().any(|o| *o == p.signals[d.signal].as_str()) {

@@ -349,3 +349,36 @@ fn every_profile_example_in_the_reference_compiles() {
     }
     assert!(n >= 6, "{n} examples");
 }
+
+#[test]
+fn a_redefined_signal_keeps_its_place_in_the_parents_order() {
+    // okuma-osp redefines part_count with a PART_COUNT fallback; the generic part_count_target
+    // (PART_COUNT + TARGET) must still be tried first.
+    let p = ProfileSource::default()
+        .load("okuma-osp")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let meta = |sub: Option<&str>| DataItemMeta {
+        id: "pc".into(),
+        item_type: "PART_COUNT".into(),
+        sub_type: sub.map(str::to_string),
+        category: Some(ItemCategory::Event),
+        ..DataItemMeta::default()
+    };
+    let route = |m: &DataItemMeta| {
+        p.route("pc", Some(m))
+            .map(|r| p.signals[p.sources[r].signal].to_string())
+    };
+    assert_eq!(
+        route(&meta(Some("TARGET"))).as_deref(),
+        Some("part_count_target")
+    );
+    assert_eq!(route(&meta(None)).as_deref(), Some("part_count"));
+    assert_eq!(route(&meta(Some("ALL"))).as_deref(), Some("part_count"));
+    // And the brand's key still wins over a type match.
+    assert_eq!(
+        p.route("ppartcount", None)
+            .map(|r| p.signals[p.sources[r].signal].to_string())
+            .as_deref(),
+        Some("part_count")
+    );
+}

@@ -48,7 +48,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use self::multipart::{MultipartReader, boundary_of};
 use self::seq::{Gap, SeqTracker, Step};
 use self::xml::{Device, Obs, ObsKind, StreamsParser, StreamsSink, XmlError};
