@@ -7,7 +7,9 @@
 //! go back in time. A machine with no clock of its own gets its receive time.
 //!
 //! A clock step (somebody set the control's clock, daylight saving done wrong) shows up as many
-//! samples in a row far from the estimate: after [`STEP_CONFIRM`] of them the window restarts,
+//! samples in a row far from the estimate and agreeing with each other (an agent's `/current`
+//! snapshot, whose values carry the times they last changed, is far but scattered, and is not
+//! taken for a step): after [`STEP_CONFIRM`] of them the window restarts,
 //! so the estimate follows the new clock instead of clamping everything for a window. Until it
 //! is confirmed, a far sample is placed at its arrival time: neither its old offset (which could
 //! put it in the past of records already written) nor a pile-up at the last instant.
@@ -28,6 +30,9 @@ pub struct ClockAlign {
     samples: VecDeque<i64>,
     offset: Option<i64>,
     far_in_a_row: u32,
+    /// The offset the far samples in a row agree on (a step moves every sample alike; the
+    /// old timestamps of a snapshot, each from whenever its value last changed, do not).
+    far_candidate: Option<i64>,
     last_aligned: Option<Timestamp>,
     /// Smoothed delay above the minimum (µs): how much arrival times wander.
     jitter: f64,
@@ -54,14 +59,26 @@ impl ClockAlign {
                 match self.offset {
                     Some(o) if (sample - o).abs() > STEP_THRESHOLD_US => {
                         far = true;
-                        self.far_in_a_row += 1;
+                        match self.far_candidate {
+                            Some(c) if (sample - c).abs() <= STEP_THRESHOLD_US => {
+                                self.far_in_a_row += 1
+                            }
+                            _ => {
+                                self.far_candidate = Some(sample);
+                                self.far_in_a_row = 1;
+                            }
+                        }
                         if self.far_in_a_row >= STEP_CONFIRM {
                             self.samples.clear();
                             self.far_in_a_row = 0;
+                            self.far_candidate = None;
                             self.offset = None;
                         }
                     }
-                    _ => self.far_in_a_row = 0,
+                    _ => {
+                        self.far_in_a_row = 0;
+                        self.far_candidate = None;
+                    }
                 }
                 if self.samples.len() == WINDOW {
                     self.samples.pop_front();
@@ -141,6 +158,22 @@ mod tests {
         }
         assert_eq!(last, ts(39 * 1_000_000 + 1_000));
         assert_eq!(a.offset_micros(), Some(hour + 1_000));
+    }
+
+    #[test]
+    fn a_snapshot_of_old_values_is_not_a_clock_step() {
+        let mut a = ClockAlign::default();
+        for i in 0..20 {
+            a.align(Some(ts(i * 1_000_000)), ts(i * 1_000_000 + 2_000));
+        }
+        // A reconnect: twenty values that last changed minutes to hours ago, all arriving now.
+        let now = 30_000_000;
+        for k in 1..=20 {
+            let t = a.align(Some(ts(now - k * 97_000_000)), ts(now));
+            assert_eq!(t, ts(now), "far values are placed at their arrival");
+        }
+        // The estimate survived.
+        assert_eq!(a.offset_micros(), Some(2_000));
     }
 
     #[test]
