@@ -130,8 +130,8 @@ async fn the_okuma_capture_becomes_canonical_records() {
         },
         stop.clone(),
     ));
-    // The bridge names its HTTP address in bridge.json; wait until the capture's last asset
-    // removal is in the journal.
+    // The bridge names its HTTP address in bridge.json; wait until its SHDR driver has read
+    // every line and the journal holds all that came of them.
     let mut http = String::new();
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -146,20 +146,22 @@ async fn the_okuma_capture_becomes_canonical_records() {
                 .unwrap_or_default();
             continue;
         }
-        let assets: serde_json::Value = match client
-            .get(format!(
-                "http://{http}/api/v1/records?kind=asset&limit=1000"
-            ))
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.unwrap_or_default(),
+        // Every line read: the capture's 10,770 and the garbage one.
+        let metrics = match client.get(format!("http://{http}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => continue,
         };
-        let removed_all = assets["records"].as_array().map_or(0, |a| {
-            a.iter().filter(|r| r["action"] == "removed_all").count()
-        });
-        if removed_all >= 4 {
+        let counter = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        if counter("shopbridge_driver_messages_total{driver=\"shdr\"") >= 10_771 {
+            // All read; give the pipeline and the journal's group commit a moment.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
             break;
         }
         assert!(
