@@ -30,7 +30,7 @@
 //!
 //! | SHDR | event |
 //! |---|---|
-//! | `key\|value` | [`RawObservation`], value typed as [`parse`] says, quality Good (`UNAVAILABLE` is the value [`Value::Unavailable`]) |
+//! | `key\|value` | [`RawObservation`], value typed as [`parse`] says, quality Good; `UNAVAILABLE` is the value [`Value::Unavailable`] with quality Bad (`SourceUnavailable`), as the MTConnect driver reports it |
 //! | condition | [`RawCondition`] |
 //! | message `key\|code\|text` | observation `key` = text, and `key.native_code` = code when there is one |
 //! | time series | observation `key` = the samples as one text (`1.0 1.1 1.2`) |
@@ -76,7 +76,9 @@ use super::{
     DataItemMeta, DriverBatch, DriverContext, DriverCounters, DriverEvent, ItemShape, RawAsset,
     RawCondition, RawObservation,
 };
-use crate::model::{AssetAction, LinkStatus, MachineId, Quality, SignalId, Timestamp, Value};
+use crate::model::{
+    AssetAction, LinkStatus, MachineId, Quality, QualityReason, SignalId, Timestamp, Value,
+};
 
 /// What the driver needs to know about one adapter connection.
 #[derive(Clone, Debug, Default)]
@@ -579,11 +581,18 @@ fn observation(
     source_time: Option<Timestamp>,
     received: Timestamp,
 ) -> DriverEvent {
+    // UNAVAILABLE is the machine saying it does not know: Bad, as the MTConnect driver marks
+    // it too, so that every face shows the same quality for the same report.
+    let quality = if value.is_unavailable() {
+        Quality::Bad(QualityReason::SourceUnavailable)
+    } else {
+        Quality::Good
+    };
     DriverEvent::Observation(RawObservation {
         machine,
         key: key.signal,
         value,
-        quality: Quality::Good,
+        quality,
         source_time,
         received,
         meta: key.meta,
