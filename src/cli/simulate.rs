@@ -137,15 +137,30 @@ fn config_text(machines: &[MachineConfig]) -> String {
 }
 
 fn describe(server: &SimServer) -> String {
-    let first = server
+    let n = server.shdr.len();
+    let consecutive = server
         .shdr
-        .first()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let last = server.shdr.last().map(|a| a.port()).unwrap_or_default();
+        .windows(2)
+        .all(|w| u32::from(w[1].port()) == u32::from(w[0].port()) + 1);
+    let adapters = match (server.shdr.first(), server.shdr.last()) {
+        (Some(first), Some(last)) if consecutive => {
+            format!("{first}..{} (machine i on the i-th port)", last.port())
+        }
+        _ => {
+            let list: Vec<String> = server
+                .shop
+                .machines()
+                .iter()
+                .zip(&server.shdr)
+                .take(12)
+                .map(|(m, a)| format!("{} {a}", m.id))
+                .collect();
+            let more = if n > 12 { ", …" } else { "" };
+            format!("{}{more}", list.join(", "))
+        }
+    };
     format!(
-        "simulated shop: {} machines; SHDR adapters on {first}..{last} (machine i on the i-th port), MTConnect agent at http://{}/probe",
-        server.shop.machines().len(),
+        "simulated shop: {n} machines; SHDR adapters: {adapters}; MTConnect agent with every machine: http://{}/probe",
         server.agent
     )
 }
