@@ -430,20 +430,21 @@ impl Normalizer {
     }
 
     fn track(&mut self, machine: &MachineId) -> &mut Track {
-        if !self.tracks.contains_key(machine) {
-            let profile = match self.profiles.get(machine) {
-                Some(p) => p.clone(),
-                None => self
-                    .identity
-                    .get_or_insert_with(|| Arc::new(profile::identity()))
-                    .clone(),
-            };
-            self.tracks.insert(machine.clone(), Track::new(profile));
-        }
-        // Just inserted if it was missing.
-        self.tracks
-            .get_mut(machine)
-            .unwrap_or_else(|| unreachable!("track inserted above"))
+        let i = match self.tracks.find(machine) {
+            Some(i) => i,
+            None => {
+                let profile = match self.profiles.get(machine) {
+                    Some(p) => p.clone(),
+                    None => self
+                        .identity
+                        .get_or_insert_with(|| Arc::new(profile::identity()))
+                        .clone(),
+                };
+                self.tracks.insert(machine.clone(), Track::new(profile));
+                self.tracks.list.len() - 1
+            }
+        };
+        &mut self.tracks.list[i].1
     }
 
     /// Normalizes a batch of events (one driver read, or several), appending the records to
@@ -784,8 +785,10 @@ impl Normalizer {
             let at = f
                 .hold_until
                 .map_or(p.time.aligned, |h| h.max(p.time.aligned));
-            if confirmed.max(at) <= now {
-                let mut p = f.pending.take().unwrap_or_else(|| unreachable!());
+            if confirmed.max(at) > now {
+                continue;
+            }
+            if let Some(mut p) = f.pending.take() {
                 if at > p.time.aligned {
                     // Held: the edge moves to the end of the hold.
                     p.time.aligned = at;
