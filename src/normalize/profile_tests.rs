@@ -382,3 +382,16 @@ fn a_redefined_signal_keeps_its_place_in_the_parents_order() {
         Some("part_count")
     );
 }
+
+proptest::proptest! {
+    /// Whatever a profile file holds, loading it gives a profile or errors, never a panic.
+    #[test]
+    fn loading_any_text_never_panics(text in "(\\[\\[signal\\]\\]\n|id = \"[a-z_]{1,8}\"\n|from = \\{ key = \"[a-z]{1,5}\" \\}\n|expr = \".{0,20}\"\n|threshold = \\{ on = -?[0-9]{1,2}\\.0, off = [0-9]\\.0 \\}\n|debounce = \"[0-9a-z ]{0,4}\"\n|\\[state\\]\n|execution = \\[\\{ when = \".{0,12}\", value = \"[A-Z_]{1,8}\" \\}\\]\n|extends = \"[a-z-]{0,18}\"\n|.{0,12}\n){0,12}") {
+        let _ = load_str("fuzz", &text, &ProfileSource::default());
+    }
+
+    #[test]
+    fn loading_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+        let _ = load_str("fuzz", &String::from_utf8_lossy(&bytes), &ProfileSource::default());
+    }
+}
