@@ -6,6 +6,7 @@
 //! [`LinkStatus::Lost`]; a driver never invents values.
 
 pub mod mtconnect;
+pub mod retry;
 pub mod shdr;
 pub mod sim;
 

@@ -12,8 +12,8 @@ mod value;
 
 pub use ids::{IdError, MachineId, SignalId};
 pub use record::{
-    AssetAction, AssetRecord, ConditionLevel, ConditionRecord, JobContext, LinkEvent, LinkStatus,
-    Observation, Record, RecordKind, StateChange, StateInterval,
+    ActiveCondition, ActiveConditions, AssetAction, AssetRecord, ConditionLevel, ConditionRecord,
+    JobContext, LinkEvent, LinkStatus, Observation, Record, RecordKind, StateChange, StateInterval,
 };
 pub use state::{
     Availability, ControllerMode, EmergencyStop, Execution, FunctionalMode, MachineState,

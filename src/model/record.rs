@@ -174,6 +174,79 @@ pub struct ConditionRecord {
     pub time: Timestamps,
 }
 
+/// A condition that is not NORMAL: which item, which native code, how bad, since when.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ActiveCondition {
+    pub signal: SignalId,
+    pub level: ConditionLevel,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub since: Timestamp,
+}
+
+/// The active (WARNING or FAULT) conditions of a machine, kept by MTConnect's rules: NORMAL or
+/// UNAVAILABLE without a native code clears the item; with a code it clears that code; WARNING
+/// and FAULT raise or update one (item, native code).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ActiveConditions(Vec<ActiveCondition>);
+
+impl ActiveConditions {
+    pub fn apply(&mut self, c: &ConditionRecord) {
+        match c.level {
+            ConditionLevel::Normal | ConditionLevel::Unavailable => {
+                self.0.retain(|x| {
+                    x.signal != c.signal
+                        || (c.native_code.is_some() && x.native_code != c.native_code)
+                });
+            }
+            ConditionLevel::Warning | ConditionLevel::Fault => {
+                let found = self
+                    .0
+                    .iter_mut()
+                    .find(|x| x.signal == c.signal && x.native_code == c.native_code);
+                match found {
+                    Some(x) => {
+                        x.level = c.level;
+                        x.message.clone_from(&c.message);
+                    }
+                    None => self.0.push(ActiveCondition {
+                        signal: c.signal.clone(),
+                        level: c.level,
+                        native_code: c.native_code.clone(),
+                        message: c.message.clone(),
+                        since: c.time.aligned,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Whether any active condition is at `level` or worse (FAULT is worse than WARNING).
+    pub fn any_at_least(&self, level: ConditionLevel) -> bool {
+        let rank = |l: ConditionLevel| match l {
+            ConditionLevel::Fault => 2,
+            ConditionLevel::Warning => 1,
+            _ => 0,
+        };
+        self.0.iter().any(|x| rank(x.level) >= rank(level))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ActiveCondition> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What happened to an asset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

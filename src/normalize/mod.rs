@@ -25,9 +25,10 @@ use std::sync::Arc;
 
 use crate::drivers::{DataItemMeta, DriverEvent, ItemCategory, RawCondition, RawObservation};
 use crate::model::{
-    AssetRecord, Availability, ConditionLevel, ConditionRecord, EmergencyStop, JobContext,
-    LinkEvent, LinkStatus, MachineId, MachineState, Observation, Quality, QualityReason,
-    RecordKind, SignalId, StateChange, StateInterval, Timestamp, Timestamps, Value, signals,
+    ActiveConditions, AssetRecord, Availability, ConditionLevel, ConditionRecord, EmergencyStop,
+    JobContext, LinkEvent, LinkStatus, MachineId, MachineState, Observation, Quality,
+    QualityReason, RecordKind, SignalId, StateChange, StateInterval, Timestamp, Timestamps, Value,
+    signals,
 };
 use align::ClockAlign;
 pub use profile::{Profile, ProfileLoadError, ProfileSource};
@@ -58,14 +59,6 @@ struct Filter {
     hold_until: Option<Timestamp>,
 }
 
-/// An active condition of one signal: which item, which native code, at what level.
-#[derive(Clone, Debug, PartialEq)]
-struct ActiveCondition {
-    key: SignalId,
-    native_code: Option<String>,
-    level: ConditionLevel,
-}
-
 /// Per-machine normalization state.
 #[derive(Debug)]
 struct Track {
@@ -78,7 +71,7 @@ struct Track {
     /// Debounce and hold state, for signals that have those filters.
     filters: HashMap<usize, Filter>,
     /// Active conditions per signal fed by conditions.
-    conditions: HashMap<usize, Vec<ActiveCondition>>,
+    conditions: HashMap<usize, ActiveConditions>,
     routes: HashMap<SignalId, Route>,
     /// The same routes by the key's address (see [`Track::route`]).
     route_by_ptr: HashMap<usize, (SignalId, Route), BuildHasherDefault<AddrHasher>>,
@@ -586,16 +579,16 @@ impl Normalizer {
         let machine = c.machine.clone();
         let time = self.times(&machine, c.source_time, c.received, out);
         self.stats.conditions += 1;
-        out.push(RecordKind::Condition(Box::new(ConditionRecord {
+        let record = ConditionRecord {
             machine: machine.clone(),
             signal: c.key.clone(),
             level: c.level,
-            native_code: c.native_code.clone(),
+            native_code: c.native_code,
             native_severity: c.native_severity,
             qualifier: c.qualifier,
             message: c.message,
             time,
-        })));
+        };
         let Some(track) = self.tracks.get_mut(&machine) else {
             return;
         };
@@ -612,41 +605,23 @@ impl Normalizer {
                 &synthesized
             }
         };
-        let (sig, level) = match track.route(&c.key, Some(meta)) {
+        let routed = match track.route(&c.key, Some(meta)) {
             Route::Rule(r) => {
                 let rule = &track.profile.sources[r];
-                (rule.signal, rule.alarm_level)
+                Some((rule.signal, rule.alarm_level))
             }
-            Route::Canonical(i) => (i, ConditionLevel::Fault),
-            Route::Pass => return,
+            Route::Canonical(i) => Some((i, ConditionLevel::Fault)),
+            Route::Pass => None,
         };
-        let active = track.conditions.entry(sig).or_default();
-        match c.level {
-            ConditionLevel::Normal | ConditionLevel::Unavailable => {
-                active.retain(|a| {
-                    a.key != c.key || (c.native_code.is_some() && a.native_code != c.native_code)
-                });
-            }
-            ConditionLevel::Warning | ConditionLevel::Fault => {
-                match active
-                    .iter_mut()
-                    .find(|a| a.key == c.key && a.native_code == c.native_code)
-                {
-                    Some(a) => a.level = c.level,
-                    None => active.push(ActiveCondition {
-                        key: c.key.clone(),
-                        native_code: c.native_code.clone(),
-                        level: c.level,
-                    }),
-                }
-            }
-        }
-        let rank = |l: ConditionLevel| match l {
-            ConditionLevel::Fault => 2,
-            ConditionLevel::Warning => 1,
-            _ => 0,
+        let on = routed.map(|(sig, level)| {
+            let active = track.conditions.entry(sig).or_default();
+            active.apply(&record);
+            (sig, active.any_at_least(level))
+        });
+        out.push(RecordKind::Condition(Box::new(record)));
+        let Some((sig, on)) = on else {
+            return;
         };
-        let on = active.iter().any(|a| rank(a.level) >= rank(level));
         if track.values[sig] != Value::Bool(on) {
             let transform = match track.route(&c.key, Some(meta)) {
                 Route::Rule(r) => Some(track.profile.sources[r].transform.clone()),

@@ -19,10 +19,7 @@ use toml::Spanned;
 use super::expr::{self, Expr};
 use crate::config::{ConfigError, ConfigErrors, Location, line_column};
 use crate::drivers::{DataItemMeta, ItemCategory, ItemShape};
-use crate::model::{
-    Availability, ConditionLevel, ControllerMode, EmergencyStop, Execution, FunctionalMode,
-    SignalId, Value, signals,
-};
+use crate::model::{ConditionLevel, SignalId, Value, signals};
 
 /// The profiles shipped with shopbridge, compiled into the binary: `(name, TOML)`.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -635,19 +632,12 @@ fn category(s: &str) -> Option<ItemCategory> {
 
 /// Checks that a state rule's value is a word of its field.
 fn valid_state_word(field: &str, v: &Value) -> Result<(), String> {
-    let word = match v {
-        Value::Text(t) => t.to_string(),
-        Value::Bool(_) if field == signals::ALARM => return Ok(()),
-        Value::Unavailable => return Ok(()),
-        other => other.to_string(),
-    };
-    let ok = match field {
-        signals::AVAILABILITY => word.parse::<Availability>().is_ok(),
-        signals::EXECUTION => word.parse::<Execution>().is_ok(),
-        signals::CONTROLLER_MODE => word.parse::<ControllerMode>().is_ok(),
-        signals::FUNCTIONAL_MODE => word.parse::<FunctionalMode>().is_ok(),
-        signals::EMERGENCY_STOP => word.parse::<EmergencyStop>().is_ok(),
-        _ => false,
+    // The same check the normalizer makes of a state signal's value, except that a rule's
+    // alarm must be true or false.
+    let ok = if field == signals::ALARM {
+        matches!(v, Value::Bool(_) | Value::Unavailable)
+    } else {
+        super::valid_for(field, v)
     };
     if ok {
         Ok(())
@@ -666,7 +656,10 @@ fn valid_state_word(field: &str, v: &Value) -> Result<(), String> {
             signals::EMERGENCY_STOP => "ARMED, TRIGGERED",
             _ => "true or false",
         };
-        Err(format!("expected one of {words}, found {word:?}"))
+        Err(format!(
+            "expected one of {words}, found {:?}",
+            v.to_string()
+        ))
     }
 }
 

@@ -395,3 +395,10 @@ proptest::proptest! {
         let _ = load_str("fuzz", &String::from_utf8_lossy(&bytes), &ProfileSource::default());
     }
 }
+
+#[test]
+fn a_state_rule_may_say_an_emergency_stop_is_true_as_the_reference_says() {
+    compile("[state]\nemergency_stop = [{ when = \"true\", value = true }]\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(compile("[state]\nalarm = [{ value = \"FAULT\" }]\n").is_err());
+}

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::model::{
-    AssetAction, ConditionLevel, ConditionRecord, LinkStatus, MachineId, MachineState, Quality,
-    RecordKind, ShopState, Timestamp, Value,
+    ActiveConditions, AssetAction, LinkStatus, MachineId, MachineState, Quality, RecordKind,
+    ShopState, Timestamp, Value,
 };
 
 /// One signal's latest value.
@@ -48,7 +48,7 @@ pub struct LiveMachine {
     pub last_seq: u64,
     pub signals: BTreeMap<String, LiveSignal>,
     /// Conditions currently not NORMAL (warnings and faults), keyed by item and native code.
-    pub conditions: Vec<LiveCondition>,
+    pub conditions: ActiveConditions,
     /// Assets the machine reported that are still present, by id.
     pub assets: BTreeMap<String, LiveAsset>,
     /// The machine's clock against the bridge's (null until it sent a timestamp).
@@ -75,18 +75,6 @@ impl From<crate::normalize::ClockInfo> for LiveClock {
     }
 }
 
-/// An active (not NORMAL) condition.
-#[derive(Clone, Debug, Serialize)]
-pub struct LiveCondition {
-    pub signal: String,
-    pub level: ConditionLevel,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub native_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    pub since: Timestamp,
-}
-
 /// An asset the machine holds (its document is in the journal's asset records).
 #[derive(Clone, Debug, Serialize)]
 pub struct LiveAsset {
@@ -109,7 +97,7 @@ impl LiveMachine {
             last_seen: None,
             last_seq: 0,
             signals: BTreeMap::new(),
-            conditions: Vec::new(),
+            conditions: ActiveConditions::default(),
             assets: BTreeMap::new(),
             clock: None,
         }
@@ -195,7 +183,7 @@ impl LiveView {
                     }
                 }
                 RecordKind::Interval(_) => {}
-                RecordKind::Condition(c) => apply_condition(m, c),
+                RecordKind::Condition(c) => m.conditions.apply(c),
                 RecordKind::Asset(a) => match a.action {
                     AssetAction::Changed => {
                         m.assets.insert(
@@ -218,38 +206,6 @@ impl LiveView {
         }
         if let Some(last) = records.last() {
             self.position.store(last.seq, Ordering::Relaxed);
-        }
-    }
-}
-
-/// MTConnect condition semantics: NORMAL (or UNAVAILABLE) without a native code clears the
-/// item; with a code it clears that code; WARNING/FAULT raise or update that code.
-fn apply_condition(m: &mut LiveMachine, c: &ConditionRecord) {
-    let signal = c.signal.as_str();
-    match c.level {
-        ConditionLevel::Normal | ConditionLevel::Unavailable => {
-            m.conditions.retain(|x| {
-                x.signal != signal || (c.native_code.is_some() && x.native_code != c.native_code)
-            });
-        }
-        ConditionLevel::Warning | ConditionLevel::Fault => {
-            let found = m
-                .conditions
-                .iter_mut()
-                .find(|x| x.signal == signal && x.native_code == c.native_code);
-            match found {
-                Some(x) => {
-                    x.level = c.level;
-                    x.message.clone_from(&c.message);
-                }
-                None => m.conditions.push(LiveCondition {
-                    signal: signal.to_string(),
-                    level: c.level,
-                    native_code: c.native_code.clone(),
-                    message: c.message.clone(),
-                    since: c.time.aligned,
-                }),
-            }
         }
     }
 }

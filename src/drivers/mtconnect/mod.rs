@@ -51,6 +51,7 @@ use std::time::Duration;
 use self::multipart::{MultipartReader, boundary_of};
 use self::seq::{Gap, SeqTracker, Step};
 use self::xml::{Device, Obs, ObsKind, StreamsParser, StreamsSink, XmlError};
+use super::retry::{Backoff, LogLimiter};
 use super::{
     DataItemMeta, DriverBatch, DriverContext, DriverCounters, DriverEvent, RawAsset, RawCondition,
     RawObservation,
@@ -85,6 +86,8 @@ const SAMPLE_COUNT: u32 = 10_000;
 const MAX_DOCUMENT: usize = 64 * 1024 * 1024;
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Each wait is drawn from [d/2, d] of the nominal delay d.
+const BACKOFF_JITTER: std::ops::RangeInclusive<f64> = 0.5..=1.0;
 /// Repeated warnings of one kind are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
@@ -373,65 +376,6 @@ impl StreamsSink for BatchSink<'_> {
 // Small helpers: rate-limited warnings, backoff
 // ---------------------------------------------------------------------------------------------
 
-/// Lets a repeated warning through once per [`WARN_EVERY`], counting what it held back.
-#[derive(Default)]
-struct LogLimiter {
-    last: Option<tokio::time::Instant>,
-    held: u64,
-}
-
-impl LogLimiter {
-    /// `Some(held back since the last one)` when this one may be logged.
-    fn allow(&mut self) -> Option<u64> {
-        let now = tokio::time::Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < WARN_EVERY => {
-                self.held += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.held))
-            }
-        }
-    }
-}
-
-/// Exponential backoff with jitter: each wait is drawn from [d/2, d], d doubling to the cap.
-struct Backoff {
-    next: Duration,
-    rng: u64,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        // Seeded from the time so that many bridges restarted together spread out.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9);
-        Self {
-            next: BACKOFF_START,
-            rng: seed | 1,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-
-    fn next_wait(&mut self) -> Duration {
-        // xorshift64: plenty for jitter.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_CAP);
-        let frac = 0.5 + (self.rng >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
-        d.mul_f64(frac)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The driver
 // ---------------------------------------------------------------------------------------------
@@ -474,9 +418,9 @@ impl Driver {
             client,
             tracker: SeqTracker::new(),
             connected: None,
-            warn_link: LogLimiter::default(),
-            warn_input: LogLimiter::default(),
-            warn_asset: LogLimiter::default(),
+            warn_link: LogLimiter::new(WARN_EVERY),
+            warn_input: LogLimiter::new(WARN_EVERY),
+            warn_asset: LogLimiter::new(WARN_EVERY),
         }
     }
 
@@ -489,7 +433,7 @@ impl Driver {
     }
 
     async fn run(mut self) {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_CAP, BACKOFF_JITTER);
         let shutdown = self.ctx.shutdown.clone();
         loop {
             let started = tokio::time::Instant::now();
@@ -940,7 +884,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
-        let mut b = Backoff::new();
+        let mut b = Backoff::new(BACKOFF_START, BACKOFF_CAP, BACKOFF_JITTER);
         let mut nominal = BACKOFF_START;
         for _ in 0..12 {
             let w = b.next_wait();

@@ -60,13 +60,14 @@
 pub mod parse;
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use super::retry::{Backoff, LogLimiter};
 
 pub use parse::{
     AssetItem, Command, Condition, Data, DataItem, FastHash, MAX_LINE, Parser, ShdrError, ShdrItem,
@@ -135,10 +136,10 @@ pub async fn run(spec: ShdrSpec, ctx: DriverContext) {
         tracing::error!(address = %spec.address, "SHDR driver has no machine to feed; not started");
         return;
     };
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX, 0.8..=1.2);
     // Lost is reported once per outage, not per failed attempt.
     let mut lost_reported = false;
-    let mut connect_log = Limiter::default();
+    let mut connect_log = LogLimiter::new(LOG_EVERY);
     loop {
         let attempt = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -155,10 +156,10 @@ pub async fn run(spec: ShdrSpec, ctx: DriverContext) {
                 if !session.link(LinkStatus::Connected, detail).await {
                     return;
                 }
-                connect_log = Limiter::default();
+                connect_log = LogLimiter::new(LOG_EVERY);
                 let end = session.connection(stream).await;
                 if session.delivered {
-                    backoff = Backoff::default();
+                    backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX, 0.8..=1.2);
                 }
                 match end {
                     End::Stop => return,
@@ -196,7 +197,7 @@ pub async fn run(spec: ShdrSpec, ctx: DriverContext) {
                 }
             }
         }
-        let delay = backoff.next_delay();
+        let delay = backoff.next_wait();
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = ctx.clock.sleep(delay) => {}
@@ -243,7 +244,7 @@ struct Session<'s> {
     /// however many things are wrong with it.
     physical_lines: u64,
     counted_line: u64,
-    bad_log: Limiter,
+    bad_log: LogLimiter,
 }
 
 impl<'s> Session<'s> {
@@ -280,7 +281,7 @@ impl<'s> Session<'s> {
             line_no: 0,
             physical_lines: 0,
             counted_line: 0,
-            bad_log: Limiter::default(),
+            bad_log: LogLimiter::new(LOG_EVERY),
         })
     }
 
@@ -642,55 +643,6 @@ impl LineReader {
             let seen = self.skipping.unwrap_or(0) + self.buf.len();
             self.skipping = Some(seen);
             self.buf.clear();
-        }
-    }
-}
-
-/// Exponential backoff with jitter (±20 %) so that many drivers do not retry in step.
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
-    }
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (base * 2).min(BACKOFF_MAX);
-        // A random number without a dependency: std's hasher keys are random per process
-        // and change per RandomState.
-        let r = std::collections::hash_map::RandomState::new().hash_one(base);
-        let jitter = 0.8 + 0.4 * (r % 1000) as f64 / 1000.0;
-        base.mul_f64(jitter)
-    }
-}
-
-/// At most one log line per [`LOG_EVERY`], counting what it held back.
-#[derive(Default)]
-struct Limiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Limiter {
-    /// Some(n held back since the last line) when a line may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(last) if now.duration_since(last) < LOG_EVERY => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
         }
     }
 }
