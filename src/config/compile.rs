@@ -9,9 +9,10 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use super::human::{format_size, parse_duration, parse_size};
-use super::schema::{LogFormat, RawConfig, RawDriver, RawMachine};
+use super::schema::{LogFormat, RawConfig, RawDriver, RawMachine, RawOpcua};
 use super::{
-    Config, DriverConfig, HttpConfig, JournalConfig, LogConfig, MachineConfig, ProfilesConfig,
+    Config, DriverConfig, HttpConfig, Identification, JournalConfig, LogConfig, MachineConfig,
+    OpcuaConfig, OpcuaUser, ProfilesConfig, Role,
     SimConfig,
 };
 use crate::model::{LossCategory, MachineId, Taxonomy};
@@ -62,6 +63,10 @@ pub(crate) fn compile(
         dir: raw.profiles.dir.clone(),
     };
     let machines = compile_machines(&raw.machines, indices, locate, &profiles, &mut p);
+    let opcua = match &raw.opcua {
+        None => Some(None),
+        Some(o) => compile_opcua(o, &mut p).map(|c| c.filter(|_| o.enabled != Some(false))),
+    };
 
     if let Some(sim) = &sim {
         if sim.speed != 1.0 {
@@ -88,9 +93,16 @@ pub(crate) fn compile(
         }
     }
 
-    match (http, journal, log, sim, taxonomy, machines) {
-        (Some(http), Some(journal), Some(log), Some(sim), Some(taxonomy), Some(machines))
-            if p.0.is_empty() =>
+    match (http, journal, log, sim, taxonomy, machines, opcua) {
+        (
+            Some(http),
+            Some(journal),
+            Some(log),
+            Some(sim),
+            Some(taxonomy),
+            Some(machines),
+            Some(opcua),
+        ) if p.0.is_empty() =>
         {
             Ok(Config {
                 http,
@@ -99,6 +111,7 @@ pub(crate) fn compile(
                 sim,
                 taxonomy,
                 profiles,
+                opcua,
                 machines,
             })
         }
@@ -123,6 +136,112 @@ fn compile_http(raw: &RawConfig, p: &mut Problems) -> Option<HttpConfig> {
             None
         }
     }
+}
+
+/// A password hash must be an argon2 PHC string, as `shopbridge hash-password` prints.
+fn check_password_hash(h: &str) -> Result<(), String> {
+    let h = h.trim();
+    match argon2::password_hash::PasswordHash::new(h) {
+        Ok(p) if p.algorithm.as_str().starts_with("argon2") && p.hash.is_some() => Ok(()),
+        Ok(p) => Err(format!(
+            "expected an argon2 hash (made by `shopbridge hash-password`), found a {} hash",
+            p.algorithm
+        )),
+        Err(e) => Err(format!(
+            "expected an argon2 hash like \"$argon2id$v=19$m=19456,t=2,p=1$...\" (made by \
+             `shopbridge hash-password`; never the password itself), found text that is not \
+             one ({e})"
+        )),
+    }
+}
+
+fn compile_opcua(o: &RawOpcua, p: &mut Problems) -> Option<Option<OpcuaConfig>> {
+    let before = p.0.len();
+    let d = OpcuaConfig::default();
+    let listen = match &o.listen {
+        None => d.listen,
+        Some(l) => match l.trim().parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 => a,
+            _ => {
+                p.at(
+                    "opcua.listen",
+                    format!(
+                        "expected an IP address and a port 1-65535 like \"0.0.0.0:4840\" or \
+                         \"127.0.0.1:4840\", found {l:?}"
+                    ),
+                );
+                d.listen
+            }
+        },
+    };
+    let hostname = o.hostname.as_deref().map(str::trim).map(str::to_string);
+    if hostname.as_deref().is_some_and(|h| {
+        h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
+    }) {
+        p.at(
+            "opcua.hostname",
+            format!("expected a host name or IP address without port, found {hostname:?}"),
+        );
+    }
+    let max_monitored_items = match o.max_monitored_items {
+        None => d.max_monitored_items,
+        Some(n) if (1..=10_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            p.at(
+                "opcua.max_monitored_items",
+                format!("expected a number from 1 to 10000000, found {n}"),
+            );
+            d.max_monitored_items
+        }
+    };
+    let min_publishing_interval = match &o.min_publishing_interval {
+        None => d.min_publishing_interval,
+        Some(h) => match parse_duration(&h.0) {
+            Ok(i) if i >= Duration::from_millis(10) => i,
+            _ => {
+                p.at(
+                    "opcua.min_publishing_interval",
+                    format!("expected a duration of at least 10ms, like \"50ms\", found {:?}", h.0),
+                );
+                d.min_publishing_interval
+            }
+        },
+    };
+    let mut users: Vec<OpcuaUser> = Vec::new();
+    for (i, u) in o.users.iter().enumerate() {
+        let at = |k: &str| format!("opcua.users[{i}].{k}");
+        let name = u.name.trim();
+        if name.is_empty() {
+            p.at(at("name"), "expected a user name, found an empty string");
+        } else if users.iter().any(|x| x.name == name) {
+            p.at(at("name"), format!("user {name:?} is defined twice"));
+        }
+        if let Err(why) = check_password_hash(&u.password_hash) {
+            p.at(at("password_hash"), why);
+        }
+        let role = Role::parse(u.role.trim());
+        if role.is_none() {
+            p.at(
+                at("role"),
+                format!("expected one of {:?}, found {:?}", Role::NAMES, u.role),
+            );
+        }
+        users.push(OpcuaUser {
+            name: name.to_string(),
+            password_hash: u.password_hash.trim().to_string(),
+            role: role.unwrap_or(Role::Viewer),
+        });
+    }
+    (p.0.len() == before).then_some(Some(OpcuaConfig {
+        listen,
+        hostname,
+        security_none: o.security_none.unwrap_or(false),
+        anonymous: o.anonymous.unwrap_or(false),
+        nodesets_dir: o.nodesets_dir.clone(),
+        max_monitored_items,
+        min_publishing_interval,
+        users,
+    }))
 }
 
 fn compile_journal(raw: &RawConfig, p: &mut Problems) -> Option<JournalConfig> {
@@ -413,10 +532,24 @@ fn compile_machines(
             }
         };
         if let (Some(id), Some(driver)) = (id, driver) {
+            let text = |s: &Option<String>| {
+                s.as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            };
+            let ident = &m.identification;
             machines.push(MachineConfig {
                 id,
                 name: m.name.trim().to_string(),
                 profile: m.profile.trim().to_string(),
+                identification: Identification {
+                    manufacturer: text(&ident.manufacturer),
+                    model: text(&ident.model),
+                    serial_number: text(&ident.serial_number),
+                    software_revision: text(&ident.software_revision),
+                    location: text(&ident.location),
+                },
                 driver,
             });
         }

@@ -17,7 +17,7 @@ use super::Config;
 use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
-    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawJournal, RawLog, RawMachine,
+    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawOpcua, RawJournal, RawLog, RawMachine,
     RawMtconnectDriver, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawTaxonomy, SECTIONS,
 };
 
@@ -194,6 +194,7 @@ fn check_file_parts(root: &Spanned<DeTable<'_>>, errors: &mut Errors<'_>) -> Vec
             "sim" => check_section::<RawSim>(name, value, root, errors),
             "taxonomy" => check_section::<RawTaxonomy>(name, value, root, errors),
             "profiles" => check_section::<RawProfiles>(name, value, root, errors),
+            "opcua" => check_section::<RawOpcua>(name, value, root, errors),
             "machines" => {
                 let Some(array) = value.get_ref().as_array() else {
                     errors.at_span(
@@ -656,6 +657,7 @@ fn merged_parts(
     section!("sim", sim);
     section!("taxonomy", taxonomy);
     section!("profiles", profiles);
+    section!("opcua", opcua);
 
     if failed.iter().any(|f| f == "machines") {
         return (raw, indices);

@@ -46,7 +46,111 @@ pub struct Config {
     pub taxonomy: Taxonomy,
     /// Where machine profiles beyond the built-in ones live (`[profiles] dir`).
     pub profiles: ProfilesConfig,
+    /// `[opcua]`: the northbound OPC UA server; `None` when not served.
+    pub opcua: Option<OpcuaConfig>,
     pub machines: Vec<MachineConfig>,
+}
+
+/// `[opcua]`: the OPC UA server (OPC 40001 Machinery / OPC 40501 MachineTool).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpcuaConfig {
+    /// Where the server listens (`opc.tcp://<listen>/`).
+    pub listen: SocketAddr,
+    /// The host name in endpoint URLs and in the application certificate; default: this
+    /// machine's host name (or the listen address when that is a specific IP).
+    pub hostname: Option<String>,
+    /// Offer an endpoint without security (None/None). Off unless asked for.
+    pub security_none: bool,
+    /// Let clients in without a user name (with the viewer role).
+    pub anonymous: bool,
+    /// Where the OPC Foundation companion NodeSet2 files are (`nodesets/fetch` puts them in
+    /// `nodesets/opcfoundation`).
+    pub nodesets_dir: Option<PathBuf>,
+    /// Monitored items the server accepts, over all sessions.
+    pub max_monitored_items: usize,
+    /// The shortest publishing and sampling interval clients may ask for.
+    pub min_publishing_interval: Duration,
+    pub users: Vec<OpcuaUser>,
+}
+
+impl OpcuaConfig {
+    pub const DEFAULT_PORT: u16 = 4840;
+    pub const DEFAULT_MAX_MONITORED_ITEMS: usize = 100_000;
+    pub const DEFAULT_MIN_PUBLISHING_INTERVAL: Duration = Duration::from_millis(50);
+
+    /// The demo's server: None security and anonymous access, on loopback only.
+    pub fn demo(port: u16) -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            hostname: Some("127.0.0.1".into()),
+            security_none: true,
+            anonymous: true,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for OpcuaConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Self::DEFAULT_PORT),
+            hostname: None,
+            security_none: false,
+            anonymous: false,
+            nodesets_dir: None,
+            max_monitored_items: Self::DEFAULT_MAX_MONITORED_ITEMS,
+            min_publishing_interval: Self::DEFAULT_MIN_PUBLISHING_INTERVAL,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// `[[opcua.users]]`: who may log in, with an argon2 password hash (`shopbridge hash-password`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpcuaUser {
+    pub name: String,
+    /// A PHC string (`$argon2id$v=19$...`), checked to parse.
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// What a user may do. Every role may read and subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Browse, read, subscribe.
+    Viewer,
+    /// Also call the machines' methods (stop reasons, sign-in, operation confirmation).
+    Operator,
+}
+
+impl Role {
+    pub const NAMES: [&'static str; 2] = ["viewer", "operator"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// `[machines.identification]`: the machine's nameplate as OPC UA shows it. What is not set
+/// here is shown as the machine reports it (MTConnect device attributes) or left empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identification {
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub serial_number: Option<String>,
+    pub software_revision: Option<String>,
+    pub location: Option<String>,
 }
 
 /// `[http]`: the REST API, web floor view and `/metrics`.
@@ -163,6 +267,7 @@ pub struct MachineConfig {
     /// The machine profile (a file in `profiles/`), never empty. Passed through as written
     /// until profiles are loaded.
     pub profile: String,
+    pub identification: Identification,
     pub driver: DriverConfig,
 }
 
@@ -241,6 +346,7 @@ impl Config {
             },
             taxonomy: Taxonomy::default(),
             profiles: ProfilesConfig::default(),
+            opcua: None,
             machines,
         }
     }

@@ -19,12 +19,14 @@ pub struct RawConfig {
     pub sim: RawSim,
     pub taxonomy: RawTaxonomy,
     pub profiles: RawProfiles,
+    /// Absent: no OPC UA server. Present: served unless `enabled = false`.
+    pub opcua: Option<RawOpcua>,
     pub machines: Vec<RawMachine>,
 }
 
 /// The top-level keys [`RawConfig`] knows, in the order the reference documents them.
-pub const SECTIONS: [&str; 7] = [
-    "http", "journal", "log", "sim", "taxonomy", "profiles", "machines",
+pub const SECTIONS: [&str; 8] = [
+    "http", "journal", "log", "sim", "taxonomy", "profiles", "opcua", "machines",
 ];
 
 /// `[http]`
@@ -83,6 +85,41 @@ pub struct RawProfiles {
     pub dir: Option<PathBuf>,
 }
 
+/// `[opcua]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOpcua {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub hostname: Option<String>,
+    pub security_none: Option<bool>,
+    pub anonymous: Option<bool>,
+    pub nodesets_dir: Option<PathBuf>,
+    pub max_monitored_items: Option<u64>,
+    pub min_publishing_interval: Option<Human>,
+    pub users: Vec<RawOpcuaUser>,
+}
+
+/// `[[opcua.users]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpcuaUser {
+    pub name: String,
+    pub password_hash: String,
+    pub role: String,
+}
+
+/// `[machines.identification]`: what OPC UA shows as the machine's nameplate.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentification {
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub serial_number: Option<String>,
+    pub software_revision: Option<String>,
+    pub location: Option<String>,
+}
+
 /// One `[[machines]]` entry.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +127,8 @@ pub struct RawMachine {
     pub id: String,
     pub name: String,
     pub profile: String,
+    #[serde(default)]
+    pub identification: RawIdentification,
     pub driver: RawDriver,
 }
 

@@ -434,6 +434,7 @@ fn demo_config_uses_the_given_machines() {
         id: crate::model::MachineId::new("sim-1").unwrap(),
         name: "Sim".into(),
         profile: "okuma-osp".into(),
+        identification: Default::default(),
         driver: DriverConfig::Sim { seed: None },
     }];
     let c = Config::demo(

@@ -30,3 +30,5 @@ pub fn classify_default(state: &MachineState) -> Option<TimeCategory> {
         ShopState::Down | ShopState::Idle | ShopState::Off => None,
     }
 }
+
+pub mod commands;

@@ -12,6 +12,7 @@ mod value;
 
 pub use ids::{IdError, MachineId, SignalId};
 pub use record::{
+    Command, CommandOrigin, CommandRecord,
     ActiveCondition, ActiveConditions, AssetAction, AssetRecord, ConditionLevel, ConditionRecord,
     JobContext, LinkEvent, LinkStatus, Observation, Record, RecordKind, StateChange, StateInterval,
 };

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MachineId, MachineState, Quality, ShopState, SignalId, TimeCategory, Timestamp, Timestamps,
+    LossCategory, MachineId, MachineState, Quality, ShopState, SignalId, TimeCategory, Timestamp, Timestamps,
     Value,
 };
 
@@ -38,6 +38,9 @@ pub enum RecordKind {
     Condition(Box<ConditionRecord>),
     /// An asset document (a cutting tool, a part, a fixture) was added, changed or removed.
     Asset(Box<AssetRecord>),
+    /// Someone told the bridge something about a machine (a stop reason, a sign-in, an
+    /// operation confirmation) through OPC UA, Sparkplug or REST: who, when, through what.
+    Command(Box<CommandRecord>),
 }
 
 impl RecordKind {
@@ -49,6 +52,7 @@ impl RecordKind {
             RecordKind::Interval(i) => &i.machine,
             RecordKind::Condition(c) => &c.machine,
             RecordKind::Asset(a) => &a.machine,
+            RecordKind::Command(c) => &c.machine,
         }
     }
 
@@ -61,6 +65,7 @@ impl RecordKind {
             RecordKind::Interval(i) => i.end,
             RecordKind::Condition(c) => c.time.aligned,
             RecordKind::Asset(a) => a.time.aligned,
+            RecordKind::Command(c) => c.at,
         }
     }
 
@@ -72,6 +77,7 @@ impl RecordKind {
             RecordKind::Interval(_) => "interval",
             RecordKind::Condition(_) => "condition",
             RecordKind::Asset(_) => "asset",
+            RecordKind::Command(_) => "command",
         }
     }
 }
@@ -256,6 +262,45 @@ pub enum AssetAction {
     Removed,
     /// Every asset (of `asset_type`, when given) was removed.
     RemovedAll,
+}
+
+/// A command from the north, attributed to who gave it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub machine: MachineId,
+    /// When the bridge received it (bridge time).
+    pub at: Timestamp,
+    pub origin: CommandOrigin,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// Where a command came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOrigin {
+    /// `opcua`, `sparkplug`, `rest`.
+    pub channel: String,
+    /// The authenticated user (absent for anonymous access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// What a command says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// The reason for the machine's current (or last) stop, a loss category of the taxonomy.
+    StopReason {
+        reason: LossCategory,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// An operator signed in at the machine (whoever was signed in is signed out).
+    SignIn { operator: String },
+    /// The operator at the machine signed out.
+    SignOut,
+    /// Which dispatched operation is in process, when the program matched more than one.
+    ConfirmOperation { job: String, operation: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

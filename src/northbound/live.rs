@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::model::{
-    ActiveConditions, AssetAction, LinkStatus, MachineId, MachineState, Quality, RecordKind,
+    ActiveConditions, AssetAction, Command, LinkStatus, MachineId, MachineState, Quality, RecordKind,
     ShopState, Timestamp, Value,
 };
 
@@ -53,6 +53,21 @@ pub struct LiveMachine {
     pub assets: BTreeMap<String, LiveAsset>,
     /// The machine's clock against the bridge's (null until it sent a timestamp).
     pub clock: Option<LiveClock>,
+    /// The operator signed in at the machine.
+    pub operator: Option<String>,
+    /// The reason given for the current or last stop.
+    pub stop_reason: Option<LiveReason>,
+}
+
+/// A stop reason someone gave.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveReason {
+    pub reason: crate::model::LossCategory,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// A machine's clock as time alignment estimates it.
@@ -100,6 +115,8 @@ impl LiveMachine {
             conditions: ActiveConditions::default(),
             assets: BTreeMap::new(),
             clock: None,
+            operator: None,
+            stop_reason: None,
         }
     }
 }
@@ -184,6 +201,19 @@ impl LiveView {
                 }
                 RecordKind::Interval(_) => {}
                 RecordKind::Condition(c) => m.conditions.apply(c),
+                RecordKind::Command(c) => match &c.command {
+                    Command::StopReason { reason, note } => {
+                        m.stop_reason = Some(LiveReason {
+                            reason: reason.clone(),
+                            note: note.clone(),
+                            at: c.at,
+                            by: c.origin.user.clone(),
+                        })
+                    }
+                    Command::SignIn { operator } => m.operator = Some(operator.clone()),
+                    Command::SignOut => m.operator = None,
+                    Command::ConfirmOperation { .. } => {}
+                },
                 RecordKind::Asset(a) => match a.action {
                     AssetAction::Changed => {
                         m.assets.insert(

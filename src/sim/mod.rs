@@ -224,6 +224,20 @@ pub fn machine_name(index: usize) -> (String, String) {
     )
 }
 
+/// A simulated machine's nameplate, as its configuration would state it: the maker and model
+/// from its display name (`Haas VF-2 #1`), its MTConnect uuid as the serial number.
+pub fn nameplate(name: &str, uuid: &str) -> crate::config::Identification {
+    let model_name = name.split(" #").next().unwrap_or(name);
+    let (maker, model) = model_name.split_once(' ').unwrap_or((model_name, ""));
+    crate::config::Identification {
+        manufacturer: Some(maker.to_string()),
+        model: Some(model.to_string()).filter(|m| !m.is_empty()),
+        serial_number: Some(uuid.to_string()),
+        software_revision: None,
+        location: None,
+    }
+}
+
 /// A realistic mixed fleet of `n` machines: `(id, display name, profile)`. Ids are unique for
 /// any `n` (the number is the machine's position, 1-based).
 pub fn demo_machines(n: usize) -> Vec<(MachineId, String, String)> {

@@ -150,6 +150,7 @@ impl SimServer {
                     id: m.id.clone(),
                     name: m.name.clone(),
                     profile: m.profile.to_string(),
+                    identification: super::nameplate(&m.name, &m.uuid),
                     driver,
                 })
             })

@@ -261,13 +261,14 @@ struct RecordsPage {
     last_seq: u64,
 }
 
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 7] = [
     "observation",
     "state_change",
     "link",
     "interval",
     "condition",
     "asset",
+    "command",
 ];
 
 async fn records(

@@ -1,0 +1,215 @@
+//! Commands from the north (OPC UA methods today; Sparkplug DCMD and REST later) enter here.
+//!
+//! Every command is checked against the configuration (the machine exists, a stop reason is a
+//! category of the shop's taxonomy, identifiers are short printable text), then written to the
+//! journal as a [`CommandRecord`] naming the channel and the authenticated user. The caller
+//! learns the record's sequence number only once the record is durable, so an operator who
+//! saw "done" can rely on it surviving a power cut.
+
+use std::collections::HashSet;
+
+use thiserror::Error;
+
+use crate::clock::Clock;
+use crate::journal::{Journal, JournalError};
+use crate::model::{
+    Command, CommandOrigin, CommandRecord, LossCategory, MachineId, RecordKind, Taxonomy,
+};
+
+/// Why a command was refused.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error("no machine {0:?} is configured")]
+    UnknownMachine(String),
+    /// An argument is wrong; `argument` names it as the caller knows it.
+    #[error("{argument}: {why}")]
+    BadArgument { argument: &'static str, why: String },
+    #[error("the journal refused the record: {0}")]
+    Journal(#[from] JournalError),
+}
+
+/// The longest identifier (operator, job, operation) accepted.
+pub const MAX_ID_LEN: usize = 64;
+/// The longest note accepted with a stop reason.
+pub const MAX_NOTE_LEN: usize = 500;
+
+/// Checks commands and writes them to the journal.
+#[derive(Clone)]
+pub struct Commands {
+    journal: Journal,
+    taxonomy: Taxonomy,
+    machines: std::sync::Arc<HashSet<MachineId>>,
+    clock: Clock,
+}
+
+impl Commands {
+    pub fn new(
+        journal: Journal,
+        taxonomy: Taxonomy,
+        machines: impl IntoIterator<Item = MachineId>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            journal,
+            taxonomy,
+            machines: std::sync::Arc::new(machines.into_iter().collect()),
+            clock,
+        }
+    }
+
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
+    }
+
+    /// A stop reason from its code (`setup`, `waiting_inspection` …) and an optional note.
+    pub fn stop_reason(&self, code: &str, note: &str) -> Result<Command, CommandError> {
+        let code = code.trim();
+        let reason = LossCategory::custom(code)
+            .ok()
+            .filter(|c| self.taxonomy.contains(c))
+            .ok_or_else(|| CommandError::BadArgument {
+                argument: "ReasonCode",
+                why: format!(
+                    "expected one of the shop's loss categories ({}), found {code:?}",
+                    self.taxonomy
+                        .categories()
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        let note = note.trim();
+        if note.chars().count() > MAX_NOTE_LEN {
+            return Err(CommandError::BadArgument {
+                argument: "Note",
+                why: format!(
+                    "expected at most {MAX_NOTE_LEN} characters, found {}",
+                    note.chars().count()
+                ),
+            });
+        }
+        Ok(Command::StopReason {
+            reason,
+            note: Some(note.to_string()).filter(|n| !n.is_empty()),
+        })
+    }
+
+    /// Writes `command` for `machine`; returns the record's sequence number once durable.
+    pub async fn submit(
+        &self,
+        machine: &str,
+        origin: CommandOrigin,
+        command: Command,
+    ) -> Result<u64, CommandError> {
+        let machine = self
+            .machines
+            .iter()
+            .find(|m| m.as_str() == machine)
+            .cloned()
+            .ok_or_else(|| CommandError::UnknownMachine(machine.to_string()))?;
+        check_command(&command)?;
+        let record = RecordKind::Command(Box::new(CommandRecord {
+            machine,
+            at: self.clock.now(),
+            origin,
+            command,
+        }));
+        let range = self.journal.append(vec![record]).await?;
+        Ok(range.start)
+    }
+}
+
+/// Identifiers are what operators and ERPs use: short, printable, not blank.
+pub fn check_id(argument: &'static str, s: &str) -> Result<(), CommandError> {
+    let bad = |why: String| Err(CommandError::BadArgument { argument, why });
+    if s.trim().is_empty() {
+        return bad("expected an identifier, found an empty string".into());
+    }
+    if s.chars().count() > MAX_ID_LEN {
+        return bad(format!(
+            "expected at most {MAX_ID_LEN} characters, found {}",
+            s.chars().count()
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return bad(format!("expected printable text, found {s:?}"));
+    }
+    Ok(())
+}
+
+fn check_command(c: &Command) -> Result<(), CommandError> {
+    match c {
+        Command::StopReason { .. } | Command::SignOut => Ok(()),
+        Command::SignIn { operator } => check_id("OperatorId", operator),
+        Command::ConfirmOperation { job, operation } => {
+            check_id("JobId", job)?;
+            check_id("OperationId", operation)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+
+    fn commands(dir: &std::path::Path) -> Commands {
+        let journal = Journal::open(dir, JournalOptions::default()).unwrap();
+        Commands::new(
+            journal,
+            Taxonomy::default(),
+            [MachineId::new("m1").unwrap()],
+            Clock::system(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_command_becomes_a_durable_record_naming_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = commands(dir.path());
+        let origin = CommandOrigin {
+            channel: "opcua".into(),
+            user: Some("ana".into()),
+        };
+        let cmd = c.stop_reason("setup", " new fixture ").unwrap();
+        let seq = c.submit("m1", origin.clone(), cmd).await.unwrap();
+        let records = c.journal.read(seq - 1, 10).unwrap();
+        let RecordKind::Command(r) = &records[0].kind else {
+            panic!("{records:?}")
+        };
+        assert_eq!(r.origin, origin);
+        assert_eq!(
+            r.command,
+            Command::StopReason {
+                reason: LossCategory::SETUP,
+                note: Some("new fixture".into())
+            }
+        );
+        let json = serde_json::to_value(&records[0]).unwrap();
+        assert_eq!(json["kind"], "command");
+        assert_eq!(json["command"], "stop_reason");
+        assert_eq!(json["reason"], "setup");
+    }
+
+    #[tokio::test]
+    async fn bad_commands_are_refused_with_the_argument_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = commands(dir.path());
+        let e = c.stop_reason("coffee", "").unwrap_err().to_string();
+        assert!(e.starts_with("ReasonCode: expected one of"), "{e}");
+        assert!(e.contains("setup") && e.contains("\"coffee\""), "{e}");
+        let origin = CommandOrigin {
+            channel: "opcua".into(),
+            user: None,
+        };
+        let e = c
+            .submit("m1", origin.clone(), Command::SignIn { operator: " ".into() })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().starts_with("OperatorId: expected an identifier"));
+        let e = c.submit("m9", origin, Command::SignOut).await.unwrap_err();
+        assert!(matches!(e, CommandError::UnknownMachine(_)));
+        assert_eq!(c.journal.last_seq(), 0);
+    }
+}
