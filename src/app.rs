@@ -57,6 +57,8 @@ pub enum AppError {
     Truth(#[from] crate::sim::TruthError),
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Opcua(#[from] crate::northbound::opcua::OpcuaError),
 }
 
 /// Events taken from the driver channel per normalization pass.
@@ -321,6 +323,40 @@ pub async fn run(
         live.clone(),
         consumers.clone(),
     ));
+    let opcua = match &config.opcua {
+        None => None,
+        Some(cfg) => {
+            let wiring = crate::northbound::opcua::Wiring {
+                journal: journal.clone(),
+                commands: crate::context::commands::Commands::new(
+                    journal.clone(),
+                    config.taxonomy.clone(),
+                    config.machines.iter().map(|m| m.id.clone()),
+                    clock.clone(),
+                ),
+                taxonomy: config.taxonomy.clone(),
+                machines: config
+                    .machines
+                    .iter()
+                    .zip(&profiles)
+                    .map(|(m, (_, p))| {
+                        let signals = p.signals.iter().map(|s| s.as_str().to_string()).collect();
+                        (m.clone(), signals)
+                    })
+                    .collect(),
+                data_dir: config.journal.dir.clone(),
+            };
+            let started =
+                crate::northbound::opcua::start(cfg, wiring, &tasks, consumers.clone()).await;
+            match started {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    consumers.cancel();
+                    return Err(e.into());
+                }
+            }
+        }
+    };
 
     let (tx, rx) = mpsc::channel::<DriverBatch>(1024);
     let pipeline = tokio::spawn(
@@ -399,8 +435,12 @@ pub async fn run(
         "shopbridge is running"
     );
     if opts.announce {
+        let opcua_line = opcua
+            .as_ref()
+            .map(|s| format!("\n  OPC UA:     {}  (Objects/Machines)", s.endpoint))
+            .unwrap_or_default();
         println!(
-            "shopbridge {} is running: {} machines, data in {}\n  live state: http://{http_addr}/api/v1/machines\n  records:    http://{http_addr}/api/v1/records\n  health:     http://{http_addr}/healthz    metrics: http://{http_addr}/metrics\nPress Ctrl-C to stop.",
+            "shopbridge {} is running: {} machines, data in {}\n  live state: http://{http_addr}/api/v1/machines\n  records:    http://{http_addr}/api/v1/records\n  health:     http://{http_addr}/healthz    metrics: http://{http_addr}/metrics{opcua_line}\nPress Ctrl-C to stop.",
             env!("CARGO_PKG_VERSION"),
             config.machines.len(),
             config.journal.dir.display()
@@ -434,6 +474,9 @@ pub async fn run(
         }
     }
     consumers.cancel();
+    if let Some(s) = &opcua {
+        s.stop();
+    }
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_millis(300), tasks.wait()).await;
     let _ = tokio::time::timeout(Duration::from_millis(300), http_task).await;

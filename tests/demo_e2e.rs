@@ -1,5 +1,7 @@
 //! The README's first promise, end to end: `shopbridge demo --speed 600` serves live machine
-//! state and journal records over HTTP, stops cleanly on SIGTERM, and its records export.
+//! state and journal records over HTTP and OPC UA, stops cleanly on SIGTERM, and its records
+//! export. The OPC UA side is checked by Python asyncua, a client no one here wrote
+//! (`tests/opcua/client.py`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -21,13 +23,21 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn start_demo(dir: &std::path::Path, machines: u32) -> (Child, String) {
+/// Where the demo listens.
+struct Demo {
+    http: String,
+    opcua: String,
+}
+
+fn start_demo(dir: &std::path::Path, machines: u32, speed: &str) -> (Child, Demo) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
         .args([
             "demo",
             "--speed",
-            "600",
+            speed,
             "--http-port",
+            "0",
+            "--opcua-port",
             "0",
             "--machines",
             &machines.to_string(),
@@ -41,20 +51,31 @@ fn start_demo(dir: &std::path::Path, machines: u32) -> (Child, String) {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut http = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(i) = line.find("http://") {
                 if line.contains("/api/v1/machines") {
                     let url = &line[i..];
-                    let base = url.trim_end_matches("/api/v1/machines").to_string();
-                    let _ = tx.send(base);
+                    http = Some(url.trim_end_matches("/api/v1/machines").to_string());
                 }
+            }
+            if let (Some(i), Some(h)) = (line.find("opc.tcp://"), &http) {
+                let opcua = line[i..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let _ = tx.send(Demo {
+                    http: h.clone(),
+                    opcua,
+                });
             }
         }
     });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the demo announced its address");
-    (child, base)
+    let demo = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo announced its HTTP and OPC UA addresses");
+    (child, demo)
 }
 
 fn sigterm(child: &Child) {
@@ -78,7 +99,8 @@ async fn get(client: &reqwest::Client, url: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = start_demo(dir.path(), 12);
+    let (mut child, demo) = start_demo(dir.path(), 12, "600");
+    let base = demo.http;
     let mut guard = KillOnDrop(Some(child.id()));
     let client = reqwest::Client::new();
 
@@ -291,4 +313,63 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         text.lines()
             .all(|l| l.contains(&format!("\"machine\":\"{m0}\"")))
     );
+}
+
+/// Runs one scenario of tests/opcua/client.py; returns what it printed.
+fn asyncua(args: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/opcua/client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3 (./scripts/test installs it with asyncua)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'asyncua'"),
+        "Python asyncua is missing: run ./scripts/test, which installs it"
+    );
+    assert!(
+        out.status.success(),
+        "asyncua {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asyncua_client_browses_subscribes_calls_methods_and_is_held_to_security() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, demo) = start_demo(dir.path(), 4, "10");
+    let _guard = KillOnDrop(Some(child.id()));
+    let url = demo.opcua.as_str();
+
+    // Every machine under Objects/Machines as a MachineToolType, checked against the
+    // companion specifications' namespace URIs, and the whole tree readable.
+    let b = asyncua(&["browse", url, "4"]);
+    assert_eq!(b["machines"].as_array().map(Vec::len), Some(4), "{b}");
+    assert!(b["nodes"].as_u64().unwrap_or(0) > 4 * 50, "{b}");
+
+    // A value change from a simulated machine reaches a subscribed client.
+    let s = asyncua(&["subscribe", url]);
+    assert!(
+        s["first_change_after_s"].as_f64().unwrap_or(99.0) < 30.0,
+        "{s}"
+    );
+
+    // Each method becomes a journal record attributed to the user; bad arguments are refused
+    // with Bad_InvalidArgument; viewers and anonymous clients may not call.
+    let m = asyncua(&["methods", url, &demo.http]);
+    assert_eq!(m["records"]["SetStopReason"], "stop_reason", "{m}");
+    assert_eq!(m["as_viewer"], "BadUserAccessDenied", "{m}");
+
+    // Basic256Sha256 and Aes256Sha256RsaPss with a user, once the client's certificate is
+    // trusted; a wrong password and an untrusted certificate are refused.
+    let work = dir.path().join("client-certs");
+    let pki = dir.path().join("pki");
+    let sec = asyncua(&["secure", url, pki.to_str().unwrap(), work.to_str().unwrap()]);
+    assert_eq!(sec["first_contact"], "BadCertificateUntrusted", "{sec}");
+    assert!(sec["wrong_password"].is_string(), "{sec}");
+    assert!(sec["untrusted_certificate"].is_string(), "{sec}");
+    sigterm(&child);
 }

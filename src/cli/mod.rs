@@ -112,9 +112,20 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
+/// async-opcua logs every endpoint and import at INFO and warns about the (deprecated) binary
+/// type dictionaries in the companion NodeSets; only its errors matter to a user, unless the
+/// level names `opcua` itself.
+const QUIET_LIBRARIES: &str =
+    ",opcua_server=error,opcua_crypto=warn,opcua_core=warn,opcua_nodes=error,opcua_types=error";
+
 fn init_tracing(level: &str, json: bool) {
+    let directive = if level.contains("opcua") {
+        level.to_string()
+    } else {
+        format!("{level}{QUIET_LIBRARIES}")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directive))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)

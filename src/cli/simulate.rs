@@ -42,6 +42,13 @@ pub struct DemoArgs {
     /// `5=-90s` (90 seconds slow). Repeatable.
     #[arg(long, value_name = "INDEX=OFFSET")]
     pub skew: Vec<String>,
+    /// The OPC UA server's port on 127.0.0.1 (None security, anonymous access: a demo on
+    /// loopback only); 0 picks a free one.
+    #[arg(long, default_value_t = 4840)]
+    pub opcua_port: u16,
+    /// Run without the OPC UA server.
+    #[arg(long)]
+    pub no_opcua: bool,
 }
 
 #[derive(Debug, Args)]
@@ -227,7 +234,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         };
         let server = SimServer::start(&opts, ports, clock.clone(), Some(sink)).await?;
         println!("{}", describe(&server));
-        let cfg = Config::demo(
+        let mut cfg = Config::demo(
             server.machine_configs(),
             a.data_dir,
             SocketAddr::from((Ipv4Addr::LOCALHOST, a.http_port)),
@@ -235,6 +242,12 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             a.seed,
             shop_offset,
         );
+        if !a.no_opcua {
+            cfg.opcua = Some(demo_opcua(a.opcua_port)?);
+            println!(
+                "OPC UA (loopback, security None allowed): user operator / password operator may call the machines' methods; viewer / viewer and anonymous may browse and subscribe"
+            );
+        }
         let result = app::run(
             cfg,
             RunOptions {
@@ -253,6 +266,27 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         result?;
         Ok::<_, anyhow::Error>(0)
     })
+}
+
+/// The demo's OPC UA server: loopback only, None security allowed, anonymous viewers, and two
+/// users whose passwords are their names (`operator` may call methods, `viewer` may not).
+pub const DEMO_OPCUA_USERS: [(&str, crate::config::Role); 2] = [
+    ("operator", crate::config::Role::Operator),
+    ("viewer", crate::config::Role::Viewer),
+];
+
+fn demo_opcua(port: u16) -> anyhow::Result<config::OpcuaConfig> {
+    let mut c = config::OpcuaConfig::demo(port);
+    for (name, role) in DEMO_OPCUA_USERS {
+        let hash = crate::northbound::opcua::auth::hash_password(name)
+            .map_err(|e| anyhow::anyhow!("cannot hash the demo password: {e}"))?;
+        c.users.push(config::OpcuaUser {
+            name: name.to_string(),
+            password_hash: hash,
+            role,
+        });
+    }
+    Ok(c)
 }
 
 async fn w_close(w: TruthWriter) -> anyhow::Result<u64> {

@@ -12,8 +12,7 @@ use super::human::{format_size, parse_duration, parse_size};
 use super::schema::{LogFormat, RawConfig, RawDriver, RawMachine, RawOpcua};
 use super::{
     Config, DriverConfig, HttpConfig, Identification, JournalConfig, LogConfig, MachineConfig,
-    OpcuaConfig, OpcuaUser, ProfilesConfig, Role,
-    SimConfig,
+    OpcuaConfig, OpcuaUser, ProfilesConfig, Role, SimConfig,
 };
 use crate::model::{LossCategory, MachineId, Taxonomy};
 
@@ -102,19 +101,16 @@ pub(crate) fn compile(
             Some(taxonomy),
             Some(machines),
             Some(opcua),
-        ) if p.0.is_empty() =>
-        {
-            Ok(Config {
-                http,
-                journal,
-                log,
-                sim,
-                taxonomy,
-                profiles,
-                opcua,
-                machines,
-            })
-        }
+        ) if p.0.is_empty() => Ok(Config {
+            http,
+            journal,
+            log,
+            sim,
+            taxonomy,
+            profiles,
+            opcua,
+            machines,
+        }),
         _ => Err(p.0),
     }
 }
@@ -201,7 +197,10 @@ fn compile_opcua(o: &RawOpcua, p: &mut Problems) -> Option<Option<OpcuaConfig>> 
             _ => {
                 p.at(
                     "opcua.min_publishing_interval",
-                    format!("expected a duration of at least 10ms, like \"50ms\", found {:?}", h.0),
+                    format!(
+                        "expected a duration of at least 10ms, like \"50ms\", found {:?}",
+                        h.0
+                    ),
                 );
                 d.min_publishing_interval
             }

@@ -17,8 +17,9 @@ use super::Config;
 use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
-    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawOpcua, RawJournal, RawLog, RawMachine,
-    RawMtconnectDriver, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawTaxonomy, SECTIONS,
+    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawJournal, RawLog, RawMachine,
+    RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawTaxonomy,
+    SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.

@@ -204,10 +204,19 @@ mod tests {
             user: None,
         };
         let e = c
-            .submit("m1", origin.clone(), Command::SignIn { operator: " ".into() })
+            .submit(
+                "m1",
+                origin.clone(),
+                Command::SignIn {
+                    operator: " ".into(),
+                },
+            )
             .await
             .unwrap_err();
-        assert!(e.to_string().starts_with("OperatorId: expected an identifier"));
+        assert!(
+            e.to_string()
+                .starts_with("OperatorId: expected an identifier")
+        );
         let e = c.submit("m9", origin, Command::SignOut).await.unwrap_err();
         assert!(matches!(e, CommandError::UnknownMachine(_)));
         assert_eq!(c.journal.last_seq(), 0);

@@ -12,9 +12,9 @@ mod value;
 
 pub use ids::{IdError, MachineId, SignalId};
 pub use record::{
-    Command, CommandOrigin, CommandRecord,
-    ActiveCondition, ActiveConditions, AssetAction, AssetRecord, ConditionLevel, ConditionRecord,
-    JobContext, LinkEvent, LinkStatus, Observation, Record, RecordKind, StateChange, StateInterval,
+    ActiveCondition, ActiveConditions, AssetAction, AssetRecord, Command, CommandOrigin,
+    CommandRecord, ConditionLevel, ConditionRecord, JobContext, LinkEvent, LinkStatus, Observation,
+    Record, RecordKind, StateChange, StateInterval,
 };
 pub use state::{
     Availability, ControllerMode, EmergencyStop, Execution, FunctionalMode, MachineState,

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    LossCategory, MachineId, MachineState, Quality, ShopState, SignalId, TimeCategory, Timestamp, Timestamps,
-    Value,
+    LossCategory, MachineId, MachineState, Quality, ShopState, SignalId, TimeCategory, Timestamp,
+    Timestamps, Value,
 };
 
 /// A record as stored: its global, gap-free sequence number and what it says.

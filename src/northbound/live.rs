@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::model::{
-    ActiveConditions, AssetAction, Command, LinkStatus, MachineId, MachineState, Quality, RecordKind,
-    ShopState, Timestamp, Value,
+    ActiveConditions, AssetAction, Command, LinkStatus, MachineId, MachineState, Quality,
+    RecordKind, ShopState, Timestamp, Value,
 };
 
 /// One signal's latest value.
@@ -57,6 +57,16 @@ pub struct LiveMachine {
     pub operator: Option<String>,
     /// The reason given for the current or last stop.
     pub stop_reason: Option<LiveReason>,
+    /// The operation someone confirmed is in process.
+    pub operation: Option<LiveOperation>,
+}
+
+/// A confirmed job and operation.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveOperation {
+    pub job: String,
+    pub operation: String,
+    pub at: Timestamp,
 }
 
 /// A stop reason someone gave.
@@ -117,6 +127,7 @@ impl LiveMachine {
             clock: None,
             operator: None,
             stop_reason: None,
+            operation: None,
         }
     }
 }
@@ -212,7 +223,13 @@ impl LiveView {
                     }
                     Command::SignIn { operator } => m.operator = Some(operator.clone()),
                     Command::SignOut => m.operator = None,
-                    Command::ConfirmOperation { .. } => {}
+                    Command::ConfirmOperation { job, operation } => {
+                        m.operation = Some(LiveOperation {
+                            job: job.clone(),
+                            operation: operation.clone(),
+                            at: c.at,
+                        })
+                    }
                 },
                 RecordKind::Asset(a) => match a.action {
                     AssetAction::Changed => {
@@ -240,6 +257,25 @@ impl LiveView {
     }
 }
 
+impl LiveView {
+    /// Applies the journal's recent tail (at most the last 200,000 records) so that the view
+    /// shows the latest known state at once; returns the seq it reached.
+    pub fn catch_up(&self, journal: &Journal) -> u64 {
+        let pos = journal.last_seq();
+        let mut p = pos.saturating_sub(200_000);
+        while p < pos {
+            match journal.read(p, 20_000) {
+                Ok(batch) if !batch.is_empty() => {
+                    p = batch.last().map(|r| r.seq).unwrap_or(pos);
+                    self.apply(&batch);
+                }
+                _ => break,
+            }
+        }
+        pos
+    }
+}
+
 /// Follows the journal from its current end and applies every new record to `view`.
 pub async fn run_live_consumer(
     journal: Journal,
@@ -247,19 +283,7 @@ pub async fn run_live_consumer(
     shutdown: CancellationToken,
 ) {
     let mut rx = journal.subscribe();
-    let mut pos = journal.last_seq();
-    // Show the latest known state at once: replay the recent tail (bounded).
-    let start = pos.saturating_sub(200_000);
-    let mut p = start;
-    while p < pos {
-        match journal.read(p, 20_000) {
-            Ok(batch) if !batch.is_empty() => {
-                p = batch.last().map(|r| r.seq).unwrap_or(pos);
-                view.apply(&batch);
-            }
-            _ => break,
-        }
-    }
+    let mut pos = view.catch_up(&journal);
     loop {
         while pos < *rx.borrow_and_update() {
             match journal.read(pos, 20_000) {

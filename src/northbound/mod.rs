@@ -4,3 +4,4 @@
 pub mod export;
 pub mod http;
 pub mod live;
+pub mod opcua;

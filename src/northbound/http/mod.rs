@@ -248,7 +248,7 @@ struct RecordsQuery {
     limit: Option<usize>,
     /// Only this machine's records.
     machine: Option<String>,
-    /// Only this kind (observation, state_change, link, interval, condition, asset).
+    /// Only this kind (observation, state_change, link, interval, condition, asset, command).
     kind: Option<String>,
 }
 

@@ -1,0 +1,604 @@
+//! From the journal to the address space: the OPC UA server's journal consumer.
+//!
+//! It follows the journal's durable tail (so a client never sees a value a crash could take
+//! back), keeps its own [`LiveView`] of every machine, and after each batch writes the values
+//! that changed into the address space, which notifies subscribed clients at once (values are
+//! pushed, not sampled). The SourceTimestamp is the record's aligned time. While a machine's
+//! link is down every value of it keeps its last value with status Bad_CommunicationError.
+//! Conditions become ConditionMessageEventType events on the machine's Notification/Messages.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use opcua::nodes::{BaseEventType, Event};
+use opcua::server::SubscriptionCache;
+use opcua::server::address_space::AddressSpace;
+use opcua::sync::RwLock;
+use opcua::types::{
+    AttributeId, ByteString, DataValue, DateTime, LocalizedText, NodeId, NumericRange,
+    QualifiedName, StatusCode, UAString, Variant,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::space::{Field, MachineNodes, Ns, States};
+use crate::journal::Journal;
+use crate::model::{
+    ConditionLevel, ConditionRecord, ControllerMode, Execution, FunctionalMode, LinkStatus,
+    LossCategory, MachineId, Quality, QualityReason, Record, RecordKind, ShopState, Timestamp,
+    Value, signals,
+};
+use crate::northbound::live::{LiveMachine, LiveView};
+
+/// An OPC UA DateTime from a timestamp (µs since the Unix epoch).
+pub fn date_time(t: Timestamp) -> DateTime {
+    // 100 ns ticks since 1601-01-01.
+    const EPOCH_OFFSET_TICKS: i64 = 116_444_736_000_000_000;
+    DateTime::from(
+        t.as_micros()
+            .saturating_mul(10)
+            .saturating_add(EPOCH_OFFSET_TICKS)
+            .max(0),
+    )
+}
+
+/// One value a node should show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeValue {
+    pub value: Variant,
+    pub status: StatusCode,
+    pub time: Option<Timestamp>,
+}
+
+fn good(value: impl Into<Variant>, time: Option<Timestamp>) -> NodeValue {
+    NodeValue {
+        value: value.into(),
+        status: StatusCode::Good,
+        time,
+    }
+}
+
+fn waiting() -> NodeValue {
+    NodeValue {
+        value: Variant::Empty,
+        status: StatusCode::BadWaitingForInitialData,
+        time: None,
+    }
+}
+
+/// MachineryItemState (OPC 40001-1): NotAvailable while the machine or the link to it is
+/// unavailable, Executing while a program runs, NotExecuting otherwise.
+pub fn item_state(m: &LiveMachine) -> &'static str {
+    if m.state == ShopState::Off || m.link == Some(LinkStatus::Lost) {
+        "NotAvailable"
+    } else if m.current.execution == Some(Execution::Active) {
+        "Executing"
+    } else {
+        "NotExecuting"
+    }
+}
+
+/// MachineryOperationMode (OPC 40001-1) from the functional mode.
+pub fn operation_mode_state(f: Option<FunctionalMode>) -> &'static str {
+    match f {
+        Some(FunctionalMode::Production) => "Processing",
+        Some(FunctionalMode::Setup)
+        | Some(FunctionalMode::Teardown)
+        | Some(FunctionalMode::ProcessDevelopment) => "Setup",
+        Some(FunctionalMode::Maintenance) => "Maintenance",
+        None => "None",
+    }
+}
+
+/// MachineTool `MachineOperationMode` (0 Manual, 1 Automatic, 2 Setup,
+/// 3 AutoWithManualIntervention, 4 Service, 5 Other).
+pub fn machine_operation_mode(c: Option<ControllerMode>, f: Option<FunctionalMode>) -> Option<i32> {
+    match f {
+        Some(FunctionalMode::Setup) | Some(FunctionalMode::Teardown) => return Some(2),
+        Some(FunctionalMode::Maintenance) => return Some(4),
+        _ => {}
+    }
+    Some(match c? {
+        ControllerMode::Manual | ControllerMode::ManualDataInput => 0,
+        ControllerMode::Automatic => 1,
+        ControllerMode::SemiAutomatic => 3,
+        ControllerMode::Edit => 5,
+    })
+}
+
+/// MachineTool `ChannelMode` (0 Automatic, 1 MdaMdi, 2 JogManual, … 7 Other).
+pub fn channel_mode(c: ControllerMode) -> i32 {
+    match c {
+        ControllerMode::Automatic | ControllerMode::SemiAutomatic => 0,
+        ControllerMode::ManualDataInput => 1,
+        ControllerMode::Manual => 2,
+        ControllerMode::Edit => 7,
+    }
+}
+
+/// MachineTool `ChannelState` (0 Active, 1 Interrupted, 2 Reset).
+pub fn channel_state(e: Execution) -> i32 {
+    match e {
+        Execution::Active => 0,
+        Execution::Interrupted
+        | Execution::FeedHold
+        | Execution::OptionalStop
+        | Execution::ProgramStopped
+        | Execution::Wait => 1,
+        Execution::Ready | Execution::Stopped | Execution::ProgramCompleted => 2,
+    }
+}
+
+/// ProductionProgramStateMachine state from the execution state.
+pub fn program_state(e: Execution) -> &'static str {
+    match e {
+        Execution::Active => "Running",
+        Execution::Interrupted
+        | Execution::FeedHold
+        | Execution::OptionalStop
+        | Execution::ProgramStopped
+        | Execution::Wait => "Interrupted",
+        Execution::ProgramCompleted => "Ended",
+        Execution::Stopped => "Aborted",
+        Execution::Ready => "Initializing",
+    }
+}
+
+/// The loss category of the current stop: the operator's reason when given during this
+/// stop, machine_fault while a fault alarm holds the machine down, else unexplained; none
+/// while the machine runs.
+pub fn loss_category(m: &LiveMachine) -> Option<(LossCategory, Option<Timestamp>)> {
+    if m.state == ShopState::Run {
+        return None;
+    }
+    if let Some(r) = &m.stop_reason {
+        if m.since.is_none_or(|s| r.at >= s) {
+            return Some((r.reason.clone(), m.since));
+        }
+    }
+    if m.state == ShopState::Down && m.current.alarm {
+        return Some((LossCategory::MACHINE_FAULT, m.since));
+    }
+    Some((LossCategory::UNEXPLAINED, m.since))
+}
+
+/// A normalized value as a Variant.
+pub fn variant(v: &Value) -> Variant {
+    match v {
+        Value::Bool(b) => Variant::from(*b),
+        Value::Int(i) => Variant::from(*i),
+        Value::Float(x) => Variant::from(*x),
+        Value::Text(s) => Variant::from(s.as_ref()),
+        Value::Unavailable => Variant::Empty,
+    }
+}
+
+/// A record's quality as an OPC UA status.
+pub fn status(q: Quality, v: &Value) -> StatusCode {
+    match q {
+        _ if v.is_unavailable() => StatusCode::BadNoCommunication,
+        Quality::Good => StatusCode::Good,
+        Quality::Uncertain(_) => StatusCode::Uncertain,
+        Quality::Bad(QualityReason::LinkLost) => StatusCode::BadCommunicationError,
+        Quality::Bad(QualityReason::DeviceError) => StatusCode::BadDeviceFailure,
+        Quality::Bad(QualityReason::OutOfRange) => StatusCode::BadOutOfRange,
+        Quality::Bad(_) => StatusCode::Bad,
+    }
+}
+
+fn signal_f64(m: &LiveMachine, id: &str) -> Option<NodeValue> {
+    let s = m.signals.get(id)?;
+    let x = s.value.as_f64()?;
+    Some(NodeValue {
+        value: Variant::from(x),
+        status: status(s.quality, &s.value),
+        time: Some(s.time),
+    })
+}
+
+/// Every field's value for one machine.
+pub fn field_values(m: &LiveMachine, states: &States) -> Vec<(Field, NodeValue)> {
+    let since = m.since;
+    let mut out = Vec::with_capacity(32);
+    let item = item_state(m);
+    out.push((
+        Field::ItemState,
+        good(LocalizedText::new("en", item), since),
+    ));
+    if let Some(id) = states.item.get(item) {
+        out.push((Field::ItemStateId, good(id.clone(), since)));
+    }
+    let mode = operation_mode_state(m.current.functional_mode);
+    out.push((
+        Field::OperationModeState,
+        good(LocalizedText::new("en", mode), since),
+    ));
+    if let Some(id) = states.operation_mode.get(mode) {
+        out.push((Field::OperationModeStateId, good(id.clone(), since)));
+    }
+    out.push((
+        Field::OperationMode,
+        match machine_operation_mode(m.current.controller_mode, m.current.functional_mode) {
+            Some(v) => good(v, since),
+            None => waiting(),
+        },
+    ));
+    let feed = signal_f64(m, signals::FEED_OVERRIDE).unwrap_or_else(waiting);
+    out.push((Field::MachineFeedOverride, feed.clone()));
+    out.push((Field::ChannelFeedOverride, feed));
+    out.push((
+        Field::ChannelRapidOverride,
+        signal_f64(m, signals::RAPID_OVERRIDE).unwrap_or_else(waiting),
+    ));
+    out.push((
+        Field::SpindleOverride,
+        signal_f64(m, "spindle_override").unwrap_or_else(waiting),
+    ));
+    out.push((
+        Field::SpindleIsRotating,
+        match signal_f64(m, signals::SPINDLE_SPEED) {
+            Some(v) => NodeValue {
+                value: Variant::from(matches!(v.value, Variant::Double(x) if x.abs() > 0.0)),
+                ..v
+            },
+            None => waiting(),
+        },
+    ));
+    match m.current.execution {
+        Some(e) => {
+            out.push((Field::ChannelState, good(channel_state(e), since)));
+            let p = program_state(e);
+            out.push((
+                Field::ProgramState,
+                good(LocalizedText::new("en", p), since),
+            ));
+            if let Some(id) = states.program.get(p) {
+                out.push((Field::ProgramStateId, good(id.clone(), since)));
+            }
+        }
+        None => {
+            out.push((Field::ChannelState, waiting()));
+            out.push((Field::ProgramState, waiting()));
+            out.push((Field::ProgramStateId, waiting()));
+        }
+    }
+    out.push((
+        Field::ChannelMode,
+        match m.current.controller_mode {
+            Some(c) => good(channel_mode(c), since),
+            None => waiting(),
+        },
+    ));
+    let program_time = m.signals.get(signals::PROGRAM).map(|s| s.time).or(since);
+    out.push((
+        Field::ProgramName,
+        good(m.current.program.clone().unwrap_or_default(), program_time),
+    ));
+    // Context: what this bridge knows so far (dispatch lists and shifts come later).
+    let (job, operation, op_time) = match &m.operation {
+        Some(o) => (o.job.clone(), o.operation.clone(), Some(o.at)),
+        None => (String::new(), String::new(), None),
+    };
+    out.push((Field::JobId, good(job, op_time)));
+    out.push((Field::OperationId, good(operation, op_time)));
+    out.push((Field::PartNumber, good(String::new(), None)));
+    out.push((
+        Field::OperatorId,
+        good(m.operator.clone().unwrap_or_default(), None),
+    ));
+    out.push((Field::Shift, good(String::new(), None)));
+    match loss_category(m) {
+        Some((c, at)) => {
+            out.push((Field::LossCategory, good(c.as_str().to_string(), at)));
+            out.push((
+                Field::LossCategorySince,
+                match at {
+                    Some(t) => good(date_time(t), at),
+                    None => waiting(),
+                },
+            ));
+        }
+        None => {
+            out.push((Field::LossCategory, good(String::new(), since)));
+            out.push((Field::LossCategorySince, waiting()));
+        }
+    }
+    match &m.stop_reason {
+        Some(r) => {
+            out.push((
+                Field::StopReason,
+                good(r.reason.as_str().to_string(), Some(r.at)),
+            ));
+            out.push((
+                Field::StopReasonNote,
+                good(r.note.clone().unwrap_or_default(), Some(r.at)),
+            ));
+        }
+        None => {
+            out.push((Field::StopReason, good(String::new(), None)));
+            out.push((Field::StopReasonNote, good(String::new(), None)));
+        }
+    }
+    let parts = m.signals.get(signals::PART_COUNT);
+    out.push((
+        Field::PartsGood,
+        match m.current.part_count {
+            Some(n) if n >= 0 => good(n as u64, parts.map(|p| p.time)),
+            _ => waiting(),
+        },
+    ));
+    out.push((Field::PartsScrap, good(0u64, None)));
+    out.push((Field::PartsRework, good(0u64, None)));
+    out.push((Field::ObservedCycleTime, waiting()));
+    out.push((Field::EstimatedCompletion, waiting()));
+    out
+}
+
+/// What the consumer last wrote per node, so that only changes reach the address space.
+type Sent = HashMap<NodeId, (Variant, StatusCode)>;
+
+/// The nodes of one machine that changed, with their new values.
+fn machine_updates(
+    nodes: &MachineNodes,
+    m: &LiveMachine,
+    states: &States,
+    sent: &mut Sent,
+) -> Vec<(NodeId, DataValue)> {
+    let link_down = m.link == Some(LinkStatus::Lost);
+    let now = DateTime::now();
+    let mut out = Vec::new();
+    let mut push = |id: &NodeId, v: NodeValue| {
+        let status = if link_down {
+            StatusCode::BadCommunicationError
+        } else {
+            v.status
+        };
+        let key = (v.value.clone(), status);
+        if sent.get(id) == Some(&key) {
+            return;
+        }
+        sent.insert(id.clone(), key);
+        out.push((
+            id.clone(),
+            DataValue {
+                value: Some(v.value),
+                status: Some(status),
+                source_timestamp: Some(v.time.map(date_time).unwrap_or(now)),
+                source_picoseconds: None,
+                server_timestamp: Some(now),
+                server_picoseconds: None,
+            },
+        ));
+    };
+    for (f, v) in field_values(m, states) {
+        if let Some(id) = nodes.field(f) {
+            push(id, v);
+        }
+    }
+    for (name, id) in &nodes.signals {
+        if let Some(s) = m.signals.get(name) {
+            push(
+                id,
+                NodeValue {
+                    value: variant(&s.value),
+                    status: status(s.quality, &s.value),
+                    time: Some(s.time),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// A condition as an event on the machine's Messages object.
+pub struct MessageEvent {
+    base: BaseEventType,
+    identifier: String,
+    native_code: String,
+    level: String,
+    type_ids: [NodeId; 2],
+}
+
+impl MessageEvent {
+    pub fn new(ns: &Ns, nodes: &MachineNodes, c: &ConditionRecord, seq: u64) -> Self {
+        let severity = match c.level {
+            ConditionLevel::Fault => 800,
+            ConditionLevel::Warning => 500,
+            ConditionLevel::Unavailable => 300,
+            ConditionLevel::Normal => 100,
+        };
+        let level = match c.level {
+            ConditionLevel::Fault => "FAULT",
+            ConditionLevel::Warning => "WARNING",
+            ConditionLevel::Unavailable => "UNAVAILABLE",
+            ConditionLevel::Normal => "NORMAL",
+        };
+        let text = match (&c.message, &c.native_code) {
+            (Some(m), _) if !m.is_empty() => m.clone(),
+            (_, Some(code)) => format!("{} {level} {code}", c.signal),
+            _ => format!("{} {level}", c.signal),
+        };
+        let base = BaseEventType {
+            event_id: ByteString::from(seq.to_be_bytes().to_vec()),
+            event_type: ns.message_event_type(),
+            source_node: nodes.object.clone(),
+            source_name: UAString::from(nodes.name.as_str()),
+            time: date_time(c.time.aligned),
+            receive_time: date_time(c.time.received),
+            message: LocalizedText::new("", &text),
+            severity,
+            ..Default::default()
+        };
+        Self {
+            base,
+            identifier: c.signal.as_str().to_string(),
+            native_code: c.native_code.clone().unwrap_or_default(),
+            level: level.to_string(),
+            type_ids: [ns.message_event_type(), ns.notification_event_type()],
+        }
+    }
+}
+
+impl opcua::types::event_field::EventField for MessageEvent {
+    fn get_value(
+        &self,
+        attribute_id: AttributeId,
+        index_range: &NumericRange,
+        remaining_path: &[QualifiedName],
+    ) -> Variant {
+        if let [field] = remaining_path {
+            if field.namespace_index != 0 && attribute_id == AttributeId::Value {
+                match field.name.as_ref() {
+                    "Identifier" => return Variant::from(self.identifier.as_str()),
+                    "NativeCode" => return Variant::from(self.native_code.as_str()),
+                    "Level" => return Variant::from(self.level.as_str()),
+                    _ => {}
+                }
+            }
+        }
+        self.base
+            .get_value(attribute_id, index_range, remaining_path)
+    }
+}
+
+impl Event for MessageEvent {
+    fn get_field(
+        &self,
+        type_definition_id: &NodeId,
+        attribute_id: AttributeId,
+        index_range: &NumericRange,
+        browse_path: &[QualifiedName],
+    ) -> Variant {
+        // Fields are asked for by the type that declares them (or a subtype of it).
+        let ours = self.type_ids.contains(type_definition_id)
+            || *type_definition_id == NodeId::new(0, 2041u32)
+            || *type_definition_id == NodeId::new(0, 58u32);
+        if !ours {
+            return Variant::Empty;
+        }
+        opcua::types::event_field::EventField::get_value(
+            self,
+            attribute_id,
+            index_range,
+            browse_path,
+        )
+    }
+
+    fn time(&self) -> &DateTime {
+        &self.base.time
+    }
+
+    fn event_type_id(&self) -> &NodeId {
+        &self.base.event_type
+    }
+}
+
+/// The address space and the subscriptions to notify.
+pub struct Target {
+    pub space: Arc<RwLock<AddressSpace>>,
+    pub subscriptions: Arc<SubscriptionCache>,
+    pub ns: Ns,
+    pub machines: Vec<MachineNodes>,
+    pub states: States,
+    pub folder: NodeId,
+}
+
+impl Target {
+    /// Applies a batch: values first, then events.
+    pub fn apply(&self, view: &LiveView, batch: &[Record], sent: &mut Sent) {
+        view.apply(batch);
+        let touched: BTreeSet<&MachineId> = batch.iter().map(|r| r.kind.machine()).collect();
+        let mut updates = Vec::new();
+        for nodes in self.machines.iter().filter(|n| touched.contains(&n.id)) {
+            if let Some(m) = view.get(nodes.id.as_str()) {
+                updates.extend(machine_updates(nodes, &m, &self.states, sent));
+            }
+        }
+        if !updates.is_empty() {
+            self.set_values(updates);
+        }
+        let mut events: Vec<(MessageEvent, NodeId)> = Vec::new();
+        for r in batch {
+            if let RecordKind::Condition(c) = &r.kind {
+                if let Some(nodes) = self.machines.iter().find(|n| n.id == c.machine) {
+                    for notifier in [
+                        &nodes.messages,
+                        &nodes.object,
+                        &self.folder,
+                        &NodeId::new(0, 2253u32),
+                    ] {
+                        events.push((
+                            MessageEvent::new(&self.ns, nodes, c, r.seq),
+                            notifier.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.subscriptions
+                .notify_events(events.iter().map(|(e, n)| (e as &dyn Event, n)));
+        }
+    }
+
+    fn set_values(&self, updates: Vec<(NodeId, DataValue)>) {
+        let mut space = self.space.write();
+        let mut changed = Vec::with_capacity(updates.len());
+        for (id, dv) in updates {
+            if let Some(opcua::nodes::NodeType::Variable(v)) = space.find_mut(&id) {
+                v.set_data_value(dv);
+                changed.push(id);
+            }
+        }
+        self.subscriptions.maybe_notify(
+            changed.iter().map(|id| (id, AttributeId::Value)),
+            |node_id, attribute_id, index_range, encoding| {
+                let node = space.find(node_id)?;
+                node.as_node().get_attribute(
+                    opcua::types::TimestampsToReturn::Both,
+                    attribute_id,
+                    index_range,
+                    encoding,
+                )
+            },
+        );
+    }
+
+    /// Writes every machine's current values (at start, before the tail is followed).
+    pub fn refresh_all(&self, view: &LiveView, sent: &mut Sent) {
+        let mut updates = Vec::new();
+        for nodes in &self.machines {
+            if let Some(m) = view.get(nodes.id.as_str()) {
+                updates.extend(machine_updates(nodes, &m, &self.states, sent));
+            }
+        }
+        self.set_values(updates);
+    }
+}
+
+/// Follows the journal and keeps the address space current until `shutdown`.
+pub async fn run(journal: Journal, view: LiveView, target: Target, shutdown: CancellationToken) {
+    let mut sent: Sent = HashMap::new();
+    let mut rx = journal.subscribe();
+    let mut pos = view.catch_up(&journal);
+    target.refresh_all(&view, &mut sent);
+    loop {
+        while pos < *rx.borrow_and_update() {
+            match journal.read(pos, 20_000) {
+                Ok(batch) => {
+                    let Some(last) = batch.last() else { break };
+                    pos = last.seq;
+                    target.apply(&view, &batch, &mut sent);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "OPC UA server cannot read the journal; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}
