@@ -66,6 +66,11 @@ pub enum Command {
         #[arg(long, short, group = "what")]
         profile: Vec<PathBuf>,
     },
+    /// Print an argon2 hash of a password for `[[opcua.users]] password_hash`.
+    ///
+    /// Reads the password from standard input (one line; type it, or pipe it in) so that it
+    /// stays out of the shell history and the process list.
+    HashPassword,
     /// Export journal records as JSON Lines or CSV.
     ///
     /// Works while a bridge is running on the same data directory (it then reads through that
@@ -166,6 +171,21 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             init_tracing(&cfg.log.level, cfg.log.json);
             let clock = app::demo_clock(cfg.sim.speed);
             run_config(cfg, clock)
+        }
+        Command::HashPassword => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("password (input is shown; pipe it in to avoid that): ");
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!("expected a password on standard input, found an empty line");
+            }
+            let hash = crate::northbound::opcua::auth::hash_password(password)
+                .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+            println!("{hash}");
+            Ok(0)
         }
         Command::Check { config, profile } => {
             let mut worst = 0;
