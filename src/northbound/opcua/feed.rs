@@ -602,3 +602,146 @@ pub async fn run(journal: Journal, view: LiveView, target: Target, shutdown: Can
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Availability, MachineState};
+    use crate::northbound::live::LiveSignal;
+
+    fn machine() -> LiveMachine {
+        let mut m = LiveMachine::new(
+            MachineId::new("m1").unwrap(),
+            "M1".into(),
+            "mtconnect-generic".into(),
+            "shdr".into(),
+        );
+        m.state = ShopState::Run;
+        m.current = MachineState {
+            availability: Availability::Available,
+            execution: Some(Execution::Active),
+            controller_mode: Some(ControllerMode::Automatic),
+            functional_mode: Some(FunctionalMode::Production),
+            program: Some("O1234".into()),
+            part_count: Some(7),
+            ..MachineState::default()
+        };
+        m.since = Some(Timestamp::from_micros(1_700_000_000_000_000));
+        m.link = Some(LinkStatus::Connected);
+        m.signals.insert(
+            signals::FEED_OVERRIDE.into(),
+            LiveSignal {
+                value: Value::Float(85.0),
+                quality: Quality::Good,
+                time: Timestamp::from_micros(1_700_000_001_000_000),
+            },
+        );
+        m
+    }
+
+    fn value_of(values: &[(Field, NodeValue)], f: Field) -> NodeValue {
+        values
+            .iter()
+            .find(|(g, _)| *g == f)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn opc_ua_times_count_from_1601_in_100ns_ticks() {
+        let t = Timestamp::from_micros(0);
+        assert_eq!(date_time(t).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        let t = Timestamp::from_micros(1_700_000_000_123_456);
+        assert_eq!(date_time(t).to_rfc3339(), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn a_running_machine_reads_as_the_companion_specifications_say() {
+        let m = machine();
+        let v = field_values(&m, &States::default());
+        assert_eq!(
+            value_of(&v, Field::ItemState).value,
+            Variant::from(LocalizedText::new("en", "Executing"))
+        );
+        assert_eq!(
+            value_of(&v, Field::OperationModeState).value,
+            Variant::from(LocalizedText::new("en", "Processing"))
+        );
+        assert_eq!(value_of(&v, Field::OperationMode).value, Variant::from(1i32));
+        assert_eq!(value_of(&v, Field::ChannelState).value, Variant::from(0i32));
+        assert_eq!(value_of(&v, Field::ProgramName).value, Variant::from("O1234"));
+        let feed = value_of(&v, Field::ChannelFeedOverride);
+        assert_eq!(feed.value, Variant::from(85.0));
+        assert_eq!(feed.time, Some(Timestamp::from_micros(1_700_000_001_000_000)));
+        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from(""));
+        assert_eq!(value_of(&v, Field::PartsGood).value, Variant::from(7u64));
+        assert_eq!(
+            value_of(&v, Field::ObservedCycleTime).status,
+            StatusCode::BadWaitingForInitialData
+        );
+    }
+
+    #[test]
+    fn a_stop_is_unexplained_until_someone_says_why_during_it() {
+        let mut m = machine();
+        m.state = ShopState::Idle;
+        m.current.execution = Some(Execution::Ready);
+        let v = field_values(&m, &States::default());
+        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("unexplained"));
+        assert_eq!(
+            value_of(&v, Field::ProgramState).value,
+            Variant::from(LocalizedText::new("en", "Initializing"))
+        );
+        // A reason given before this stop began does not explain it.
+        let before = m.since.map(|s| Timestamp::from_micros(s.as_micros() - 1));
+        m.stop_reason = Some(crate::northbound::live::LiveReason {
+            reason: LossCategory::SETUP,
+            note: None,
+            at: before.unwrap(),
+            by: None,
+        });
+        let v = field_values(&m, &States::default());
+        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("unexplained"));
+        m.stop_reason.as_mut().unwrap().at = m.since.unwrap();
+        let v = field_values(&m, &States::default());
+        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("setup"));
+        m.state = ShopState::Down;
+        m.current.alarm = true;
+        m.stop_reason = None;
+        let v = field_values(&m, &States::default());
+        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("machine_fault"));
+    }
+
+    #[test]
+    fn link_loss_keeps_values_with_bad_communication_error_and_good_returns() {
+        let mut m = machine();
+        let nodes = MachineNodes {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            object: NodeId::new(1, "m1"),
+            messages: NodeId::new(1, "m1/msgs"),
+            fields: super::super::space::FIELDS
+                .iter()
+                .map(|(_, p)| Some(NodeId::new(1, format!("m1/{p}"))))
+                .collect(),
+            signals: Default::default(),
+            methods: vec![],
+        };
+        let feed_node = NodeId::new(1, "m1/Monitoring/Channel1/FeedOverride");
+        let mut sent = Sent::new();
+        let first = machine_updates(&nodes, &m, &States::default(), &mut sent);
+        assert!(first.len() > 20);
+        // Nothing changed: nothing is written again.
+        assert!(machine_updates(&nodes, &m, &States::default(), &mut sent).is_empty());
+        m.link = Some(LinkStatus::Lost);
+        let lost = machine_updates(&nodes, &m, &States::default(), &mut sent);
+        let feed = lost.iter().find(|(id, _)| *id == feed_node).unwrap();
+        assert_eq!(feed.1.status, Some(StatusCode::BadCommunicationError));
+        assert_eq!(feed.1.value, Some(Variant::from(85.0)));
+        assert!(lost.iter().all(|(_, dv)| dv.status == Some(StatusCode::BadCommunicationError)));
+        m.link = Some(LinkStatus::Connected);
+        let back = machine_updates(&nodes, &m, &States::default(), &mut sent);
+        let feed = back.iter().find(|(id, _)| *id == feed_node).unwrap();
+        assert_eq!(feed.1.status, Some(StatusCode::Good));
+    }
+}

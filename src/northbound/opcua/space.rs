@@ -463,3 +463,78 @@ pub fn build(
     }
     (out, states)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DriverConfig;
+    use opcua::nodes::NamespaceMap;
+
+    #[test]
+    fn every_machine_gets_every_field_method_and_signal_node() {
+        let dir = super::super::nodesets_dir(None);
+        if !dir.join("Opc.Ua.MachineTool.NodeSet2.xml").exists() {
+            eprintln!(
+                "skipped: the companion NodeSets are not in {} (run nodesets/fetch; ./scripts/test does)",
+                dir.display()
+            );
+            return;
+        }
+        let imports = super::super::load_nodesets(&dir).unwrap();
+        let mut namespaces = NamespaceMap::new();
+        let mut core = AddressSpace::new();
+        core.import_node_set(&opcua::core_namespace::CoreNamespace, &mut namespaces);
+        let mut space = AddressSpace::new();
+        for i in &imports {
+            space.import_node_set(&**i, &mut namespaces);
+        }
+        let ns = Ns::find(&space).expect("namespaces");
+        let machine = |id: &str, name: &str| MachineConfig {
+            id: MachineId::new(id).unwrap(),
+            name: name.into(),
+            profile: "mtconnect-generic".into(),
+            identification: Identification {
+                manufacturer: Some("Haas".into()),
+                ..Default::default()
+            },
+            driver: DriverConfig::Sim { seed: None },
+        };
+        let machines = vec![
+            (machine("m1", "Mill 1"), vec!["spindle_speed".to_string()]),
+            (machine("m2", "Lathe 2"), vec!["execution".to_string()]),
+        ];
+        let (built, states) = build(
+            &mut space,
+            &core,
+            ns,
+            &machines,
+            &Taxonomy::default(),
+            "urn:shopbridge",
+        );
+        assert_eq!(built.len(), 2);
+        for m in &built {
+            for (i, (_, path)) in FIELDS.iter().enumerate() {
+                assert!(m.fields[i].is_some(), "{}: no node for {path}", m.id);
+            }
+            assert_eq!(m.methods.len(), 4, "{}", m.id);
+            assert_eq!(m.signals.len(), 1, "{}", m.id);
+            assert!(space.find(&m.messages).is_some());
+        }
+        assert_eq!(states.item.len(), 4);
+        assert_eq!(states.operation_mode.len(), 4);
+        assert_eq!(states.program.len(), 5);
+        // The nameplate came from the configuration; optional entries only when known.
+        let maker = NodeId::new(ns.sb, "m1/Identification/Manufacturer");
+        assert!(space.find(&maker).is_some());
+        assert!(space
+            .find(&NodeId::new(ns.sb, "m1/Identification/SoftwareRevision"))
+            .is_none());
+        // Each state machine's CurrentState carries the mandatory Id property.
+        assert!(space
+            .find(&NodeId::new(
+                ns.sb,
+                "m1/Monitoring/MachineTool/MachineryItemState/CurrentState/Id"
+            ))
+            .is_some());
+    }
+}
