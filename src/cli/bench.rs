@@ -68,6 +68,9 @@ pub enum BenchCommand {
     Mtconnect(super::bench_protocols::MtconnectArgs),
     /// SHDR line arrival (and line written) to durable journal append, many adapters.
     ShdrLatency(super::bench_protocols::ShdrLatencyArgs),
+    /// OPC UA: a bridge with N SHDR machines and a load client with many monitored items;
+    /// notifications delivered vs offered, server CPU and RSS, line-to-notification latency.
+    Opcua(super::bench_opcua::OpcuaArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
@@ -117,6 +120,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Shdr(a) => super::bench_protocols::shdr(a),
         BenchCommand::Mtconnect(a) => super::bench_protocols::mtconnect(a),
         BenchCommand::ShdrLatency(a) => super::bench_protocols::shdr_latency(a),
+        BenchCommand::Opcua(a) => super::bench_opcua::run(a),
     }
 }
 
@@ -438,7 +442,12 @@ pub(super) fn fsync_floor(dir: &Path) -> anyhow::Result<()> {
 
 /// User + system CPU seconds of this process.
 pub(super) fn cpu_seconds() -> f64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+    process_cpu_seconds("self")
+}
+
+/// User + system CPU seconds of process `pid` (`"self"` for this one).
+pub(super) fn process_cpu_seconds(pid: &str) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
     // Fields after the command name (which may hold spaces) start after the last ')'.
@@ -451,7 +460,7 @@ pub(super) fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -475,7 +484,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-fn stop_child(child: &mut std::process::Child) {
+pub(super) fn stop_child(child: &mut std::process::Child) {
     send_sigterm(child.id());
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {

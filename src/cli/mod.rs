@@ -1,6 +1,7 @@
 //! The command line: `demo`, `simulate`, `run`, `check`, `export`, `bench`.
 
 mod bench;
+mod bench_opcua;
 mod bench_protocols;
 mod simulate;
 
@@ -120,8 +121,7 @@ pub struct ExportArgs {
 /// async-opcua logs every endpoint and import at INFO and warns about the (deprecated) binary
 /// type dictionaries in the companion NodeSets; only its errors matter to a user, unless the
 /// level names `opcua` itself.
-const QUIET_LIBRARIES: &str =
-    ",opcua_server=error,opcua_crypto=warn,opcua_core=warn,opcua_nodes=error,opcua_types=error";
+const QUIET_LIBRARIES: &str = ",opcua_server=error,opcua_client=error,opcua_crypto=warn,opcua_core=warn,opcua_nodes=error,opcua_types=error";
 
 fn init_tracing(level: &str, json: bool) {
     let directive = if level.contains("opcua") {

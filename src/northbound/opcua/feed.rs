@@ -667,12 +667,21 @@ mod tests {
             value_of(&v, Field::OperationModeState).value,
             Variant::from(LocalizedText::new("en", "Processing"))
         );
-        assert_eq!(value_of(&v, Field::OperationMode).value, Variant::from(1i32));
+        assert_eq!(
+            value_of(&v, Field::OperationMode).value,
+            Variant::from(1i32)
+        );
         assert_eq!(value_of(&v, Field::ChannelState).value, Variant::from(0i32));
-        assert_eq!(value_of(&v, Field::ProgramName).value, Variant::from("O1234"));
+        assert_eq!(
+            value_of(&v, Field::ProgramName).value,
+            Variant::from("O1234")
+        );
         let feed = value_of(&v, Field::ChannelFeedOverride);
         assert_eq!(feed.value, Variant::from(85.0));
-        assert_eq!(feed.time, Some(Timestamp::from_micros(1_700_000_001_000_000)));
+        assert_eq!(
+            feed.time,
+            Some(Timestamp::from_micros(1_700_000_001_000_000))
+        );
         assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from(""));
         assert_eq!(value_of(&v, Field::PartsGood).value, Variant::from(7u64));
         assert_eq!(
@@ -687,7 +696,10 @@ mod tests {
         m.state = ShopState::Idle;
         m.current.execution = Some(Execution::Ready);
         let v = field_values(&m, &States::default());
-        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("unexplained"));
+        assert_eq!(
+            value_of(&v, Field::LossCategory).value,
+            Variant::from("unexplained")
+        );
         assert_eq!(
             value_of(&v, Field::ProgramState).value,
             Variant::from(LocalizedText::new("en", "Initializing"))
@@ -701,15 +713,24 @@ mod tests {
             by: None,
         });
         let v = field_values(&m, &States::default());
-        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("unexplained"));
+        assert_eq!(
+            value_of(&v, Field::LossCategory).value,
+            Variant::from("unexplained")
+        );
         m.stop_reason.as_mut().unwrap().at = m.since.unwrap();
         let v = field_values(&m, &States::default());
-        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("setup"));
+        assert_eq!(
+            value_of(&v, Field::LossCategory).value,
+            Variant::from("setup")
+        );
         m.state = ShopState::Down;
         m.current.alarm = true;
         m.stop_reason = None;
         let v = field_values(&m, &States::default());
-        assert_eq!(value_of(&v, Field::LossCategory).value, Variant::from("machine_fault"));
+        assert_eq!(
+            value_of(&v, Field::LossCategory).value,
+            Variant::from("machine_fault")
+        );
     }
 
     #[test]
@@ -738,7 +759,10 @@ mod tests {
         let feed = lost.iter().find(|(id, _)| *id == feed_node).unwrap();
         assert_eq!(feed.1.status, Some(StatusCode::BadCommunicationError));
         assert_eq!(feed.1.value, Some(Variant::from(85.0)));
-        assert!(lost.iter().all(|(_, dv)| dv.status == Some(StatusCode::BadCommunicationError)));
+        assert!(
+            lost.iter()
+                .all(|(_, dv)| dv.status == Some(StatusCode::BadCommunicationError))
+        );
         m.link = Some(LinkStatus::Connected);
         let back = machine_updates(&nodes, &m, &States::default(), &mut sent);
         let feed = back.iter().find(|(id, _)| *id == feed_node).unwrap();

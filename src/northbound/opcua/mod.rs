@@ -240,6 +240,9 @@ pub async fn start(
         .with_authenticator(users.clone())
         .with_node_manager(InMemoryNodeManagerBuilder::new(manager))
         .token(shutdown.child_token())
+        // Subscriptions are checked every 10 ms (the library's default, 100 ms, would add up
+        // to a whole publishing interval of delay to every pushed value).
+        .subscription_poll_interval_ms(10)
         .diagnostics_enabled(true);
     for u in &cfg.users {
         builder = builder.add_user_token(
@@ -274,6 +277,13 @@ pub async fn start(
         none.password_security_policy = Some(SecurityPolicy::Basic256Sha256.to_string());
         builder = builder.add_endpoint("none", none);
     }
+    // A SCADA client creates thousands of monitored items per call and a publish response can
+    // carry thousands of notifications: the library's defaults (arrays of 1,000, messages of
+    // 320 KiB) would refuse both.
+    builder = builder
+        .max_array_length(cfg.max_monitored_items.max(100_000))
+        .max_message_size(64 << 20)
+        .max_chunk_count(1024);
     let limits = builder.limits_mut();
     let min_ms = cfg.min_publishing_interval.as_secs_f64() * 1000.0;
     limits.subscriptions.min_publishing_interval_ms = min_ms;

@@ -526,15 +526,19 @@ mod tests {
         // The nameplate came from the configuration; optional entries only when known.
         let maker = NodeId::new(ns.sb, "m1/Identification/Manufacturer");
         assert!(space.find(&maker).is_some());
-        assert!(space
-            .find(&NodeId::new(ns.sb, "m1/Identification/SoftwareRevision"))
-            .is_none());
+        assert!(
+            space
+                .find(&NodeId::new(ns.sb, "m1/Identification/SoftwareRevision"))
+                .is_none()
+        );
         // Each state machine's CurrentState carries the mandatory Id property.
-        assert!(space
-            .find(&NodeId::new(
-                ns.sb,
-                "m1/Monitoring/MachineTool/MachineryItemState/CurrentState/Id"
-            ))
-            .is_some());
+        assert!(
+            space
+                .find(&NodeId::new(
+                    ns.sb,
+                    "m1/Monitoring/MachineTool/MachineryItemState/CurrentState/Id"
+                ))
+                .is_some()
+        );
     }
 }
