@@ -345,6 +345,7 @@ pub async fn run(
                     })
                     .collect(),
                 data_dir: config.journal.dir.clone(),
+                telemetry: telemetry.clone(),
             };
             let started =
                 crate::northbound::opcua::start(cfg, wiring, &tasks, consumers.clone()).await;

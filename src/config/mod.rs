@@ -66,7 +66,7 @@ pub struct OpcuaConfig {
     /// Where the OPC Foundation companion NodeSet2 files are (`nodesets/fetch` puts them in
     /// `nodesets/opcfoundation`).
     pub nodesets_dir: Option<PathBuf>,
-    /// Monitored items the server accepts, over all sessions.
+    /// Monitored items one subscription may hold.
     pub max_monitored_items: usize,
     /// The shortest publishing and sampling interval clients may ask for.
     pub min_publishing_interval: Duration,
@@ -142,8 +142,8 @@ impl Role {
     }
 }
 
-/// `[machines.identification]`: the machine's nameplate as OPC UA shows it. What is not set
-/// here is shown as the machine reports it (MTConnect device attributes) or left empty.
+/// `[machines.identification]`: the machine's nameplate as OPC UA shows it; what is not set is
+/// left out (Model, SoftwareRevision, Location) or empty (Manufacturer, SerialNumber).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identification {
     pub manufacturer: Option<String>,

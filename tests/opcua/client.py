@@ -5,6 +5,7 @@ engineer would. Run by tests/opcua_server.rs against `shopbridge demo`:
     python3 tests/opcua/client.py subscribe URL
     python3 tests/opcua/client.py methods   URL HTTP_BASE
     python3 tests/opcua/client.py secure    URL PKI_DIR WORK_DIR
+    python3 tests/opcua/client.py events    URL MACHINE_NAME   (interactive, see tests/opcua_events.rs)
 
 Each prints one JSON object with what it found and exits 0, or prints why it failed and
 exits 1.
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from asyncua import Client, ua
+from asyncua.common.events import select_clauses_from_evtype
 from asyncua.crypto.security_policies import (
     SecurityPolicyAes256Sha256RsaPss,
     SecurityPolicyBasic256Sha256,
@@ -389,6 +391,72 @@ async def secure(url, pki, work):
     return out
 
 
+class Events:
+    def __init__(self):
+        self.events = []
+        self.values = []
+
+    def event_notification(self, event):
+        self.events.append(event)
+
+    def datachange_notification(self, node, val, data):
+        self.values.append(data.monitored_item.Value)
+
+
+async def events(url, machine):
+    """Prints `subscribed`, then the first alarm event as JSON, then `link lost` with the status a
+    subscribed value turned to when the machine's link dropped."""
+    async with Client(url, timeout=30) as c:
+        ns = await namespaces(c)
+        mt, sb = ns[MT], ns[SB]
+        m = await c.nodes.objects.get_child([f"{ns[MACHINERY]}:Machines", f"{sb}:{machine}"])
+        msgs = await m.get_child([f"{mt}:Notification", f"{mt}:Messages"])
+        etype = c.get_node(ua.NodeId(1003, sb))
+        handler = Events()
+        sub = await c.create_subscription(100, handler)
+        # Select every field of the type; filter with OfType. (asyncua's default where clause,
+        # EventType InList [...], matches nothing on async-opcua 0.19, which compares only
+        # numbers and booleans in filters; OfType is evaluated against the type tree.)
+        evfilter = ua.EventFilter()
+        evfilter.SelectClauses = await select_clauses_from_evtype([etype])
+        of_type = ua.ContentFilterElement()
+        of_type.FilterOperator = ua.FilterOperator.OfType
+        of_type.FilterOperands.append(ua.LiteralOperand(Value=ua.Variant(etype.nodeid)))
+        evfilter.WhereClause.Elements.append(of_type)
+        await sub.subscribe_events(msgs, etype, evfilter=evfilter)
+        state = await m.get_child([f"{mt}:Monitoring", f"{sb}:Channel1", f"{mt}:ChannelState"])
+        # Ask for status changes explicitly (DataChangeFilter, trigger StatusValue): without a
+        # filter async-opcua 0.19 reports value changes only, although Part 4 makes
+        # StatusValue the default.
+        status_value = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValue)
+        await sub._subscribe([state], mfilter=status_value, sampling_interval=100)
+        print("subscribed", flush=True)
+        deadline = time.time() + 30
+        while not handler.events and time.time() < deadline:
+            await asyncio.sleep(0.1)
+        check(handler.events, "no event within 30 s")
+        e = handler.events[0]
+        print(json.dumps({
+            "event_type": str(e.EventType),
+            "source": e.SourceName,
+            "message": e.Message.Text,
+            "severity": e.Severity,
+            "identifier": e.Identifier,
+            "native_code": e.NativeCode,
+            "level": e.Level,
+        }), flush=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if any(v.StatusCode.name == "BadCommunicationError" for v in handler.values):
+                break
+            await asyncio.sleep(0.1)
+        bad = [v for v in handler.values if v.StatusCode.name == "BadCommunicationError"]
+        check(bad, f"no BadCommunicationError after the link dropped: {[v.StatusCode.name for v in handler.values]}")
+        check(bad[0].Value.Value is not None, "the last value was not kept")
+        print(json.dumps({"link_lost_status": "BadCommunicationError", "kept": str(bad[0].Value.Value)}), flush=True)
+        return {"done": True}
+
+
 async def main(argv):
     what = argv[1]
     if what == "browse":
@@ -399,6 +467,8 @@ async def main(argv):
         return await methods(argv[2], argv[3])
     if what == "secure":
         return await secure(argv[2], argv[3], argv[4])
+    if what == "events":
+        return await events(argv[2], argv[3])
     raise Failed(f"unknown scenario {what}")
 
 

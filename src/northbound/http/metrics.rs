@@ -35,7 +35,7 @@ pub fn render_metrics(s: &HttpState) -> String {
     let mut o = String::with_capacity(4096);
     let js = s.journal.stats();
     let t = &s.telemetry;
-    let counters: [(&str, &str, u64); 15] = [
+    let counters: [(&str, &str, u64); 20] = [
         (
             "shopbridge_journal_records_appended_total",
             "Records made durable in the journal.",
@@ -110,6 +110,31 @@ pub fn render_metrics(s: &HttpState) -> String {
             "shopbridge_http_requests_total",
             "HTTP requests served.",
             t.http_requests_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_opcua_logins_refused_total",
+            "OPC UA logins refused (wrong password, unknown user, anonymous access off).",
+            t.opcua_logins_refused_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_opcua_method_calls_total",
+            "OPC UA method calls journaled.",
+            t.opcua_method_calls_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_opcua_method_calls_refused_total",
+            "OPC UA method calls refused (role, arguments, journal).",
+            t.opcua_method_calls_refused_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_opcua_value_changes_total",
+            "OPC UA node values changed (each notifies its subscribers).",
+            t.opcua_value_changes_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_opcua_events_total",
+            "OPC UA events raised (machine alarms and warnings, per notifier).",
+            t.opcua_events_total.load(Ordering::Relaxed),
         ),
     ];
     for (name, help, v) in counters {

@@ -39,6 +39,14 @@ pub struct Telemetry {
     pub http_requests_total: AtomicU64,
     pub conditions_total: AtomicU64,
     pub assets_total: AtomicU64,
+    /// OPC UA: logins refused (wrong password, unknown user, anonymous when off).
+    pub opcua_logins_refused_total: AtomicU64,
+    /// OPC UA: method calls journaled, and refused (role, arguments).
+    pub opcua_method_calls_total: AtomicU64,
+    pub opcua_method_calls_refused_total: AtomicU64,
+    /// OPC UA: node values written (each notifies its subscribers), and events raised.
+    pub opcua_value_changes_total: AtomicU64,
+    pub opcua_events_total: AtomicU64,
     /// Each machine's clock estimate, refreshed by the pipeline.
     pub clocks: std::sync::RwLock<std::collections::BTreeMap<MachineId, ClockInfo>>,
     /// Every running driver's counters.

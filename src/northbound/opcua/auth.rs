@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use async_trait::async_trait;
@@ -15,6 +14,7 @@ use opcua::server::authenticator::{
 use opcua::types::{Error, StatusCode, UAString, UserTokenPolicy, UserTokenType};
 
 use crate::config::{OpcuaUser, Role};
+use crate::northbound::http::Telemetry;
 
 /// The policy id of anonymous logins (async-opcua's).
 const POLICY_ANONYMOUS: &str = "anonymous";
@@ -23,16 +23,15 @@ const POLICY_ANONYMOUS: &str = "anonymous";
 pub struct Users {
     users: BTreeMap<String, OpcuaUser>,
     anonymous: bool,
-    /// Logins refused (wrong password, unknown user, anonymous when off).
-    pub refused: Arc<AtomicU64>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Users {
-    pub fn new(users: &[OpcuaUser], anonymous: bool) -> Self {
+    pub fn new(users: &[OpcuaUser], anonymous: bool, telemetry: Arc<Telemetry>) -> Self {
         Self {
             users: users.iter().map(|u| (u.name.clone(), u.clone())).collect(),
             anonymous,
-            refused: Arc::new(AtomicU64::new(0)),
+            telemetry,
         }
     }
 
@@ -48,7 +47,7 @@ impl Users {
     }
 
     fn refuse(&self, why: String) -> Error {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+        Telemetry::add(&self.telemetry.opcua_logins_refused_total, 1);
         tracing::warn!(reason = %why, "OPC UA login refused");
         Error::new(StatusCode::BadUserAccessDenied, why)
     }

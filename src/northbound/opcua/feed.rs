@@ -27,6 +27,7 @@ use crate::model::{
     LossCategory, MachineId, Quality, QualityReason, Record, RecordKind, ShopState, Timestamp,
     Value, signals,
 };
+use crate::northbound::http::Telemetry;
 use crate::northbound::live::{LiveMachine, LiveView};
 
 /// An OPC UA DateTime from a timestamp (µs since the Unix epoch).
@@ -347,12 +348,15 @@ fn machine_updates(
     let now = DateTime::now();
     let mut out = Vec::new();
     let mut push = |id: &NodeId, v: NodeValue| {
-        let status = if link_down {
-            StatusCode::BadCommunicationError
+        // While the link is down, a node keeps the last value it showed (the machine's state
+        // turns UNAVAILABLE, which would blank it) and says why it is stale.
+        let (value, status) = if link_down {
+            let last = sent.get(id).map(|(value, _)| value.clone());
+            (last.unwrap_or(v.value), StatusCode::BadCommunicationError)
         } else {
-            v.status
+            (v.value, v.status)
         };
-        let key = (v.value.clone(), status);
+        let key = (value.clone(), status);
         if sent.get(id) == Some(&key) {
             return;
         }
@@ -360,7 +364,7 @@ fn machine_updates(
         out.push((
             id.clone(),
             DataValue {
-                value: Some(v.value),
+                value: Some(value),
                 status: Some(status),
                 source_timestamp: Some(v.time.map(date_time).unwrap_or(now)),
                 source_picoseconds: None,
@@ -499,7 +503,7 @@ pub struct Target {
     pub ns: Ns,
     pub machines: Vec<MachineNodes>,
     pub states: States,
-    pub folder: NodeId,
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Target {
@@ -519,28 +523,28 @@ impl Target {
         let mut events: Vec<(MessageEvent, NodeId)> = Vec::new();
         for r in batch {
             if let RecordKind::Condition(c) = &r.kind {
+                // Raised by Messages; the library also hands it to the Server object's
+                // subscribers.
                 if let Some(nodes) = self.machines.iter().find(|n| n.id == c.machine) {
-                    for notifier in [
-                        &nodes.messages,
-                        &nodes.object,
-                        &self.folder,
-                        &NodeId::new(0, 2253u32),
-                    ] {
-                        events.push((
-                            MessageEvent::new(&self.ns, nodes, c, r.seq),
-                            notifier.clone(),
-                        ));
-                    }
+                    events.push((
+                        MessageEvent::new(&self.ns, nodes, c, r.seq),
+                        nodes.messages.clone(),
+                    ));
                 }
             }
         }
         if !events.is_empty() {
+            Telemetry::add(&self.telemetry.opcua_events_total, events.len() as u64);
             self.subscriptions
                 .notify_events(events.iter().map(|(e, n)| (e as &dyn Event, n)));
         }
     }
 
     fn set_values(&self, updates: Vec<(NodeId, DataValue)>) {
+        Telemetry::add(
+            &self.telemetry.opcua_value_changes_total,
+            updates.len() as u64,
+        );
         let mut space = self.space.write();
         let mut changed = Vec::with_capacity(updates.len());
         for (id, dv) in updates {
@@ -755,7 +759,18 @@ mod tests {
         // Nothing changed: nothing is written again.
         assert!(machine_updates(&nodes, &m, &States::default(), &mut sent).is_empty());
         m.link = Some(LinkStatus::Lost);
+        // The normalizer reports the machine unavailable when its link drops.
+        m.state = ShopState::Off;
+        m.current.execution = None;
+        m.signals.clear();
         let lost = machine_updates(&nodes, &m, &States::default(), &mut sent);
+        let channel = NodeId::new(1, "m1/Monitoring/Channel1/ChannelState");
+        let state = lost.iter().find(|(id, _)| *id == channel).unwrap();
+        assert_eq!(
+            state.1.value,
+            Some(Variant::from(0i32)),
+            "the last value is kept"
+        );
         let feed = lost.iter().find(|(id, _)| *id == feed_node).unwrap();
         assert_eq!(feed.1.status, Some(StatusCode::BadCommunicationError));
         assert_eq!(feed.1.value, Some(Variant::from(85.0)));
@@ -763,7 +778,7 @@ mod tests {
             lost.iter()
                 .all(|(_, dv)| dv.status == Some(StatusCode::BadCommunicationError))
         );
-        m.link = Some(LinkStatus::Connected);
+        m = machine();
         let back = machine_updates(&nodes, &m, &States::default(), &mut sent);
         let feed = back.iter().find(|(id, _)| *id == feed_node).unwrap();
         assert_eq!(feed.1.status, Some(StatusCode::Good));

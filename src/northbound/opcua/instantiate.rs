@@ -140,6 +140,19 @@ impl<'a> Instantiator<'a> {
         out
     }
 
+    /// The fields an event type declares or inherits (one level deep), for the server's type
+    /// tree: async-opcua resolves an event filter's `(type, browse path)` against the type's
+    /// own properties only, so a client selecting `Severity` of a subtype would get nothing.
+    pub fn event_fields(&self, type_id: &NodeId) -> Vec<(NodeId, QualifiedName, NodeClass)> {
+        self.declarations(type_id)
+            .into_iter()
+            .filter_map(|d| {
+                let class = self.find(&d.node)?.node_class();
+                Some((d.node, d.name, class))
+            })
+            .collect()
+    }
+
     fn type_definition(&self, id: &NodeId) -> Option<NodeId> {
         self.targets(id, HAS_TYPE_DEFINITION, BrowseDirection::Forward)
             .into_iter()

@@ -20,10 +20,13 @@ use super::space::{self, MachineNodes, MethodKind, Ns, States};
 use crate::config::{MachineConfig, Role};
 use crate::context::commands::{CommandError, Commands};
 use crate::model::{Command, CommandOrigin, Taxonomy};
+use crate::northbound::http::Telemetry;
 
 /// What the manager built, for the feed.
 pub struct Built {
     pub ns: Ns,
+    /// The message event type's fields, own and inherited (see [`Instantiator::event_fields`]).
+    pub event_fields: Vec<(NodeId, opcua::types::QualifiedName, opcua::types::NodeClass)>,
     pub machines: Vec<MachineNodes>,
     pub states: States,
 }
@@ -36,6 +39,7 @@ pub struct Builder {
     pub commands: Commands,
     pub users: Arc<Users>,
     pub built: Arc<OnceLock<Built>>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 pub struct Manager {
@@ -46,6 +50,7 @@ pub struct Manager {
     commands: Commands,
     users: Arc<Users>,
     built: Arc<OnceLock<Built>>,
+    telemetry: Arc<Telemetry>,
     /// Method node → (machine id, which method).
     methods: OnceLock<std::collections::HashMap<NodeId, (String, MethodKind)>>,
 }
@@ -83,6 +88,7 @@ impl InMemoryNodeManagerImplBuilder for Builder {
             commands: self.commands,
             users: self.users,
             built: self.built,
+            telemetry: self.telemetry,
             methods: OnceLock::new(),
         }
     }
@@ -102,6 +108,8 @@ impl InMemoryNodeManagerImpl for Manager {
             return;
         };
         let core_space = core.address_space().read();
+        let event_fields = super::instantiate::Instantiator::new(address_space, &core_space, ns.sb)
+            .event_fields(&ns.message_event_type());
         let (machines, states) = space::build(
             address_space,
             &core_space,
@@ -121,6 +129,7 @@ impl InMemoryNodeManagerImpl for Manager {
         let _ = self.methods.set(methods);
         let _ = self.built.set(Built {
             ns,
+            event_fields,
             machines,
             states,
         });
@@ -154,6 +163,7 @@ impl InMemoryNodeManagerImpl for Manager {
                 continue;
             };
             if role < Role::Operator {
+                Telemetry::add(&self.telemetry.opcua_method_calls_refused_total, 1);
                 tracing::info!(user = ?user, method = kind.name(), machine = %machine, "OPC UA method refused: the operator role is needed");
                 call.set_status(StatusCode::BadUserAccessDenied);
                 continue;
@@ -168,11 +178,13 @@ impl InMemoryNodeManagerImpl for Manager {
             };
             match result {
                 Ok(seq) => {
+                    Telemetry::add(&self.telemetry.opcua_method_calls_total, 1);
                     tracing::info!(user = ?user, method = kind.name(), machine = %machine, seq, "OPC UA method call journaled");
                     call.set_outputs(vec![Variant::from(seq)]);
                     call.set_status(StatusCode::Good);
                 }
                 Err(e) => {
+                    Telemetry::add(&self.telemetry.opcua_method_calls_refused_total, 1);
                     let (status, args) = match &e {
                         CommandError::BadArgument { argument, .. } => (
                             StatusCode::BadInvalidArgument,

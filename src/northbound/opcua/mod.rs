@@ -155,6 +155,23 @@ pub struct Wiring {
     /// Each machine with its profile's signal ids.
     pub machines: Vec<(MachineConfig, Vec<String>)>,
     pub data_dir: PathBuf,
+    pub telemetry: Arc<crate::northbound::http::Telemetry>,
+}
+
+/// The application's private key is for this process only: `pki/private` 0700, its files 0600
+/// (the library creates them with the process umask).
+fn protect_private_key(pki: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let private = pki.join("private");
+    let mut paths = vec![(private.clone(), 0o700)];
+    if let Ok(entries) = std::fs::read_dir(&private) {
+        paths.extend(entries.flatten().map(|e| (e.path(), 0o600)));
+    }
+    for (path, mode) in paths {
+        if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot restrict the permissions of the OPC UA private key");
+        }
+    }
 }
 
 /// The host name clients should use: configured, else this machine's name, else the
@@ -207,7 +224,16 @@ pub async fn start(
     let endpoint = format!("opc.tcp://{host}:{port}/");
     let product_uri = "urn:shopbridge".to_string();
 
-    let users = Arc::new(auth::Users::new(&cfg.users, cfg.anonymous));
+    let users = Arc::new(auth::Users::new(
+        &cfg.users,
+        cfg.anonymous,
+        wiring.telemetry.clone(),
+    ));
+    if cfg.users.is_empty() && !cfg.anonymous {
+        tracing::warn!(
+            "[opcua] has no users and anonymous access is off: no client can log in (add [[opcua.users]] or set anonymous = true)"
+        );
+    }
     let built = Arc::new(OnceLock::new());
     let manager = manager::Builder {
         imports,
@@ -217,6 +243,7 @@ pub async fn start(
         commands: wiring.commands.clone(),
         users: users.clone(),
         built: built.clone(),
+        telemetry: wiring.telemetry.clone(),
     };
 
     let mut token_ids: Vec<String> = cfg
@@ -295,6 +322,7 @@ pub async fn start(
     limits.subscriptions.max_subscriptions_per_session = 100;
     limits.max_sessions = 100;
     let (server, handle) = builder.build().map_err(OpcuaError::Server)?;
+    protect_private_key(&wiring.data_dir.join("pki"));
 
     let subscriptions = server.subscriptions();
     let node_managers = handle.node_managers().clone();
@@ -320,6 +348,21 @@ pub async fn start(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
+    {
+        let mut tree = handle.type_tree().write();
+        let event_type = built.ns.message_event_type();
+        for (id, name, class) in &built.event_fields {
+            if opcua::nodes::TypeTree::find_type_prop_by_browse_path(
+                &*tree,
+                &event_type,
+                std::slice::from_ref(name),
+            )
+            .is_none()
+            {
+                tree.add_type_property(id, &event_type, &[name], *class);
+            }
+        }
+    }
     let Some(mgr) = node_managers.get_of_type::<manager::ShopManager>() else {
         return Err(OpcuaError::Server(
             "the shopbridge node manager is missing".into(),
@@ -339,7 +382,7 @@ pub async fn start(
         ns: built.ns,
         machines: built.machines.clone(),
         states: built.states.clone(),
-        folder: built.ns.machines_folder(),
+        telemetry: wiring.telemetry.clone(),
     };
     tasks.spawn(feed::run(wiring.journal, view, target, shutdown));
     tracing::info!(

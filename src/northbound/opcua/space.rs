@@ -351,28 +351,14 @@ pub fn build(
             signal_nodes.insert(s.clone(), id);
         }
 
-        // Events: Messages raises them; the machine and the Machines folder are notifiers too.
+        // Events: Messages raises them (and the Server object relays them).
         let messages = inst
             .made
             .get(&format!("{root}/Notification/Messages"))
             .cloned()
             .unwrap_or_else(|| object.clone());
-        for n in [&object, &messages] {
-            if let Some(NodeType::Object(o)) = inst.space.find_mut(n) {
-                o.set_event_notifier(opcua::nodes::EventNotifier::SUBSCRIBE_TO_EVENTS);
-            }
-        }
-        inst.space.insert_reference(
-            &ns.machines_folder(),
-            &object,
-            NodeId::from(ReferenceTypeId::HasNotifier),
-        );
-        if messages != object {
-            inst.space.insert_reference(
-                &object,
-                &messages,
-                NodeId::from(ReferenceTypeId::HasNotifier),
-            );
+        if let Some(NodeType::Object(o)) = inst.space.find_mut(&messages) {
+            o.set_event_notifier(opcua::nodes::EventNotifier::SUBSCRIBE_TO_EVENTS);
         }
 
         // The nameplate: what the configuration (or the simulator) says.
