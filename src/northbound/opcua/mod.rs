@@ -197,33 +197,26 @@ fn host_name(cfg: &OpcuaConfig) -> String {
     "localhost".to_string()
 }
 
-/// Starts the server: binds, loads the NodeSets, builds the machines, and spawns the server
-/// and its journal feed on `tasks`. Both stop on `shutdown`.
-pub async fn start(
+/// Everything about the server that needs no waiting: NodeSets, node manager, endpoints,
+/// users, limits. (Kept out of `start`'s awaits: the library's builders are not `Send`.)
+fn configure(
     cfg: &OpcuaConfig,
-    wiring: Wiring,
-    tasks: &TaskTracker,
+    wiring: &Wiring,
+    host: &str,
+    port: u16,
+    endpoint: &str,
+    product_uri: String,
     shutdown: CancellationToken,
-) -> Result<OpcuaServer, OpcuaError> {
+) -> Result<
+    (
+        opcua::server::Server,
+        ServerHandle,
+        Arc<OnceLock<manager::Built>>,
+    ),
+    OpcuaError,
+> {
     let dir = nodesets_dir(cfg.nodesets_dir.as_deref());
     let imports = load_nodesets(&dir)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| OpcuaError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let port = listener
-        .local_addr()
-        .map_err(|source| OpcuaError::Bind {
-            addr: cfg.listen,
-            source,
-        })?
-        .port();
-    let host = host_name(cfg);
-    let endpoint = format!("opc.tcp://{host}:{port}/");
-    let product_uri = "urn:shopbridge".to_string();
-
     let users = Arc::new(auth::Users::new(
         &cfg.users,
         cfg.anonymous,
@@ -258,12 +251,12 @@ pub async fn start(
         .application_name("shopbridge")
         .application_uri(format!("urn:shopbridge:{host}"))
         .product_uri(product_uri)
-        .host(host.clone())
+        .host(host)
         .port(port)
         .pki_dir(wiring.data_dir.join("pki"))
         .create_sample_keypair(true)
         .trust_client_certs(false)
-        .discovery_urls(vec![endpoint.clone()])
+        .discovery_urls(vec![endpoint.to_string()])
         .with_authenticator(users.clone())
         .with_node_manager(InMemoryNodeManagerBuilder::new(manager))
         .token(shutdown.child_token())
@@ -323,6 +316,43 @@ pub async fn start(
     limits.max_sessions = 100;
     let (server, handle) = builder.build().map_err(OpcuaError::Server)?;
     protect_private_key(&wiring.data_dir.join("pki"));
+    Ok((server, handle, built))
+}
+
+/// Starts the server: binds, loads the NodeSets, builds the machines, and spawns the server
+/// and its journal feed on `tasks`. Both stop on `shutdown`.
+pub async fn start(
+    cfg: &OpcuaConfig,
+    wiring: Wiring,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<OpcuaServer, OpcuaError> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| OpcuaError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| OpcuaError::Bind {
+            addr: cfg.listen,
+            source,
+        })?
+        .port();
+    let host = host_name(cfg);
+    let endpoint = format!("opc.tcp://{host}:{port}/");
+    let product_uri = "urn:shopbridge".to_string();
+
+    let (server, handle, built) = configure(
+        cfg,
+        &wiring,
+        &host,
+        port,
+        &endpoint,
+        product_uri,
+        shutdown.clone(),
+    )?;
 
     let subscriptions = server.subscriptions();
     let node_managers = handle.node_managers().clone();
