@@ -20,11 +20,11 @@ use opcua::types::{
     MonitoringMode, MonitoringParameters, NodeId, ReadValueId, TimestampsToReturn, UserTokenPolicy,
     Variant,
 };
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::bench::{TempDir, free_port, process_cpu_seconds, quantiles_ms, stop_child};
+use super::bench_protocols::paced_adapter;
 
 /// The okuma-osp keys each line sets, and the signals they become.
 const SIGNALS: [(&str, &str); 5] = [
@@ -71,44 +71,23 @@ fn machine_id(i: usize) -> String {
     format!("m{i:03}")
 }
 
-/// Writes a line every `period` to the first client: every value is the write time.
-async fn adapter(
-    listener: TcpListener,
-    machine: usize,
-    period: Duration,
-    phase: Duration,
-    t0: Instant,
-    tally: Arc<Tally>,
-    stop: CancellationToken,
-) {
-    let Ok((mut sock, _)) = listener.accept().await else {
-        return;
-    };
-    let _ = sock.set_nodelay(true);
-    tokio::time::sleep(phase).await;
-    let mut iv = tokio::time::interval(period);
-    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let clock = crate::clock::Clock::system();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = iv.tick() => {}
-        }
-        let at = t0.elapsed().as_micros() as u64;
-        let mut line = format!("{}|pexecution|ACTIVE", clock.now().to_rfc3339());
-        for (key, _) in SIGNALS {
-            line.push_str(&format!("|{key}|{at}"));
-        }
-        line.push('\n');
-        if sock.write_all(line.as_bytes()).await.is_err() {
-            return;
-        }
-        if let Ok(mut w) = tally.written.lock() {
-            if let Some(v) = w.get_mut(machine) {
-                v.push(at);
-            }
+/// One machine's line at `t0.elapsed()`: every value is that time, which is also recorded.
+fn timed_line(machine: usize, t0: Instant, tally: &Tally) -> String {
+    let at = t0.elapsed().as_micros() as u64;
+    let mut line = format!(
+        "{}|pexecution|ACTIVE",
+        crate::clock::Clock::system().now().to_rfc3339()
+    );
+    for (key, _) in SIGNALS {
+        line.push_str(&format!("|{key}|{at}"));
+    }
+    line.push('\n');
+    if let Ok(mut w) = tally.written.lock() {
+        if let Some(v) = w.get_mut(machine) {
+            v.push(at);
         }
     }
+    line
 }
 
 fn config_text(
@@ -241,15 +220,10 @@ async fn bench(a: OpcuaArgs) -> anyhow::Result<i32> {
         let l = TcpListener::bind("127.0.0.1:0").await?;
         adapters.push(l.local_addr()?.to_string());
         let phase = period.mul_f64(i as f64 / a.machines.max(1) as f64);
-        tokio::spawn(adapter(
-            l,
-            i,
-            period,
-            phase,
-            t0,
-            tally.clone(),
-            stop.clone(),
-        ));
+        let tally = tally.clone();
+        tokio::spawn(paced_adapter(l, period, phase, stop.clone(), move |_| {
+            timed_line(i, t0, &tally)
+        }));
     }
     let (opcua_port, http_port) = (free_port()?, free_port()?);
     let config = tmp.path.join("bench-opcua.toml");

@@ -758,14 +758,13 @@ fn paced_line(tick: u64, machine: usize, now: Timestamp) -> String {
     )
 }
 
-/// Writes one line every period (offset by `phase`), stamped with the wall clock, to the
-/// first client, until `stop`.
-async fn paced_adapter(
+/// Writes `line(tick)` every period (offset by `phase`) to the first client, until `stop`.
+pub(super) async fn paced_adapter(
     listener: TcpListener,
-    machine: usize,
     period: Duration,
     phase: Duration,
     stop: CancellationToken,
+    mut line: impl FnMut(u64) -> String,
 ) {
     let Ok((mut sock, _)) = listener.accept().await else {
         return;
@@ -774,15 +773,13 @@ async fn paced_adapter(
     tokio::time::sleep(phase).await;
     let mut iv = tokio::time::interval(period);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let clock = Clock::system();
     let mut tick = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = iv.tick() => {}
         }
-        let line = paced_line(tick, machine, clock.now());
-        if sock.write_all(line.as_bytes()).await.is_err() {
+        if sock.write_all(line(tick).as_bytes()).await.is_err() {
             return;
         }
         tick += 1;
@@ -819,7 +816,15 @@ async fn shdr_latency_run(
         let address = listener.local_addr()?.to_string();
         // Spread over the period, as independent machines would be.
         let phase = period.mul_f64(i as f64 / machines.max(1) as f64);
-        tokio::spawn(paced_adapter(listener, i, period, phase, stop.clone()));
+        // Each line stamped with the wall clock.
+        let clock = Clock::system();
+        tokio::spawn(paced_adapter(
+            listener,
+            period,
+            phase,
+            stop.clone(),
+            move |tick| paced_line(tick, i, clock.now()),
+        ));
         spawn_shdr_driver(address, id, &profile, tx.clone(), &stop);
     }
     drop(tx);

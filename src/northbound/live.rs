@@ -282,18 +282,33 @@ pub async fn run_live_consumer(
     view: std::sync::Arc<LiveView>,
     shutdown: CancellationToken,
 ) {
+    let pos = view.catch_up(&journal);
+    follow_journal(&journal, pos, "live view", &shutdown, |batch| {
+        view.apply(batch)
+    })
+    .await;
+}
+
+/// Hands every durable record after `pos` to `apply`, batch by batch and in order, until
+/// `shutdown` (or the journal closes). `who` names the consumer in warnings.
+pub async fn follow_journal(
+    journal: &Journal,
+    mut pos: u64,
+    who: &str,
+    shutdown: &CancellationToken,
+    mut apply: impl FnMut(&[crate::model::Record]),
+) {
     let mut rx = journal.subscribe();
-    let mut pos = view.catch_up(&journal);
     loop {
         while pos < *rx.borrow_and_update() {
             match journal.read(pos, 20_000) {
                 Ok(batch) => {
                     let Some(last) = batch.last() else { break };
                     pos = last.seq;
-                    view.apply(&batch);
+                    apply(&batch);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "live view cannot read the journal; retrying");
+                    tracing::warn!(error = %e, consumer = who, "cannot read the journal; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     break;
                 }

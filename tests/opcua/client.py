@@ -323,6 +323,19 @@ async def secure_connect(url, policy, mode, cert, key, user, password):
     return c
 
 
+async def refused(url, cert, key, password, what):
+    """Connects with Basic256Sha256/SignAndEncrypt as operator; returns how the server refused."""
+    try:
+        c = await secure_connect(
+            url, SecurityPolicyBasic256Sha256, ua.MessageSecurityMode.SignAndEncrypt,
+            cert, key, "operator", password,
+        )
+    except Exception as e:  # noqa: BLE001 - any refusal will do; report which
+        return type(e).__name__ + ": " + str(e)[:120]
+    await c.disconnect()
+    raise Failed(f"{what} was accepted")
+
+
 async def secure(url, pki, work):
     pki = Path(pki)
     work = Path(work)
@@ -331,17 +344,8 @@ async def secure(url, pki, work):
     trusted_cert, trusted_key = await make_cert(work, "trusted-client")
     # The plant's workflow: a new client is refused and its certificate kept in pki/rejected;
     # the administrator moves the file to pki/trusted; the client is let in.
-    try:
-        c = await secure_connect(
-            url, SecurityPolicyBasic256Sha256, ua.MessageSecurityMode.SignAndEncrypt,
-            trusted_cert, trusted_key, "operator", "operator",
-        )
-        await c.disconnect()
-        raise Failed("a certificate nobody trusted yet was accepted")
-    except Failed:
-        raise
-    except Exception as e:  # noqa: BLE001 - any refusal will do; report which
-        out["first_contact"] = type(e).__name__
+    first = await refused(url, trusted_cert, trusted_key, "operator", "a certificate nobody trusted yet")
+    out["first_contact"] = first.split(":")[0]
     rejected = list((pki / "rejected").glob("*trusted-client*.der"))
     check(len(rejected) == 1, f"the refused certificate is not in {pki / 'rejected'}")
     rejected[0].rename(pki / "trusted" / rejected[0].name)
@@ -360,32 +364,12 @@ async def secure(url, pki, work):
         finally:
             await c.disconnect()
 
-    # A wrong password is refused.
-    try:
-        c = await secure_connect(
-            url, SecurityPolicyBasic256Sha256, ua.MessageSecurityMode.SignAndEncrypt,
-            trusted_cert, trusted_key, "operator", "wrong",
-        )
-        await c.disconnect()
-        raise Failed("a wrong password was accepted")
-    except Failed:
-        raise
-    except Exception as e:  # noqa: BLE001 - any refusal will do; report which
-        out["wrong_password"] = type(e).__name__ + ": " + str(e)[:120]
-
+    out["wrong_password"] = await refused(url, trusted_cert, trusted_key, "wrong", "a wrong password")
     # A certificate nobody trusted is refused, and kept in pki/rejected.
     rogue_cert, rogue_key = await make_cert(work, "untrusted-client")
-    try:
-        c = await secure_connect(
-            url, SecurityPolicyBasic256Sha256, ua.MessageSecurityMode.SignAndEncrypt,
-            rogue_cert, rogue_key, "operator", "operator",
-        )
-        await c.disconnect()
-        raise Failed("an untrusted certificate was accepted")
-    except Failed:
-        raise
-    except Exception as e:  # noqa: BLE001
-        out["untrusted_certificate"] = type(e).__name__ + ": " + str(e)[:120]
+    out["untrusted_certificate"] = await refused(
+        url, rogue_cert, rogue_key, "operator", "an untrusted certificate"
+    )
     rejected = list((pki / "rejected").glob("*untrusted-client*.der"))
     check(rejected, f"the untrusted certificate is not in {pki / 'rejected'}")
     return out

@@ -582,29 +582,12 @@ impl Target {
 /// Follows the journal and keeps the address space current until `shutdown`.
 pub async fn run(journal: Journal, view: LiveView, target: Target, shutdown: CancellationToken) {
     let mut sent: Sent = HashMap::new();
-    let mut rx = journal.subscribe();
-    let mut pos = view.catch_up(&journal);
+    let pos = view.catch_up(&journal);
     target.refresh_all(&view, &mut sent);
-    loop {
-        while pos < *rx.borrow_and_update() {
-            match journal.read(pos, 20_000) {
-                Ok(batch) => {
-                    let Some(last) = batch.last() else { break };
-                    pos = last.seq;
-                    target.apply(&view, &batch, &mut sent);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "OPC UA server cannot read the journal; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = rx.changed() => if r.is_err() { return },
-        }
-    }
+    crate::northbound::live::follow_journal(&journal, pos, "opcua", &shutdown, |batch| {
+        target.apply(&view, batch, &mut sent)
+    })
+    .await;
 }
 
 #[cfg(test)]
