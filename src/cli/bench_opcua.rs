@@ -250,6 +250,9 @@ async fn bench(a: OpcuaArgs) -> anyhow::Result<i32> {
     let mut connected = None;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(Some(status)) = child.0.try_wait() {
+            anyhow::bail!("the bridge exited ({status}) before opening {url}; its error is above");
+        }
         if tokio::net::TcpStream::connect(("127.0.0.1", opcua_port))
             .await
             .is_ok()
