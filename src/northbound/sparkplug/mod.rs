@@ -4,5 +4,6 @@
 //! - [`node`]: the edge node's protocol state (topics, bdSeq, seq, aliases, births, deaths,
 //!   data, commands) without I/O, so every normative statement is unit-tested.
 
+pub mod bdseq;
 pub mod node;
 pub mod payload;
