@@ -48,7 +48,52 @@ pub struct Config {
     pub profiles: ProfilesConfig,
     /// `[opcua]`: the northbound OPC UA server; `None` when not served.
     pub opcua: Option<OpcuaConfig>,
+    /// `[sparkplug]` + `[mqtt]`: the Sparkplug B edge node; `None` when not published.
+    pub sparkplug: Option<SparkplugConfig>,
     pub machines: Vec<MachineConfig>,
+}
+
+/// `[sparkplug]` and the `[mqtt]` connection it publishes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparkplugConfig {
+    pub group_id: String,
+    pub edge_node_id: String,
+    /// Wait for this primary host's STATE before births (Sparkplug 3.0 primary host).
+    pub primary_host_id: Option<String>,
+    /// Rebirth requests closer together than this are ignored (against rebirth storms).
+    pub rebirth_cooldown: Duration,
+    pub mqtt: MqttConfig,
+}
+
+/// `[mqtt]`: the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    pub broker: MqttBroker,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+}
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttBroker {
+    /// An external broker (`mqtt://host:port`, or `mqtts://` with TLS).
+    External {
+        host: String,
+        port: u16,
+        tls: Option<MqttTls>,
+    },
+    /// The bridge starts rumqttd in-process on 127.0.0.1:`port` (the demo's broker).
+    Embedded { port: u16 },
+}
+
+/// TLS for `mqtts://`: the CA that signed the broker's certificate (system roots when absent)
+/// and an optional client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[opcua]`: the OPC UA server (OPC 40001 Machinery / OPC 40501 MachineTool).
@@ -347,6 +392,7 @@ impl Config {
             taxonomy: Taxonomy::default(),
             profiles: ProfilesConfig::default(),
             opcua: None,
+            sparkplug: None,
             machines,
         }
     }
