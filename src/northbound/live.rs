@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::model::{
-    ActiveConditions, AssetAction, Command, LinkStatus, MachineId, MachineState, Quality,
-    RecordKind, ShopState, Timestamp, Value,
+    ActiveConditions, AssetAction, Command, LinkStatus, LossCategory, MachineId, MachineState,
+    Quality, RecordKind, ShopState, Timestamp, Value,
 };
 
 /// One signal's latest value.
@@ -109,6 +109,25 @@ pub struct LiveAsset {
 }
 
 impl LiveMachine {
+    /// The loss category of the current stop and since when: the operator's reason when
+    /// given during this stop, machine_fault while a fault alarm holds the machine DOWN, else
+    /// unexplained; none while the machine runs. (What OPC UA and Sparkplug show until the
+    /// context layer classifies stops itself.)
+    pub fn loss_category(&self) -> Option<(LossCategory, Option<Timestamp>)> {
+        if self.state == ShopState::Run {
+            return None;
+        }
+        if let Some(r) = &self.stop_reason {
+            if self.since.is_none_or(|s| r.at >= s) {
+                return Some((r.reason.clone(), self.since));
+            }
+        }
+        if self.state == ShopState::Down && self.current.alarm {
+            return Some((LossCategory::MACHINE_FAULT, self.since));
+        }
+        Some((LossCategory::UNEXPLAINED, self.since))
+    }
+
     pub fn new(id: MachineId, name: String, profile: String, driver: String) -> Self {
         Self {
             id,

@@ -5,5 +5,6 @@
 //!   data, commands) without I/O, so every normative statement is unit-tested.
 
 pub mod bdseq;
+pub mod metrics;
 pub mod node;
 pub mod payload;
