@@ -67,61 +67,75 @@ pub fn device_metrics(signals: &[String]) -> Vec<MetricDef> {
     out
 }
 
-fn ms(t: Timestamp) -> u64 {
+pub(super) fn ms(t: Timestamp) -> u64 {
     (t.as_micros() / 1000).max(0) as u64
 }
 
-fn text(s: Option<String>) -> Option<MetricValue> {
+pub(super) fn text(s: Option<String>) -> Option<MetricValue> {
     s.map(MetricValue::String)
 }
 
+/// A metric update: name, value (None = null), time in ms.
+pub type Update = (String, Option<MetricValue>, u64);
+
+/// `State/…` (the canonical state and how many conditions are active), at `at`.
+pub(super) fn state_values(m: &LiveMachine, at: u64) -> Vec<Update> {
+    let c = &m.current;
+    let word = |w: Option<String>| (text(w), at);
+    [
+        ("State/Shop", word(Some(m.state.to_string()))),
+        ("State/Availability", word(Some(c.availability.to_string()))),
+        ("State/Execution", word(c.execution.map(|e| e.to_string()))),
+        (
+            "State/ControllerMode",
+            word(c.controller_mode.map(|e| e.to_string())),
+        ),
+        (
+            "State/FunctionalMode",
+            word(c.functional_mode.map(|e| e.to_string())),
+        ),
+        (
+            "State/EmergencyStop",
+            word(c.emergency_stop.map(|e| e.to_string())),
+        ),
+        ("State/Alarm", (Some(MetricValue::Boolean(c.alarm)), at)),
+        (
+            "State/Since",
+            (m.since.map(|t| MetricValue::DateTime(ms(t))), at),
+        ),
+        (
+            "State/ActiveConditions",
+            (Some(MetricValue::Int64(m.conditions.len() as i64)), at),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, (v, t))| (name.to_string(), v, t))
+    .collect()
+}
+
+/// `Loss/Category` and `Loss/Since`, at `at`.
+pub(super) fn loss_values(m: &LiveMachine, at: u64) -> Vec<Update> {
+    let loss = m.loss_category();
+    vec![
+        (
+            "Loss/Category".into(),
+            text(loss.as_ref().map(|(l, _)| l.as_str().to_string())),
+            at,
+        ),
+        (
+            "Loss/Since".into(),
+            loss.and_then(|(_, s)| s)
+                .map(|t| MetricValue::DateTime(ms(t))),
+            at,
+        ),
+    ]
+}
+
 /// Every metric's current value (None = null) and time (ms), from the live view.
-pub fn device_values(m: &LiveMachine, now: Timestamp) -> Vec<(String, Option<MetricValue>, u64)> {
+pub fn device_values(m: &LiveMachine, now: Timestamp) -> Vec<Update> {
     let since = m.since.map(ms).unwrap_or_else(|| ms(now));
     let c = &m.current;
-    let mut out: Vec<(String, Option<MetricValue>, u64)> = vec![
-        ("State/Shop".into(), text(Some(m.state.to_string())), since),
-        (
-            "State/Availability".into(),
-            text(Some(c.availability.to_string())),
-            since,
-        ),
-        (
-            "State/Execution".into(),
-            text(c.execution.map(|e| e.to_string())),
-            since,
-        ),
-        (
-            "State/ControllerMode".into(),
-            text(c.controller_mode.map(|e| e.to_string())),
-            since,
-        ),
-        (
-            "State/FunctionalMode".into(),
-            text(c.functional_mode.map(|e| e.to_string())),
-            since,
-        ),
-        (
-            "State/EmergencyStop".into(),
-            text(c.emergency_stop.map(|e| e.to_string())),
-            since,
-        ),
-        (
-            "State/Alarm".into(),
-            Some(MetricValue::Boolean(c.alarm)),
-            since,
-        ),
-        (
-            "State/Since".into(),
-            m.since.map(|t| MetricValue::DateTime(ms(t))),
-            since,
-        ),
-        (
-            "State/ActiveConditions".into(),
-            Some(MetricValue::Int64(m.conditions.len() as i64)),
-            since,
-        ),
-    ];
+    let mut out = state_values(m, since);
     let program_time = m
         .signals
         .get(crate::model::signals::PROGRAM)
@@ -159,16 +173,7 @@ pub fn device_values(m: &LiveMachine, now: Timestamp) -> Vec<(String, Option<Met
     ));
     out.push(("Context/Operator".into(), text(m.operator.clone()), since));
     out.push(("Context/Shift".into(), None, since));
-    let (category, loss_since) = match m.loss_category() {
-        Some((c, at)) => (Some(c.as_str().to_string()), at),
-        None => (None, None),
-    };
-    out.push(("Loss/Category".into(), text(category), since));
-    out.push((
-        "Loss/Since".into(),
-        loss_since.map(|t| MetricValue::DateTime(ms(t))),
-        since,
-    ));
+    out.extend(loss_values(m, since));
     out.push((
         "Loss/StopReason".into(),
         text(

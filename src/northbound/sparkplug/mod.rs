@@ -8,3 +8,4 @@ pub mod bdseq;
 pub mod metrics;
 pub mod node;
 pub mod payload;
+pub mod records;

@@ -167,6 +167,22 @@ impl EdgeNode {
         )
     }
 
+    /// A QoS 0, not retained message (every Sparkplug message but the Will).
+    fn message(topic: String, now_ms: u64, metrics: Vec<Metric>, seq: u64) -> Publish {
+        Publish {
+            topic,
+            payload: Payload {
+                timestamp: Some(now_ms),
+                metrics,
+                seq: Some(seq),
+                uuid: None,
+                body: None,
+            },
+            qos1: false,
+            retain: false,
+        }
+    }
+
     /// The Will to register on CONNECT: NDEATH with this connection's bdSeq, QoS 1, not
     /// retained (tck-id-topics-ndeath-payload, tck-id-operational-behavior-edge-node-intro-
     /// will-message-qos, -retain).
@@ -218,18 +234,8 @@ impl EdgeNode {
                 env!("CARGO_PKG_VERSION")
             ))),
         ));
-        let nbirth = Publish {
-            topic: self.topic("NBIRTH", None),
-            payload: Payload {
-                timestamp: Some(now_ms),
-                metrics,
-                seq: Some(self.next_seq()),
-                uuid: None,
-                body: None,
-            },
-            qos1: false,
-            retain: false,
-        };
+        let seq = self.next_seq();
+        let nbirth = Self::message(self.topic("NBIRTH", None), now_ms, metrics, seq);
         for d in self.devices.values_mut() {
             d.born = false;
         }
@@ -264,18 +270,7 @@ impl EdgeNode {
                 )
             })
             .collect();
-        Some(Publish {
-            topic,
-            payload: Payload {
-                timestamp: Some(now_ms),
-                metrics,
-                seq: Some(seq),
-                uuid: None,
-                body: None,
-            },
-            qos1: false,
-            retain: false,
-        })
+        Some(Self::message(topic, now_ms, metrics, seq))
     }
 
     /// DDEATH when a device's link drops (tck-id-topics-ddeath-seq: it carries the seq).
@@ -286,18 +281,12 @@ impl EdgeNode {
         }
         d.born = false;
         let seq = self.next_seq();
-        Some(Publish {
-            topic: self.topic("DDEATH", Some(id)),
-            payload: Payload {
-                timestamp: Some(now_ms),
-                metrics: vec![],
-                seq: Some(seq),
-                uuid: None,
-                body: None,
-            },
-            qos1: false,
-            retain: false,
-        })
+        Some(Self::message(
+            self.topic("DDEATH", Some(id)),
+            now_ms,
+            vec![],
+            seq,
+        ))
     }
 
     /// Records new values of a device (`name`, value or None for null, time in ms). Returns
@@ -351,18 +340,12 @@ impl EdgeNode {
         metrics.sort_by_key(|m| m.timestamp);
         let seq = self.next_seq();
         (
-            Some(Publish {
-                topic: self.topic("DDATA", Some(id)),
-                payload: Payload {
-                    timestamp: Some(now_ms),
-                    metrics,
-                    seq: Some(seq),
-                    uuid: None,
-                    body: None,
-                },
-                qos1: false,
-                retain: false,
-            }),
+            Some(Self::message(
+                self.topic("DDATA", Some(id)),
+                now_ms,
+                metrics,
+                seq,
+            )),
             unknown,
         )
     }
