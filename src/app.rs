@@ -323,6 +323,26 @@ pub async fn run(
         live.clone(),
         consumers.clone(),
     ));
+    if let Some(cfg) = &config.sparkplug {
+        let wiring = crate::northbound::sparkplug::transport::Wiring {
+            journal: journal.clone(),
+            machines: config
+                .machines
+                .iter()
+                .zip(&profiles)
+                .map(|(m, (_, p))| {
+                    let signals = p.signals.iter().map(|s| s.as_str().to_string()).collect();
+                    (m.id.clone(), m.name.clone(), signals)
+                })
+                .collect(),
+            data_dir: config.journal.dir.clone(),
+            clock: clock.clone(),
+        };
+        tasks.spawn(
+            crate::northbound::sparkplug::transport::run(cfg.clone(), wiring, consumers.clone())
+                .instrument(tracing::info_span!("sparkplug", component = "sparkplug")),
+        );
+    }
     let opcua = match &config.opcua {
         None => None,
         Some(cfg) => {

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod node;
 pub mod payload;
 pub mod records;
+pub mod transport;
