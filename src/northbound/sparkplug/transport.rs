@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bdseq::BdSeqStore;
-use super::metrics::device_metrics;
+use super::metrics::{Update, device_metrics};
 use super::node::{EdgeNode, MetricDef, NodeCommand, Publish};
 use super::records::{DeviceUpdate, update};
 use crate::clock::Clock;
@@ -232,10 +232,7 @@ async fn session(
         let batch = cursor.next_batch(2_000).map_err(|e| e.to_string())?;
         if let Some(last) = batch.records.last().map(|r| r.seq) {
             let now = ms(&w.clock);
-            let mut per_device: BTreeMap<
-                String,
-                Vec<(String, Option<super::payload::MetricValue>, u64)>,
-            > = BTreeMap::new();
+            let mut per_device: BTreeMap<String, Vec<Update>> = BTreeMap::new();
             let mut out: Vec<Publish> = Vec::new();
             for r in &batch.records {
                 view.apply(std::slice::from_ref(r));
@@ -325,7 +322,7 @@ async fn session(
 /// Turns the collected metric updates into one DDATA per device.
 fn flush(
     node: &mut EdgeNode,
-    per_device: &mut BTreeMap<String, Vec<(String, Option<super::payload::MetricValue>, u64)>>,
+    per_device: &mut BTreeMap<String, Vec<Update>>,
     historical: bool,
     now: u64,
     out: &mut Vec<Publish>,
