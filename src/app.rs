@@ -528,6 +528,18 @@ struct DriverSpecs {
     mtconnect: Vec<crate::drivers::mtconnect::AgentSpec>,
 }
 
+/// The element `is_it` finds, or a new one `make` adds at the end.
+fn find_or_add<T>(v: &mut Vec<T>, is_it: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> &mut T {
+    let i = match v.iter().position(is_it) {
+        Some(i) => i,
+        None => {
+            v.push(make());
+            v.len() - 1
+        }
+    };
+    &mut v[i]
+}
+
 fn driver_specs(
     config: &Config,
     profiles: &[(MachineId, Arc<Profile>)],
@@ -542,17 +554,14 @@ fn driver_specs(
                 device,
                 devices_file,
             } => {
-                let i = match specs.shdr.iter().position(|s| s.address == *address) {
-                    Some(i) => i,
-                    None => {
-                        specs.shdr.push(crate::drivers::shdr::ShdrSpec {
-                            address: address.clone(),
-                            ..Default::default()
-                        });
-                        specs.shdr.len() - 1
-                    }
-                };
-                let spec = &mut specs.shdr[i];
+                let spec = find_or_add(
+                    &mut specs.shdr,
+                    |s| s.address == *address,
+                    || crate::drivers::shdr::ShdrSpec {
+                        address: address.clone(),
+                        ..Default::default()
+                    },
+                );
                 spec.machines.push((m.id.clone(), device.clone()));
                 if spec.heartbeat.is_none() {
                     spec.heartbeat = *heartbeat;
@@ -604,19 +613,16 @@ fn driver_specs(
                 interval,
                 heartbeat,
             } => {
-                let i = match specs.mtconnect.iter().position(|s| s.url == *url) {
-                    Some(i) => i,
-                    None => {
-                        specs.mtconnect.push(crate::drivers::mtconnect::AgentSpec {
-                            url: url.clone(),
-                            interval: *interval,
-                            heartbeat: *heartbeat,
-                            machines: Vec::new(),
-                        });
-                        specs.mtconnect.len() - 1
-                    }
-                };
-                let spec = &mut specs.mtconnect[i];
+                let spec = find_or_add(
+                    &mut specs.mtconnect,
+                    |s| s.url == *url,
+                    || crate::drivers::mtconnect::AgentSpec {
+                        url: url.clone(),
+                        interval: *interval,
+                        heartbeat: *heartbeat,
+                        machines: Vec::new(),
+                    },
+                );
                 spec.machines.push((m.id.clone(), device.clone()));
                 spec.interval = spec.interval.min(*interval);
                 spec.heartbeat = spec.heartbeat.min(*heartbeat);

@@ -172,19 +172,29 @@ fn describe(server: &SimServer) -> String {
     )
 }
 
+/// The simulated shop starting now, its calendar shifted to a busy weekday morning.
+fn shop_options(
+    machines: u16,
+    seed: u64,
+    start: crate::model::Timestamp,
+    skews: Vec<(usize, i64)>,
+) -> ShopOptions {
+    ShopOptions {
+        machines: usize::from(machines),
+        seed,
+        start,
+        shop_offset_micros: crate::sim::demo_shop_offset(start),
+        skews,
+    }
+}
+
 pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
     check_speed(a.speed)?;
     let skew = skews(&a.skew, a.machines)?;
     let rt = super::runtime()?;
     rt.block_on(async move {
         let clock = app::demo_clock(a.speed);
-        let opts = ShopOptions {
-            machines: usize::from(a.machines),
-            seed: a.seed,
-            start: clock.now(),
-            shop_offset_micros: crate::sim::demo_shop_offset(clock.now()),
-            skews: skew,
-        };
+        let opts = shop_options(a.machines, a.seed, clock.now(), skew);
         let (writer, sink) = match &a.truth_dir {
             Some(d) => {
                 let (w, s) = TruthWriter::open(d).await?;
@@ -218,15 +228,8 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
     let rt = super::runtime()?;
     rt.block_on(async move {
         let clock = app::demo_clock(a.speed);
-        let start = clock.now();
-        let shop_offset = crate::sim::demo_shop_offset(start);
-        let opts = ShopOptions {
-            machines: usize::from(a.machines),
-            seed: a.seed,
-            start,
-            shop_offset_micros: shop_offset,
-            skews: skew,
-        };
+        let opts = shop_options(a.machines, a.seed, clock.now(), skew);
+        let shop_offset = opts.shop_offset_micros;
         let (writer, sink) = TruthWriter::open(&a.data_dir).await?;
         let ports = Ports {
             shdr_base: a.shdr_base_port,
