@@ -120,8 +120,9 @@ pub struct ExportArgs {
 
 /// async-opcua logs every endpoint and import at INFO and warns about the (deprecated) binary
 /// type dictionaries in the companion NodeSets; only its errors matter to a user, unless the
-/// level names `opcua` itself.
-const QUIET_LIBRARIES: &str = ",opcua_server=error,opcua_client=error,opcua_crypto=warn,opcua_core=warn,opcua_nodes=error,opcua_types=error";
+/// level names `opcua` itself. rumqttd (the embedded broker) logs every connection at INFO and
+/// every client that leaves at ERROR; the bridge checks its port itself and says when it fails.
+const QUIET_LIBRARIES: &str = ",opcua_server=error,opcua_client=error,opcua_crypto=warn,opcua_core=warn,opcua_nodes=error,opcua_types=error,rumqttd=off";
 
 fn init_tracing(level: &str, json: bool) {
     let directive = if level.contains("opcua") {

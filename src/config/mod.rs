@@ -65,6 +65,40 @@ pub struct SparkplugConfig {
     pub mqtt: MqttConfig,
 }
 
+impl SparkplugConfig {
+    /// The demo's edge node: group `demo-shop`, node `shopbridge`, publishing to the embedded
+    /// broker on 127.0.0.1:`port`, or to `url`.
+    pub fn demo(port: u16, url: Option<&str>) -> Result<Self, String> {
+        let broker = match url {
+            None => MqttBroker::Embedded { port },
+            Some(u) => {
+                let (host, port, tls) = compile::parse_mqtt_url(u)?;
+                MqttBroker::External {
+                    host,
+                    port,
+                    tls: tls.then_some(MqttTls {
+                        ca_file: None,
+                        client_cert: None,
+                    }),
+                }
+            }
+        };
+        Ok(Self {
+            group_id: "demo-shop".into(),
+            edge_node_id: "shopbridge".into(),
+            primary_host_id: None,
+            rebirth_cooldown: Duration::from_secs(5),
+            mqtt: MqttConfig {
+                broker,
+                client_id: "shopbridge-demo-shop-shopbridge".into(),
+                username: None,
+                password: None,
+                keep_alive: Duration::from_secs(30),
+            },
+        })
+    }
+}
+
 /// `[mqtt]`: the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttConfig {

@@ -178,6 +178,12 @@ impl LiveView {
         m.values().find(|m| m.id.as_str() == id).cloned()
     }
 
+    /// Reads one machine in place (no copy of its signals).
+    pub fn with<R>(&self, id: &MachineId, f: impl FnOnce(&LiveMachine) -> R) -> Option<R> {
+        let m = self.machines.read().ok()?;
+        m.get(id).map(f)
+    }
+
     /// The last journal seq applied.
     pub fn position(&self) -> u64 {
         self.position.load(Ordering::Relaxed)

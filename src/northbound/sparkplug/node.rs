@@ -361,8 +361,14 @@ impl EdgeNode {
         let mut out = Vec::new();
         for m in &p.metrics {
             let name = m.name.as_deref().unwrap_or("");
+            // Hosts SHOULD NOT send a datatype in commands: the NBIRTH declared these
+            // metrics Boolean.
+            let mut typed = m.clone();
+            if typed.datatype.is_none() {
+                typed.datatype = Some(DataType::Boolean as u32);
+            }
             let truthy = matches!(
-                MetricValue::from_metric(m),
+                MetricValue::from_metric(&typed),
                 Ok(Some(MetricValue::Boolean(true)))
             );
             match name {
