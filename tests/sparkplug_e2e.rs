@@ -76,11 +76,18 @@ struct Host {
 impl Host {
     fn start(broker: u16, extra: &[&str]) -> Host {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sparkplug/host.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(["--broker", &format!("127.0.0.1:{broker}"), "--group", GROUP])
-            .args(["--seconds", "300"])
-            .args(extra)
+        Host::spawn(
+            Command::new("python3")
+                .arg(script)
+                .args(["--broker", &format!("127.0.0.1:{broker}"), "--group", GROUP])
+                .args(["--seconds", "300"])
+                .args(extra),
+        )
+    }
+
+    /// Runs `cmd` (host.py with its arguments) and waits for its `ready`.
+    fn spawn(cmd: &mut Command) -> Host {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -149,7 +156,15 @@ fn is(v: &Value, kind: &str, device: Option<&str>) -> bool {
 }
 
 fn metric<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v["metrics"].as_array()?.iter().find(|m| m["name"] == name)
+    metrics(v, name).into_iter().next()
+}
+
+/// Every value of metric `name` in a message (a DDATA may carry several, in time order).
+fn metrics<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
+    v["metrics"]
+        .as_array()
+        .map(|a| a.iter().filter(|m| m["name"] == name).collect())
+        .unwrap_or_default()
 }
 
 /// The test's SHDR adapter for machine `mill-1`: answers the bridge's pings, writes lines.
@@ -208,12 +223,23 @@ impl Adapter {
 }
 
 fn bridge(dir: &Path, broker: u16, adapter: &str, mqtt_extra: &str) -> KillOnDrop {
+    bridge_with(dir, broker, adapter, "", mqtt_extra)
+}
+
+/// `shopbridge run` with one SHDR machine, `mill-1`, and extra `[sparkplug]` and `[mqtt]` keys.
+fn bridge_with(
+    dir: &Path,
+    broker: u16,
+    adapter: &str,
+    sparkplug_extra: &str,
+    mqtt_extra: &str,
+) -> KillOnDrop {
     let config = dir.join("bridge.toml");
     std::fs::write(
         &config,
         format!(
             "[journal]\ndir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [sparkplug]\ngroup_id = \"{GROUP}\"\nedge_node_id = \"{NODE}\"\n\
+             [sparkplug]\ngroup_id = \"{GROUP}\"\nedge_node_id = \"{NODE}\"\n{sparkplug_extra}\n\
              [mqtt]\nurl = \"mqtt://127.0.0.1:{broker}\"\nkeep_alive = \"5s\"\n{mqtt_extra}\n\
              [[machines]]\nid = \"mill-1\"\nname = \"Mill 1\"\nprofile = \"mtconnect-generic\"\n\
              driver = {{ type = \"shdr\", address = \"{adapter}\" }}\n",
@@ -294,7 +320,7 @@ fn a_host_sees_births_data_commands_rebirth_deaths_and_the_will() {
     adapter.write("|PartCount|-7");
     let ddata = host.until("DDATA with Counts/Parts = -7", T, |v| {
         is(v, "DDATA", Some("mill-1"))
-            && metric(v, "Counts/Parts").is_some_and(|m| m["value"] == -7)
+            && metrics(v, "Counts/Parts").iter().any(|m| m["value"] == -7)
     });
     for m in ddata["metrics"].as_array().unwrap() {
         assert_eq!(m["name_from_alias"], true, "a name on the wire: {m}");
@@ -310,7 +336,9 @@ fn a_host_sees_births_data_commands_rebirth_deaths_and_the_will() {
     ));
     host.until("Context/Operator = op-17", T, |v| {
         is(v, "DDATA", Some("mill-1"))
-            && metric(v, "Context/Operator").is_some_and(|m| m["value"] == "op-17")
+            && metrics(v, "Context/Operator")
+                .iter()
+                .any(|m| m["value"] == "op-17")
     });
     host.send(dcmd(
         json!([{"name": "Commands/ConfirmOperation", "datatype": "String", "value": "no-slash"}]),
@@ -421,7 +449,9 @@ fn a_broker_outage_loses_nothing_and_the_backlog_arrives_once_in_order_as_histor
     };
     host.until("live parts", T, |v| {
         is(v, "DDATA", Some("mill-1"))
-            && metric(v, "Counts/Parts").is_some_and(|m| m["value"].as_i64() > Some(100))
+            && metrics(v, "Counts/Parts")
+                .iter()
+                .any(|m| m["value"].as_i64() > Some(100))
     });
 
     // The broker goes away for a while; it comes back admitting the host only.
@@ -454,7 +484,9 @@ fn a_broker_outage_loses_nothing_and_the_backlog_arrives_once_in_order_as_histor
     let last = written.last().unwrap().0;
     host.until("the last part", T, |v| {
         is(v, "DDATA", Some("mill-1"))
-            && metric(v, "Counts/Parts").is_some_and(|m| m["value"] == last)
+            && metrics(v, "Counts/Parts")
+                .iter()
+                .any(|m| m["value"] == last)
     });
 
     // Every Counts/Parts value the host received in DDATA, in order, with its flag.
@@ -482,7 +514,15 @@ fn a_broker_outage_loses_nothing_and_the_backlog_arrives_once_in_order_as_histor
     let count = |n: i64| received.iter().filter(|r| r.0 == n).count();
     // Nothing lost.
     for n in 1..=last {
-        assert!(count(n) >= 1, "part {n} never reached the host");
+        assert!(
+            count(n) >= 1,
+            "part {n} (written in phase {:?}) never reached the host; received around it: {:?}",
+            written.iter().find(|w| w.0 == n).map(|w| w.1),
+            received
+                .iter()
+                .filter(|r| (r.0 - n).abs() < 5)
+                .collect::<Vec<_>>()
+        );
     }
     // Each record of the outage exactly once, flagged historical.
     let outage: Vec<i64> = written.iter().filter(|w| w.1 == 1).map(|w| w.0).collect();
@@ -526,4 +566,130 @@ fn a_broker_outage_loses_nothing_and_the_backlog_arrives_once_in_order_as_histor
     );
     let live: Vec<i64> = written.iter().filter(|w| w.1 == 2).map(|w| w.0).collect();
     assert!(!live.is_empty());
+}
+
+#[test]
+fn the_demo_publishes_through_its_embedded_broker_and_says_goodbye() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shopbridge"))
+            .args([
+                "demo",
+                "--machines",
+                "3",
+                "--speed",
+                "60",
+                "--http-port",
+                "0",
+            ])
+            .args(["--no-opcua", "--mqtt-port", "0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the demo"),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("Sparkplug:") {
+                let url = rest.split_whitespace().next().unwrap_or("").to_string();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(T)
+        .expect("the demo announced its MQTT broker");
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{url}"));
+    assert!(url.starts_with("mqtt://127.0.0.1:"), "{url}");
+
+    // A host that joins late asks for a rebirth and learns the whole shop.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sparkplug/host.py");
+    let mut host = Host::spawn(
+        Command::new("python3")
+            .arg(script)
+            .args([
+                "--broker",
+                &format!("127.0.0.1:{port}"),
+                "--group",
+                "demo-shop",
+            ])
+            .args(["--seconds", "300"]),
+    );
+    host.send(json!({"rebirth": "shopbridge"}));
+    let nbirth = host.until("NBIRTH", T, |v| is(v, "NBIRTH", None));
+    assert_eq!(nbirth["edge_node"], "shopbridge");
+    for _ in 0..3 {
+        host.until("DBIRTH", T, |v| is(v, "DBIRTH", None));
+    }
+    host.until("DDATA", T, |v| is(v, "DDATA", None));
+
+    // A graceful stop publishes NDEATH itself (the Will is for crashes).
+    let _ = Command::new("kill")
+        .args(["-TERM", &demo.0.id().to_string()])
+        .status();
+    let ndeath = host.until("NDEATH", T, |v| is(v, "NDEATH", None));
+    assert_eq!(ndeath["bdseq_matches_birth"], true, "{ndeath}");
+    assert!(demo.0.wait().unwrap().success());
+}
+
+#[test]
+fn with_a_primary_host_the_node_waits_for_it_and_holds_data_while_it_is_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = mosquitto(dir.path(), port, "allow_anonymous true");
+    let adapter = Adapter::new();
+    let _bridge = bridge_with(
+        dir.path(),
+        port,
+        &adapter.address(),
+        "primary_host_id = \"scada-1\"",
+        "",
+    );
+    adapter.accept();
+    adapter.write("|avail|AVAILABLE|execution|ACTIVE|PartCount|1");
+    // A plain watcher sees no birth while no host is online.
+    let mut watcher = Host::start(port, &["--no-stdin", "--client-id", "watcher"]);
+    std::thread::sleep(Duration::from_secs(2));
+    while let Ok(v) = watcher.lines.try_recv() {
+        assert!(
+            v.get("type").is_none(),
+            "published before the host was online: {v}"
+        );
+    }
+    // The primary host comes online: births.
+    let mut host = Host::start(port, &["--host-id", "scada-1"]);
+    host.until("NBIRTH", T, |v| is(v, "NBIRTH", None));
+    host.until("DBIRTH", T, |v| is(v, "DBIRTH", Some("mill-1")));
+    // The host goes offline: NDEATH, and data is held.
+    host.send(json!({"state": {"online": false}}));
+    watcher.until("NDEATH", T, |v| is(v, "NDEATH", None));
+    for n in 2..=20 {
+        adapter.write(&format!("|PartCount|{n}"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    while let Ok(v) = watcher.lines.try_recv() {
+        assert!(
+            v.get("type").is_none(),
+            "published while the host was offline: {v}"
+        );
+    }
+    // Online again: births, then parts 2..=20 as historical data, each once.
+    host.send(json!({"state": {"online": true}}));
+    watcher.until("NBIRTH", T, |v| is(v, "NBIRTH", None));
+    let mut parts = Vec::new();
+    while parts.last() != Some(&20) {
+        let v = watcher.until("DDATA", T, |v| is(v, "DDATA", Some("mill-1")));
+        for m in metrics(&v, "Counts/Parts") {
+            assert_eq!(m["is_historical"], true, "{m}");
+            parts.push(m["value"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(parts, (2..=20).collect::<Vec<_>>());
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_opcua;
 mod bench_protocols;
+mod bench_sparkplug;
 mod simulate;
 
 pub use simulate::{DemoArgs, SimulateArgs};

@@ -284,7 +284,8 @@ impl LiveView {
 
 impl LiveView {
     /// Applies the journal's recent tail (at most the last 200,000 records) so that the view
-    /// shows the latest known state at once; returns the seq it reached.
+    /// shows the latest known state at once; returns the seq it reached (records appended
+    /// meanwhile may be in the view too: the returned seq covers them).
     pub fn catch_up(&self, journal: &Journal) -> u64 {
         let pos = journal.last_seq();
         let mut p = pos.saturating_sub(200_000);
@@ -297,7 +298,7 @@ impl LiveView {
                 _ => break,
             }
         }
-        pos
+        pos.max(self.position())
     }
 }
 

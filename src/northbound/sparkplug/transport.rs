@@ -245,8 +245,15 @@ pub async fn run(cfg: SparkplugConfig, conn: Connection, w: Wiring, shutdown: Ca
         w.telemetry.sparkplug_online.store(0, Ordering::Relaxed);
         let born = s.born;
         drop(s);
-        // Let the event loop put NDEATH and DISCONNECT on the wire (it stops after them).
-        let _ = tokio::time::timeout(Duration::from_millis(250), pump).await;
+        // Let the event loop put NDEATH and DISCONNECT on the wire (it stops when the broker
+        // closes the connection).
+        let abort = pump.abort_handle();
+        if tokio::time::timeout(Duration::from_millis(250), pump)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
         cursor.rewind();
         match outcome {
             Ended::Shutdown => return,
@@ -315,19 +322,19 @@ fn open(
                     Wire::Message(p.topic.clone(), p.payload.to_vec())
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => Wire::SentQos1(pkid),
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                    let _ = tx.send(Wire::Disconnected);
-                    return;
-                }
+                // DISCONNECT is buffered, not yet written: keep polling until the broker
+                // closes the connection (or the session gives up waiting), or the broker
+                // would publish the Will after all.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => Wire::Disconnected,
                 Ok(_) => continue,
                 Err(e) => {
                     let _ = tx.send(Wire::Lost(e.to_string()));
                     return;
                 }
             };
-            if tx.send(ev).is_err() {
-                return;
-            }
+            // The session may be gone (it left): keep polling so that the NDEATH and the
+            // DISCONNECT it queued still reach the broker.
+            let _ = tx.send(ev);
         }
     });
     (client, rx, pump)
@@ -555,8 +562,21 @@ impl Session<'_> {
             let batch = cursor
                 .next_batch(4_000)
                 .map_err(|e| Ended::Lost(format!("journal: {e}")))?;
+            if batch.lost > 0 {
+                tracing::error!(
+                    records = batch.lost,
+                    "journal records were removed by retention before the broker confirmed them; they are lost to Sparkplug (the outage outlasted [journal] max_age or max_bytes)"
+                );
+            }
             if let Some(last) = batch.records.last().map(|r| r.seq) {
                 let out = self.records(&view, &batch.records, live_from);
+                tracing::debug!(
+                    records = batch.records.len(),
+                    messages = out.len(),
+                    last,
+                    historical = last <= live_from,
+                    "journal batch published"
+                );
                 self.send_all(&out).await?;
                 self.client
                     .publish(
