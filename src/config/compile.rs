@@ -236,6 +236,15 @@ fn compile_sparkplug(raw: &RawConfig, p: &mut Problems) -> Option<Option<Sparkpl
     let keep_alive = optional_duration(p, "mqtt.keep_alive", m.keep_alive.as_ref())
         .flatten()
         .unwrap_or(Duration::from_secs(30));
+    // MQTT carries it as whole seconds in 16 bits.
+    if keep_alive.subsec_nanos() != 0 || !(1..=65_535).contains(&keep_alive.as_secs()) {
+        p.at(
+            "mqtt.keep_alive",
+            format!(
+                "expected whole seconds from 1s to 65535s (MQTT's keep-alive), found {keep_alive:?}"
+            ),
+        );
+    }
     let (Some(group_id), Some(edge_node_id), Some(broker)) = (group_id, edge_node_id, broker)
     else {
         return None;

@@ -513,6 +513,10 @@ fn sparkplug_mistakes_name_their_key() {
     assert!(e.contains("mqtt.embedded:"), "{e}");
     let e = errs(&format!("{ONE_SHDR}\n[mqtt]\nurl = \"mqtt://b\"\n"));
     assert!(e.contains("[mqtt] is only used by [sparkplug]"), "{e}");
+    let e = errs(&format!(
+        "{ONE_SHDR}\n[sparkplug]\ngroup_id = \"g\"\nedge_node_id = \"e\"\n[mqtt]\nurl = \"mqtt://b\"\nkeep_alive = \"500ms\"\n"
+    ));
+    assert!(e.contains("mqtt.keep_alive: expected whole seconds"), "{e}");
 }
 
 #[test]

@@ -196,89 +196,108 @@ impl LiveView {
         };
         for r in records {
             // Records about machines no longer configured are history, not live state.
-            let Some(m) = machines.get_mut(r.kind.machine()) else {
-                continue;
-            };
-            m.last_seq = r.seq;
-            let t = r.kind.time();
-            if m.last_seen.is_none_or(|s| t > s) {
-                m.last_seen = Some(t);
-            }
-            match &r.kind {
-                RecordKind::Observation(o) => {
-                    m.signals.insert(
-                        o.signal.as_str().to_string(),
-                        LiveSignal {
-                            value: o.value.clone(),
-                            quality: o.quality,
-                            time: o.time.aligned,
-                        },
-                    );
-                    match o.signal.as_str() {
-                        crate::model::signals::PROGRAM => {
-                            m.current.program = Some(o.value.to_string())
-                                .filter(|s| !o.value.is_unavailable() && !s.is_empty())
-                        }
-                        crate::model::signals::PART_COUNT => {
-                            m.current.part_count = o.value.as_i64()
-                        }
-                        _ => {}
-                    }
-                }
-                RecordKind::StateChange(s) => {
-                    m.state = s.shop_state;
-                    m.current = s.state.clone();
-                    m.since = Some(s.at);
-                }
-                RecordKind::Link(l) => {
-                    if l.status != LinkStatus::Gap {
-                        m.link = Some(l.status);
-                    }
-                }
-                RecordKind::Interval(_) => {}
-                RecordKind::Condition(c) => m.conditions.apply(c),
-                RecordKind::Command(c) => match &c.command {
-                    Command::StopReason { reason, note } => {
-                        m.stop_reason = Some(LiveReason {
-                            reason: reason.clone(),
-                            note: note.clone(),
-                            at: c.at,
-                            by: c.origin.user.clone(),
-                        })
-                    }
-                    Command::SignIn { operator } => m.operator = Some(operator.clone()),
-                    Command::SignOut => m.operator = None,
-                    Command::ConfirmOperation { job, operation } => {
-                        m.operation = Some(LiveOperation {
-                            job: job.clone(),
-                            operation: operation.clone(),
-                            at: c.at,
-                        })
-                    }
-                },
-                RecordKind::Asset(a) => match a.action {
-                    AssetAction::Changed => {
-                        m.assets.insert(
-                            a.asset_id.clone(),
-                            LiveAsset {
-                                asset_type: a.asset_type.clone(),
-                                time: a.time.aligned,
-                            },
-                        );
-                    }
-                    AssetAction::Removed => {
-                        m.assets.remove(&a.asset_id);
-                    }
-                    AssetAction::RemovedAll => match &a.asset_type {
-                        Some(t) => m.assets.retain(|_, v| v.asset_type.as_ref() != Some(t)),
-                        None => m.assets.clear(),
-                    },
-                },
+            if let Some(m) = machines.get_mut(r.kind.machine()) {
+                apply_record(m, r);
             }
         }
         if let Some(last) = records.last() {
             self.position.store(last.seq, Ordering::Relaxed);
         }
+    }
+
+    /// Applies one durable record and reads its machine as it is after it, under one lock.
+    pub fn apply_one<R>(
+        &self,
+        r: &crate::model::Record,
+        f: impl FnOnce(&LiveMachine) -> R,
+    ) -> Option<R> {
+        let mut machines = self.machines.write().ok()?;
+        let m = machines.get_mut(r.kind.machine())?;
+        apply_record(m, r);
+        self.position.store(r.seq, Ordering::Relaxed);
+        Some(f(m))
+    }
+}
+
+/// What one record changes in its machine's live state.
+fn apply_record(m: &mut LiveMachine, r: &crate::model::Record) {
+    m.last_seq = r.seq;
+    let t = r.kind.time();
+    if m.last_seen.is_none_or(|s| t > s) {
+        m.last_seen = Some(t);
+    }
+    match &r.kind {
+        RecordKind::Observation(o) => {
+            let now = LiveSignal {
+                value: o.value.clone(),
+                quality: o.quality,
+                time: o.time.aligned,
+            };
+            // No key allocation for a signal already known (the usual case).
+            match m.signals.get_mut(o.signal.as_str()) {
+                Some(s) => *s = now,
+                None => {
+                    m.signals.insert(o.signal.as_str().to_string(), now);
+                }
+            }
+            match o.signal.as_str() {
+                crate::model::signals::PROGRAM => {
+                    m.current.program = Some(o.value.to_string())
+                        .filter(|s| !o.value.is_unavailable() && !s.is_empty())
+                }
+                crate::model::signals::PART_COUNT => m.current.part_count = o.value.as_i64(),
+                _ => {}
+            }
+        }
+        RecordKind::StateChange(s) => {
+            m.state = s.shop_state;
+            m.current = s.state.clone();
+            m.since = Some(s.at);
+        }
+        RecordKind::Link(l) => {
+            if l.status != LinkStatus::Gap {
+                m.link = Some(l.status);
+            }
+        }
+        RecordKind::Interval(_) => {}
+        RecordKind::Condition(c) => m.conditions.apply(c),
+        RecordKind::Command(c) => match &c.command {
+            Command::StopReason { reason, note } => {
+                m.stop_reason = Some(LiveReason {
+                    reason: reason.clone(),
+                    note: note.clone(),
+                    at: c.at,
+                    by: c.origin.user.clone(),
+                })
+            }
+            Command::SignIn { operator } => m.operator = Some(operator.clone()),
+            Command::SignOut => m.operator = None,
+            Command::ConfirmOperation { job, operation } => {
+                m.operation = Some(LiveOperation {
+                    job: job.clone(),
+                    operation: operation.clone(),
+                    at: c.at,
+                })
+            }
+        },
+        RecordKind::Asset(a) => match a.action {
+            AssetAction::Changed => {
+                m.assets.insert(
+                    a.asset_id.clone(),
+                    LiveAsset {
+                        asset_type: a.asset_type.clone(),
+                        time: a.time.aligned,
+                    },
+                );
+            }
+            AssetAction::Removed => {
+                m.assets.remove(&a.asset_id);
+            }
+            AssetAction::RemovedAll => match &a.asset_type {
+                Some(t) => m.assets.retain(|_, v| v.asset_type.as_ref() != Some(t)),
+                None => m.assets.clear(),
+            },
+        },
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Normative statements are named by their tck-id where they are implemented or tested.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use super::payload::{DataType, Metric, MetricValue, Payload, ValueError};
 
@@ -40,7 +40,7 @@ struct Device {
     /// Index into the node's aliases of this device's first metric.
     first_alias: u64,
     defs: Vec<MetricDef>,
-    by_name: BTreeMap<String, usize>,
+    by_name: HashMap<String, usize>,
     values: Vec<Option<(MetricValue, u64)>>,
     /// A DBIRTH was published since the last NBIRTH and no DDEATH since.
     born: bool,
@@ -80,7 +80,7 @@ pub struct EdgeNode {
     bd_seq: u64,
     /// The seq of the next message (0..=255).
     seq: u8,
-    devices: BTreeMap<String, Device>,
+    devices: HashMap<String, Device>,
     next_alias: u64,
     rebirth_cooldown_ms: u64,
     last_rebirth_ms: Option<u64>,
@@ -95,7 +95,7 @@ impl EdgeNode {
             node: node.to_string(),
             bd_seq: bd_seq % 256,
             seq: 0,
-            devices: BTreeMap::new(),
+            devices: HashMap::new(),
             next_alias: 1,
             rebirth_cooldown_ms,
             last_rebirth_ms: None,
@@ -293,21 +293,24 @@ impl EdgeNode {
     /// the DDATA for those that changed: alias only (tck-id-payloads-alias-data-cmd-
     /// requirement), per-metric timestamps, in time order; `historical` marks backlog.
     /// Unknown names are returned as errors beside the message (the caller counts them).
-    pub fn device_data(
+    pub fn device_data<N: AsRef<str>>(
         &mut self,
         id: &str,
-        changes: &[(&str, Option<MetricValue>, u64)],
+        changes: &[(N, Option<MetricValue>, u64)],
         historical: bool,
         now_ms: u64,
     ) -> (Option<Publish>, Vec<String>) {
         let mut unknown = Vec::new();
         let Some(d) = self.devices.get_mut(id) else {
-            return (None, changes.iter().map(|c| c.0.to_string()).collect());
+            return (
+                None,
+                changes.iter().map(|c| c.0.as_ref().to_string()).collect(),
+            );
         };
         let mut metrics: Vec<Metric> = Vec::new();
         for (name, value, t) in changes {
-            let Some(&i) = d.by_name.get(*name) else {
-                unknown.push(name.to_string());
+            let Some(&i) = d.by_name.get(name.as_ref()) else {
+                unknown.push(name.as_ref().to_string());
                 continue;
             };
             let same = match (&d.values[i], value) {

@@ -15,7 +15,7 @@
 //!    connection the cursor goes back to its last confirmation and step 1 starts again with
 //!    backoff.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -309,6 +309,10 @@ fn open(
         )));
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    // Small QoS 0 messages must not wait for Nagle's algorithm (tens of ms on loopback).
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
     // Unbounded: the session may be blocked publishing while the loop reports acks; a bounded
     // channel here would stop the loop that drains the publishes. One event per QoS 1 publish
     // and per incoming message, not per DDATA.
@@ -565,7 +569,7 @@ impl Session<'_> {
             if batch.lost > 0 {
                 tracing::error!(
                     records = batch.lost,
-                    "journal records were removed by retention before the broker confirmed them; they are lost to Sparkplug (the outage outlasted [journal] max_age or max_bytes)"
+                    "journal records were removed by retention before the broker confirmed them; they are lost to Sparkplug (the outage filled the journal to [journal] hard_cap_bytes)"
                 );
             }
             if let Some(last) = batch.records.last().map(|r| r.seq) {
@@ -627,32 +631,29 @@ impl Session<'_> {
         live_from: u64,
     ) -> Vec<Publish> {
         let now = ms(&self.w.clock);
-        let mut per_device: BTreeMap<String, Vec<Update>> = BTreeMap::new();
+        // Each device's updates in this stretch of records, devices in order of appearance.
+        let mut per_device = PerDevice::default();
         let mut out: Vec<Publish> = Vec::new();
         let mut historical = records.first().is_some_and(|r| r.seq <= live_from);
         for r in records {
-            view.apply(std::slice::from_ref(r));
             // The backlog and live data never share a DDATA: the flag is per message.
             if historical != (r.seq <= live_from) {
                 self.flush(&mut per_device, historical, now, &mut out);
                 historical = r.seq <= live_from;
             }
-            let id = r.kind.machine();
-            let Some(u) = view.with(id, |m| update(r, m)) else {
+            let id = r.kind.machine().as_str();
+            let Some(u) = view.apply_one(r, |m| update(r, m)) else {
                 continue;
             };
             match u {
-                DeviceUpdate::Metrics(ms) => per_device
-                    .entry(id.as_str().to_string())
-                    .or_default()
-                    .extend(ms),
+                DeviceUpdate::Metrics(ms) => per_device.add(id, ms),
                 DeviceUpdate::Died => {
                     self.flush(&mut per_device, historical, now, &mut out);
-                    out.extend(self.node.device_death(id.as_str(), now));
+                    out.extend(self.node.device_death(id, now));
                 }
                 DeviceUpdate::Reborn => {
                     self.flush(&mut per_device, historical, now, &mut out);
-                    out.extend(self.node.device_birth(id.as_str(), now));
+                    out.extend(self.node.device_birth(id, now));
                 }
                 DeviceUpdate::Nothing => {}
             }
@@ -664,17 +665,13 @@ impl Session<'_> {
     /// The collected metric updates as one DDATA per device.
     fn flush(
         &mut self,
-        per_device: &mut BTreeMap<String, Vec<Update>>,
+        per_device: &mut PerDevice<'_>,
         historical: bool,
         now: u64,
         out: &mut Vec<Publish>,
     ) {
-        for (id, changes) in std::mem::take(per_device) {
-            let refs: Vec<(&str, _, u64)> = changes
-                .iter()
-                .map(|(n, v, t)| (n.as_str(), v.clone(), *t))
-                .collect();
-            let (p, _unknown) = self.node.device_data(&id, &refs, historical, now);
+        for (id, changes) in per_device.take() {
+            let (p, _unknown) = self.node.device_data(id, &changes, historical, now);
             if let Some(p) = p {
                 Telemetry::add(
                     &self.w.telemetry.sparkplug_metrics_total,
@@ -809,6 +806,30 @@ impl Session<'_> {
                 }
             }
         }
+    }
+}
+
+/// Metric updates grouped by device, devices in the order they first appear.
+#[derive(Default)]
+struct PerDevice<'a> {
+    index: std::collections::HashMap<&'a str, usize>,
+    updates: Vec<(&'a str, Vec<Update>)>,
+}
+
+impl<'a> PerDevice<'a> {
+    fn add(&mut self, id: &'a str, ms: Vec<Update>) {
+        match self.index.get(id) {
+            Some(&i) => self.updates[i].1.extend(ms),
+            None => {
+                self.index.insert(id, self.updates.len());
+                self.updates.push((id, ms));
+            }
+        }
+    }
+
+    fn take(&mut self) -> Vec<(&'a str, Vec<Update>)> {
+        self.index.clear();
+        std::mem::take(&mut self.updates)
     }
 }
 
