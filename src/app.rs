@@ -327,6 +327,11 @@ pub async fn run(
         live.clone(),
         consumers.clone(),
     ));
+    // Each machine's profile signals (the northbound faces publish one value per signal).
+    let signals: Vec<Vec<String>> = profiles
+        .iter()
+        .map(|(_, p)| p.signals.iter().map(|s| s.as_str().to_string()).collect())
+        .collect();
     let sparkplug = match &config.sparkplug {
         None => None,
         Some(cfg) => {
@@ -351,11 +356,8 @@ pub async fn run(
                 machines: config
                     .machines
                     .iter()
-                    .zip(&profiles)
-                    .map(|(m, (_, p))| {
-                        let signals = p.signals.iter().map(|s| s.as_str().to_string()).collect();
-                        (m.id.clone(), m.name.clone(), signals)
-                    })
+                    .zip(signals.iter().cloned())
+                    .map(|(m, s)| (m.id.clone(), m.name.clone(), s))
                     .collect(),
                 data_dir: config.journal.dir.clone(),
                 clock: clock.clone(),
@@ -401,11 +403,8 @@ pub async fn run(
                 machines: config
                     .machines
                     .iter()
-                    .zip(&profiles)
-                    .map(|(m, (_, p))| {
-                        let signals = p.signals.iter().map(|s| s.as_str().to_string()).collect();
-                        (m.clone(), signals)
-                    })
+                    .cloned()
+                    .zip(signals.iter().cloned())
                     .collect(),
                 data_dir: config.journal.dir.clone(),
                 telemetry: telemetry.clone(),
