@@ -59,6 +59,10 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error(transparent)]
     Opcua(#[from] crate::northbound::opcua::OpcuaError),
+    #[error(transparent)]
+    Sparkplug(#[from] crate::northbound::sparkplug::transport::SparkplugError),
+    #[error("a startup task failed: {0}")]
+    Task(String),
 }
 
 /// Events taken from the driver channel per normalization pass.
@@ -323,6 +327,67 @@ pub async fn run(
         live.clone(),
         consumers.clone(),
     ));
+    // Each machine's profile signals (the northbound faces publish one value per signal).
+    let signals: Vec<Vec<String>> = profiles
+        .iter()
+        .map(|(_, p)| p.signals.iter().map(|s| s.as_str().to_string()).collect())
+        .collect();
+    let sparkplug = match &config.sparkplug {
+        None => None,
+        Some(cfg) => {
+            let c = cfg.clone();
+            let conn = match tokio::task::spawn_blocking(move || {
+                crate::northbound::sparkplug::transport::connect_to(&c)
+            })
+            .await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    consumers.cancel();
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    consumers.cancel();
+                    return Err(AppError::Task(e.to_string()));
+                }
+            };
+            let wiring = crate::northbound::sparkplug::transport::Wiring {
+                journal: journal.clone(),
+                machines: config
+                    .machines
+                    .iter()
+                    .zip(signals.iter().cloned())
+                    .map(|(m, s)| (m.id.clone(), m.name.clone(), s))
+                    .collect(),
+                data_dir: config.journal.dir.clone(),
+                clock: clock.clone(),
+                commands: crate::context::commands::Commands::new(
+                    journal.clone(),
+                    config.taxonomy.clone(),
+                    config.machines.iter().map(|m| m.id.clone()),
+                    clock.clone(),
+                ),
+                telemetry: telemetry.clone(),
+            };
+            let url = conn.url();
+            let embedded = conn.embedded;
+            tasks.spawn(
+                crate::northbound::sparkplug::transport::run(
+                    cfg.clone(),
+                    conn,
+                    wiring,
+                    consumers.clone(),
+                )
+                .instrument(tracing::info_span!("sparkplug", component = "sparkplug")),
+            );
+            Some((
+                url,
+                embedded,
+                cfg.group_id.clone(),
+                cfg.edge_node_id.clone(),
+            ))
+        }
+    };
     let opcua = match &config.opcua {
         None => None,
         Some(cfg) => {
@@ -338,11 +403,8 @@ pub async fn run(
                 machines: config
                     .machines
                     .iter()
-                    .zip(&profiles)
-                    .map(|(m, (_, p))| {
-                        let signals = p.signals.iter().map(|s| s.as_str().to_string()).collect();
-                        (m.clone(), signals)
-                    })
+                    .cloned()
+                    .zip(signals.iter().cloned())
                     .collect(),
                 data_dir: config.journal.dir.clone(),
                 telemetry: telemetry.clone(),
@@ -440,8 +502,15 @@ pub async fn run(
             .as_ref()
             .map(|s| format!("\n  OPC UA:     {}  (Objects/Machines)", s.endpoint))
             .unwrap_or_default();
+        let sparkplug_line = sparkplug
+            .as_ref()
+            .map(|(url, embedded, group, node)| {
+                let what = if *embedded { " (embedded broker)" } else { "" };
+                format!("\n  Sparkplug:  {url}{what}  spBv1.0/{group}/+/{node}/#")
+            })
+            .unwrap_or_default();
         println!(
-            "shopbridge {} is running: {} machines, data in {}\n  live state: http://{http_addr}/api/v1/machines\n  records:    http://{http_addr}/api/v1/records\n  health:     http://{http_addr}/healthz    metrics: http://{http_addr}/metrics{opcua_line}\nPress Ctrl-C to stop.",
+            "shopbridge {} is running: {} machines, data in {}\n  live state: http://{http_addr}/api/v1/machines\n  records:    http://{http_addr}/api/v1/records\n  health:     http://{http_addr}/healthz    metrics: http://{http_addr}/metrics{opcua_line}{sparkplug_line}\nPress Ctrl-C to stop.",
             env!("CARGO_PKG_VERSION"),
             config.machines.len(),
             config.journal.dir.display()

@@ -39,6 +39,8 @@ fn start_demo(dir: &std::path::Path, machines: u32, speed: &str) -> (Child, Demo
             "0",
             "--opcua-port",
             "0",
+            "--mqtt-port",
+            "0",
             "--machines",
             &machines.to_string(),
             "--data-dir",

@@ -71,6 +71,9 @@ pub enum BenchCommand {
     /// OPC UA: a bridge with N SHDR machines and a load client with many monitored items;
     /// notifications delivered vs offered, server CPU and RSS, line-to-notification latency.
     Opcua(super::bench_opcua::OpcuaArgs),
+    /// Sparkplug B: DDATA metrics/s to Mosquitto (500 machines × 50 signals), SHDR line →
+    /// DDATA latency through a real bridge, and the backlog replay after a 1-hour outage.
+    Sparkplug(super::bench_sparkplug::SparkplugArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
@@ -121,6 +124,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Mtconnect(a) => super::bench_protocols::mtconnect(a),
         BenchCommand::ShdrLatency(a) => super::bench_protocols::shdr_latency(a),
         BenchCommand::Opcua(a) => super::bench_opcua::run(a),
+        BenchCommand::Sparkplug(a) => super::bench_sparkplug::run(a),
     }
 }
 

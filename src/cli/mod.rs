@@ -3,6 +3,7 @@
 mod bench;
 mod bench_opcua;
 mod bench_protocols;
+mod bench_sparkplug;
 mod simulate;
 
 pub use simulate::{DemoArgs, SimulateArgs};
@@ -22,9 +23,9 @@ use crate::northbound::export;
 ///
 /// Collects what CNC machines report, turns it into one canonical, time-aligned record of what
 /// every machine did, keeps that record durably on this box (the journal), and serves it as an
-/// OPC UA server (every machine an OPC 40501 MachineTool), over a REST API and as exports. This
-/// release reads MTConnect agents and SHDR adapters (and simulated machines); the Haas, Modbus,
-/// FOCAS and OPC UA drivers and the Sparkplug B face follow.
+/// OPC UA server (every machine an OPC 40501 MachineTool), as a Sparkplug B edge node over MQTT,
+/// over a REST API and as exports. This release reads MTConnect agents and SHDR adapters (and
+/// simulated machines); the Haas, Modbus, FOCAS and OPC UA drivers follow.
 #[derive(Debug, Parser)]
 #[command(name = "shopbridge", version, about, long_about)]
 pub struct Cli {
@@ -120,8 +121,9 @@ pub struct ExportArgs {
 
 /// async-opcua logs every endpoint and import at INFO and warns about the (deprecated) binary
 /// type dictionaries in the companion NodeSets; only its errors matter to a user, unless the
-/// level names `opcua` itself.
-const QUIET_LIBRARIES: &str = ",opcua_server=error,opcua_client=error,opcua_crypto=warn,opcua_core=warn,opcua_nodes=error,opcua_types=error";
+/// level names `opcua` itself. rumqttd (the embedded broker) logs every connection at INFO and
+/// every client that leaves at ERROR; the bridge checks its port itself and says when it fails.
+const QUIET_LIBRARIES: &str = ",opcua_server=error,opcua_client=error,opcua_crypto=warn,opcua_core=warn,opcua_nodes=error,opcua_types=error,rumqttd=off";
 
 fn init_tracing(level: &str, json: bool) {
     let directive = if level.contains("opcua") {

@@ -49,6 +49,17 @@ pub struct DemoArgs {
     /// Run without the OPC UA server.
     #[arg(long)]
     pub no_opcua: bool,
+    /// The embedded MQTT broker's port on 127.0.0.1, where the bridge publishes Sparkplug B
+    /// (group `demo-shop`, edge node `shopbridge`); 0 picks a free one.
+    #[arg(long, default_value_t = 1883)]
+    pub mqtt_port: u16,
+    /// Publish Sparkplug B to this broker instead of starting one (mqtt://host:port or
+    /// mqtts://host:port).
+    #[arg(long, value_name = "URL", conflicts_with = "mqtt_port")]
+    pub mqtt_url: Option<String>,
+    /// Run without Sparkplug B (and without the embedded MQTT broker).
+    #[arg(long, conflicts_with_all = ["mqtt_port", "mqtt_url"])]
+    pub no_mqtt: bool,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +260,12 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             cfg.opcua = Some(demo_opcua(a.opcua_port)?);
             println!(
                 "OPC UA (loopback, security None allowed): user operator / password operator may call the machines' methods; viewer / viewer and anonymous may browse and subscribe"
+            );
+        }
+        if !a.no_mqtt {
+            cfg.sparkplug = Some(
+                config::SparkplugConfig::demo(a.mqtt_port, a.mqtt_url.as_deref())
+                    .map_err(|e| anyhow::anyhow!("--mqtt-url: {e}"))?,
             );
         }
         let result = app::run(

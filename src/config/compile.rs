@@ -12,7 +12,8 @@ use super::human::{format_size, parse_duration, parse_size};
 use super::schema::{LogFormat, RawConfig, RawDriver, RawMachine, RawOpcua};
 use super::{
     Config, DriverConfig, HttpConfig, Identification, JournalConfig, LogConfig, MachineConfig,
-    OpcuaConfig, OpcuaUser, ProfilesConfig, Role, SimConfig,
+    MqttBroker, MqttConfig, MqttTls, OpcuaConfig, OpcuaUser, ProfilesConfig, Role, SimConfig,
+    SparkplugConfig,
 };
 use crate::model::{LossCategory, MachineId, Taxonomy};
 
@@ -62,6 +63,7 @@ pub(crate) fn compile(
         dir: raw.profiles.dir.clone(),
     };
     let machines = compile_machines(&raw.machines, indices, locate, &profiles, &mut p);
+    let sparkplug = compile_sparkplug(raw, &mut p);
     let opcua = match &raw.opcua {
         None => Some(None),
         Some(o) => compile_opcua(o, &mut p).map(|c| c.filter(|_| o.enabled != Some(false))),
@@ -92,7 +94,9 @@ pub(crate) fn compile(
         }
     }
 
-    match (http, journal, log, sim, taxonomy, machines, opcua) {
+    match (
+        http, journal, log, sim, taxonomy, machines, opcua, sparkplug,
+    ) {
         (
             Some(http),
             Some(journal),
@@ -101,6 +105,7 @@ pub(crate) fn compile(
             Some(taxonomy),
             Some(machines),
             Some(opcua),
+            Some(sparkplug),
         ) if p.0.is_empty() => Ok(Config {
             http,
             journal,
@@ -109,6 +114,7 @@ pub(crate) fn compile(
             taxonomy,
             profiles,
             opcua,
+            sparkplug,
             machines,
         }),
         _ => Err(p.0),
@@ -132,6 +138,175 @@ fn compile_http(raw: &RawConfig, p: &mut Problems) -> Option<HttpConfig> {
             None
         }
     }
+}
+
+/// A Sparkplug id (group, edge node): no `+`, `/` or `#`, which MQTT topics reserve
+/// (tck-id-topic-structure-namespace-valid-group-id, -edge-node-id).
+fn sparkplug_id(p: &mut Problems, key: &str, v: Option<&str>) -> Option<String> {
+    let Some(v) = v.map(str::trim) else {
+        p.at(key, "expected an id, like \"shop-floor\"; it is required");
+        return None;
+    };
+    if v.is_empty() || v.contains(['+', '/', '#']) || v.chars().any(char::is_whitespace) {
+        p.at(
+            key,
+            format!(
+                "expected an id without spaces, '+', '/' or '#' (MQTT topic characters), found {v:?}"
+            ),
+        );
+        return None;
+    }
+    Some(v.to_string())
+}
+
+fn compile_sparkplug(raw: &RawConfig, p: &mut Problems) -> Option<Option<SparkplugConfig>> {
+    let before = p.0.len();
+    let Some(s) = &raw.sparkplug else {
+        if raw.mqtt.is_some() {
+            p.at(
+                "mqtt",
+                "[mqtt] is only used by [sparkplug], which is not configured",
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    let group_id = sparkplug_id(p, "sparkplug.group_id", s.group_id.as_deref());
+    let edge_node_id = sparkplug_id(p, "sparkplug.edge_node_id", s.edge_node_id.as_deref());
+    let primary_host_id = match s.primary_host_id.as_deref() {
+        None => None,
+        Some(h) => sparkplug_id(p, "sparkplug.primary_host_id", Some(h)),
+    };
+    let rebirth_cooldown =
+        optional_duration(p, "sparkplug.rebirth_cooldown", s.rebirth_cooldown.as_ref())
+            .flatten()
+            .unwrap_or(Duration::from_secs(5));
+    let m = raw.mqtt.clone().unwrap_or_default();
+    let embedded = m.embedded.unwrap_or(false);
+    let broker = match (&m.url, embedded) {
+        (None, false) => {
+            p.at(
+                "mqtt.url",
+                "[sparkplug] needs a broker: set [mqtt] url = \"mqtt://host:1883\" (or mqtts://), or embedded = true",
+            );
+            None
+        }
+        (Some(u), true) => {
+            p.at(
+                "mqtt.embedded",
+                format!(
+                    "embedded = true starts a broker in the bridge; it cannot be combined with url = {u:?}"
+                ),
+            );
+            None
+        }
+        (None, true) => Some(MqttBroker::Embedded { port: 1883 }),
+        (Some(u), false) => match parse_mqtt_url(u) {
+            Ok((host, port, tls)) => Some(MqttBroker::External {
+                host,
+                port,
+                tls: tls.then(|| MqttTls {
+                    ca_file: m.ca_file.clone(),
+                    client_cert: m.client_cert.clone().zip(m.client_key.clone()),
+                }),
+            }),
+            Err(why) => {
+                p.at("mqtt.url", why);
+                None
+            }
+        },
+    };
+    if m.client_cert.is_some() != m.client_key.is_some() {
+        p.at(
+            "mqtt.client_cert",
+            "client_cert and client_key go together: set both or neither",
+        );
+    }
+    if (m.ca_file.is_some() || m.client_cert.is_some())
+        && !matches!(&broker, Some(MqttBroker::External { tls: Some(_), .. }))
+    {
+        p.at(
+            "mqtt.ca_file",
+            "ca_file, client_cert and client_key need an mqtts:// url",
+        );
+    }
+    if m.username.is_none() && m.password.is_some() {
+        p.at("mqtt.password", "a password needs a username");
+    }
+    let keep_alive = optional_duration(p, "mqtt.keep_alive", m.keep_alive.as_ref())
+        .flatten()
+        .unwrap_or(Duration::from_secs(30));
+    // MQTT carries it as whole seconds in 16 bits.
+    if keep_alive.subsec_nanos() != 0 || !(1..=65_535).contains(&keep_alive.as_secs()) {
+        p.at(
+            "mqtt.keep_alive",
+            format!(
+                "expected whole seconds from 1s to 65535s (MQTT's keep-alive), found {keep_alive:?}"
+            ),
+        );
+    }
+    let (Some(group_id), Some(edge_node_id), Some(broker)) = (group_id, edge_node_id, broker)
+    else {
+        return None;
+    };
+    let client_id = m
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("shopbridge-{group_id}-{edge_node_id}"));
+    (p.0.len() == before).then(|| {
+        (s.enabled != Some(false)).then(|| SparkplugConfig {
+            group_id,
+            edge_node_id,
+            primary_host_id,
+            rebirth_cooldown,
+            mqtt: MqttConfig {
+                broker,
+                client_id,
+                username: m.username.clone(),
+                password: m.password.clone(),
+                keep_alive,
+            },
+        })
+    })
+}
+
+/// `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (8883): host, port, TLS.
+pub(super) fn parse_mqtt_url(u: &str) -> Result<(String, u16, bool), String> {
+    let bad = || {
+        format!(
+            "expected mqtt://host:port or mqtts://host:port (like \"mqtt://10.0.4.5:1883\"), found {u:?}"
+        )
+    };
+    let t = u.trim();
+    let (rest, tls, default_port) = if let Some(r) = t.strip_prefix("mqtts://") {
+        (r, true, 8883)
+    } else if let Some(r) = t.strip_prefix("mqtt://") {
+        (r, false, 1883)
+    } else {
+        return Err(bad());
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        return Err(bad());
+    }
+    // `[v6]:port`, `host:port` or a bare host.
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?),
+            None if after.is_empty() => (h, default_port),
+            None => return Err(bad()),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?),
+            None => (rest, default_port),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port, tls))
 }
 
 /// A password hash must be an argon2 PHC string, as `shopbridge hash-password` prints.

@@ -18,8 +18,8 @@ use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
     DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawJournal, RawLog, RawMachine,
-    RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawTaxonomy,
-    SECTIONS,
+    RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim, RawSimDriver,
+    RawSparkplug, RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -196,6 +196,8 @@ fn check_file_parts(root: &Spanned<DeTable<'_>>, errors: &mut Errors<'_>) -> Vec
             "taxonomy" => check_section::<RawTaxonomy>(name, value, root, errors),
             "profiles" => check_section::<RawProfiles>(name, value, root, errors),
             "opcua" => check_section::<RawOpcua>(name, value, root, errors),
+            "sparkplug" => check_section::<RawSparkplug>(name, value, root, errors),
+            "mqtt" => check_section::<RawMqtt>(name, value, root, errors),
             "machines" => {
                 let Some(array) = value.get_ref().as_array() else {
                     errors.at_span(
@@ -659,6 +661,8 @@ fn merged_parts(
     section!("taxonomy", taxonomy);
     section!("profiles", profiles);
     section!("opcua", opcua);
+    section!("sparkplug", sparkplug);
+    section!("mqtt", mqtt);
 
     if failed.iter().any(|f| f == "machines") {
         return (raw, indices);

@@ -48,7 +48,86 @@ pub struct Config {
     pub profiles: ProfilesConfig,
     /// `[opcua]`: the northbound OPC UA server; `None` when not served.
     pub opcua: Option<OpcuaConfig>,
+    /// `[sparkplug]` + `[mqtt]`: the Sparkplug B edge node; `None` when not published.
+    pub sparkplug: Option<SparkplugConfig>,
     pub machines: Vec<MachineConfig>,
+}
+
+/// `[sparkplug]` and the `[mqtt]` connection it publishes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparkplugConfig {
+    pub group_id: String,
+    pub edge_node_id: String,
+    /// Wait for this primary host's STATE before births (Sparkplug 3.0 primary host).
+    pub primary_host_id: Option<String>,
+    /// Rebirth requests closer together than this are ignored (against rebirth storms).
+    pub rebirth_cooldown: Duration,
+    pub mqtt: MqttConfig,
+}
+
+impl SparkplugConfig {
+    /// The demo's edge node: group `demo-shop`, node `shopbridge`, publishing to the embedded
+    /// broker on 127.0.0.1:`port`, or to `url`.
+    pub fn demo(port: u16, url: Option<&str>) -> Result<Self, String> {
+        let broker = match url {
+            None => MqttBroker::Embedded { port },
+            Some(u) => {
+                let (host, port, tls) = compile::parse_mqtt_url(u)?;
+                MqttBroker::External {
+                    host,
+                    port,
+                    tls: tls.then_some(MqttTls {
+                        ca_file: None,
+                        client_cert: None,
+                    }),
+                }
+            }
+        };
+        Ok(Self {
+            group_id: "demo-shop".into(),
+            edge_node_id: "shopbridge".into(),
+            primary_host_id: None,
+            rebirth_cooldown: Duration::from_secs(5),
+            mqtt: MqttConfig {
+                broker,
+                client_id: "shopbridge-demo-shop-shopbridge".into(),
+                username: None,
+                password: None,
+                keep_alive: Duration::from_secs(30),
+            },
+        })
+    }
+}
+
+/// `[mqtt]`: the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    pub broker: MqttBroker,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+}
+
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttBroker {
+    /// An external broker (`mqtt://host:port`, or `mqtts://` with TLS).
+    External {
+        host: String,
+        port: u16,
+        tls: Option<MqttTls>,
+    },
+    /// The bridge starts rumqttd in-process on 127.0.0.1:`port` (the demo's broker).
+    Embedded { port: u16 },
+}
+
+/// TLS for `mqtts://`: the CA that signed the broker's certificate (system roots when absent)
+/// and an optional client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[opcua]`: the OPC UA server (OPC 40001 Machinery / OPC 40501 MachineTool).
@@ -347,6 +426,7 @@ impl Config {
             taxonomy: Taxonomy::default(),
             profiles: ProfilesConfig::default(),
             opcua: None,
+            sparkplug: None,
             machines,
         }
     }

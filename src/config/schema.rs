@@ -21,12 +21,24 @@ pub struct RawConfig {
     pub profiles: RawProfiles,
     /// Absent: no OPC UA server. Present: served unless `enabled = false`.
     pub opcua: Option<RawOpcua>,
+    /// Absent: no Sparkplug edge node.
+    pub sparkplug: Option<RawSparkplug>,
+    pub mqtt: Option<RawMqtt>,
     pub machines: Vec<RawMachine>,
 }
 
 /// The top-level keys [`RawConfig`] knows, in the order the reference documents them.
-pub const SECTIONS: [&str; 8] = [
-    "http", "journal", "log", "sim", "taxonomy", "profiles", "opcua", "machines",
+pub const SECTIONS: [&str; 10] = [
+    "http",
+    "journal",
+    "log",
+    "sim",
+    "taxonomy",
+    "profiles",
+    "opcua",
+    "sparkplug",
+    "mqtt",
+    "machines",
 ];
 
 /// `[http]`
@@ -98,6 +110,32 @@ pub struct RawOpcua {
     pub max_monitored_items: Option<u64>,
     pub min_publishing_interval: Option<Human>,
     pub users: Vec<RawOpcuaUser>,
+}
+
+/// `[sparkplug]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSparkplug {
+    pub enabled: Option<bool>,
+    pub group_id: Option<String>,
+    pub edge_node_id: Option<String>,
+    pub primary_host_id: Option<String>,
+    pub rebirth_cooldown: Option<Human>,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMqtt {
+    pub url: Option<String>,
+    pub embedded: Option<bool>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub keep_alive: Option<Human>,
 }
 
 /// `[[opcua.users]]`

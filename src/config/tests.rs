@@ -143,7 +143,7 @@ fn unknown_key_typo_lists_the_expected_keys() {
     let text = ONE_SHDR.replace("address =", "adress =");
     insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected one of `address`, `heartbeat`, `device`, `devices_file`"#);
     insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected `listen`"#);
-    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `machines`"#);
+    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `machines`"#);
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn bad_env_values_name_the_variable() {
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "modbus")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`"#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `machines`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `machines`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
 
@@ -456,4 +456,85 @@ fn demo_config_uses_the_given_machines() {
         }
     );
     assert_eq!(c.journal.max_bytes, JournalConfig::default().max_bytes);
+}
+
+#[test]
+fn sparkplug_and_mqtt_sections_compile_with_defaults() {
+    let c = ok(&format!(
+        "{ONE_SHDR}\n[sparkplug]\ngroup_id = \"plant-1\"\nedge_node_id = \"bridge-a\"\nprimary_host_id = \"scada\"\n[mqtt]\nurl = \"mqtts://broker.local\"\nusername = \"edge\"\npassword = \"pw\"\nca_file = \"/etc/ca.pem\"\n"
+    ));
+    let s = c.sparkplug.expect("sparkplug");
+    assert_eq!(
+        (s.group_id.as_str(), s.edge_node_id.as_str()),
+        ("plant-1", "bridge-a")
+    );
+    assert_eq!(s.primary_host_id.as_deref(), Some("scada"));
+    assert_eq!(s.rebirth_cooldown, Duration::from_secs(5));
+    assert_eq!(s.mqtt.client_id, "shopbridge-plant-1-bridge-a");
+    assert_eq!(s.mqtt.keep_alive, Duration::from_secs(30));
+    assert_eq!(
+        s.mqtt.broker,
+        crate::config::MqttBroker::External {
+            host: "broker.local".into(),
+            port: 8883,
+            tls: Some(crate::config::MqttTls {
+                ca_file: Some("/etc/ca.pem".into()),
+                client_cert: None
+            })
+        }
+    );
+    let c = ok(&format!(
+        "{ONE_SHDR}\n[sparkplug]\ngroup_id = \"g\"\nedge_node_id = \"e\"\n[mqtt]\nembedded = true\n"
+    ));
+    assert_eq!(
+        c.sparkplug.unwrap().mqtt.broker,
+        crate::config::MqttBroker::Embedded { port: 1883 }
+    );
+    assert!(ok(ONE_SHDR).sparkplug.is_none());
+}
+
+#[test]
+fn sparkplug_mistakes_name_their_key() {
+    let e = errs(&format!(
+        "{ONE_SHDR}\n[sparkplug]\ngroup_id = \"plant/1\"\nedge_node_id = \"e\"\n"
+    ));
+    assert!(
+        e.contains("sparkplug.group_id: expected an id without spaces"),
+        "{e}"
+    );
+    assert!(e.contains("mqtt.url: [sparkplug] needs a broker"), "{e}");
+    let e = errs(&format!(
+        "{ONE_SHDR}\n[sparkplug]\ngroup_id = \"g\"\nedge_node_id = \"e\"\n[mqtt]\nurl = \"tcp://b:1883\"\n"
+    ));
+    assert!(e.contains("mqtt.url: expected mqtt://host:port"), "{e}");
+    let e = errs(&format!(
+        "{ONE_SHDR}\n[sparkplug]\ngroup_id = \"g\"\nedge_node_id = \"e\"\n[mqtt]\nurl = \"mqtt://b\"\nembedded = true\nca_file = \"x\"\n"
+    ));
+    assert!(e.contains("mqtt.embedded:"), "{e}");
+    let e = errs(&format!("{ONE_SHDR}\n[mqtt]\nurl = \"mqtt://b\"\n"));
+    assert!(e.contains("[mqtt] is only used by [sparkplug]"), "{e}");
+    let e = errs(&format!(
+        "{ONE_SHDR}\n[sparkplug]\ngroup_id = \"g\"\nedge_node_id = \"e\"\n[mqtt]\nurl = \"mqtt://b\"\nkeep_alive = \"500ms\"\n"
+    ));
+    assert!(e.contains("mqtt.keep_alive: expected whole seconds"), "{e}");
+}
+
+#[test]
+fn mqtt_urls_parse_hosts_ports_and_tls() {
+    use super::compile::parse_mqtt_url;
+    assert_eq!(
+        parse_mqtt_url("mqtt://10.0.4.5"),
+        Ok(("10.0.4.5".into(), 1883, false))
+    );
+    assert_eq!(
+        parse_mqtt_url("mqtts://b:8884/"),
+        Ok(("b".into(), 8884, true))
+    );
+    assert_eq!(
+        parse_mqtt_url("mqtt://[::1]:1884"),
+        Ok(("::1".into(), 1884, false))
+    );
+    assert!(parse_mqtt_url("mqtt://b:0").is_err());
+    assert!(parse_mqtt_url("mqtt://b:1883/x").is_err());
+    assert!(parse_mqtt_url("http://b").is_err());
 }

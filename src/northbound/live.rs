@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::model::{
-    ActiveConditions, AssetAction, Command, LinkStatus, MachineId, MachineState, Quality,
-    RecordKind, ShopState, Timestamp, Value,
+    ActiveConditions, AssetAction, Command, LinkStatus, LossCategory, MachineId, MachineState,
+    Quality, RecordKind, ShopState, Timestamp, Value,
 };
 
 /// One signal's latest value.
@@ -109,6 +109,25 @@ pub struct LiveAsset {
 }
 
 impl LiveMachine {
+    /// The loss category of the current stop and since when: the operator's reason when
+    /// given during this stop, machine_fault while a fault alarm holds the machine DOWN, else
+    /// unexplained; none while the machine runs. (What OPC UA and Sparkplug show until the
+    /// context layer classifies stops itself.)
+    pub fn loss_category(&self) -> Option<(LossCategory, Option<Timestamp>)> {
+        if self.state == ShopState::Run {
+            return None;
+        }
+        if let Some(r) = &self.stop_reason {
+            if self.since.is_none_or(|s| r.at >= s) {
+                return Some((r.reason.clone(), self.since));
+            }
+        }
+        if self.state == ShopState::Down && self.current.alarm {
+            return Some((LossCategory::MACHINE_FAULT, self.since));
+        }
+        Some((LossCategory::UNEXPLAINED, self.since))
+    }
+
     pub fn new(id: MachineId, name: String, profile: String, driver: String) -> Self {
         Self {
             id,
@@ -159,6 +178,12 @@ impl LiveView {
         m.values().find(|m| m.id.as_str() == id).cloned()
     }
 
+    /// Reads one machine in place (no copy of its signals).
+    pub fn with<R>(&self, id: &MachineId, f: impl FnOnce(&LiveMachine) -> R) -> Option<R> {
+        let m = self.machines.read().ok()?;
+        m.get(id).map(f)
+    }
+
     /// The last journal seq applied.
     pub fn position(&self) -> u64 {
         self.position.load(Ordering::Relaxed)
@@ -171,95 +196,115 @@ impl LiveView {
         };
         for r in records {
             // Records about machines no longer configured are history, not live state.
-            let Some(m) = machines.get_mut(r.kind.machine()) else {
-                continue;
-            };
-            m.last_seq = r.seq;
-            let t = r.kind.time();
-            if m.last_seen.is_none_or(|s| t > s) {
-                m.last_seen = Some(t);
-            }
-            match &r.kind {
-                RecordKind::Observation(o) => {
-                    m.signals.insert(
-                        o.signal.as_str().to_string(),
-                        LiveSignal {
-                            value: o.value.clone(),
-                            quality: o.quality,
-                            time: o.time.aligned,
-                        },
-                    );
-                    match o.signal.as_str() {
-                        crate::model::signals::PROGRAM => {
-                            m.current.program = Some(o.value.to_string())
-                                .filter(|s| !o.value.is_unavailable() && !s.is_empty())
-                        }
-                        crate::model::signals::PART_COUNT => {
-                            m.current.part_count = o.value.as_i64()
-                        }
-                        _ => {}
-                    }
-                }
-                RecordKind::StateChange(s) => {
-                    m.state = s.shop_state;
-                    m.current = s.state.clone();
-                    m.since = Some(s.at);
-                }
-                RecordKind::Link(l) => {
-                    if l.status != LinkStatus::Gap {
-                        m.link = Some(l.status);
-                    }
-                }
-                RecordKind::Interval(_) => {}
-                RecordKind::Condition(c) => m.conditions.apply(c),
-                RecordKind::Command(c) => match &c.command {
-                    Command::StopReason { reason, note } => {
-                        m.stop_reason = Some(LiveReason {
-                            reason: reason.clone(),
-                            note: note.clone(),
-                            at: c.at,
-                            by: c.origin.user.clone(),
-                        })
-                    }
-                    Command::SignIn { operator } => m.operator = Some(operator.clone()),
-                    Command::SignOut => m.operator = None,
-                    Command::ConfirmOperation { job, operation } => {
-                        m.operation = Some(LiveOperation {
-                            job: job.clone(),
-                            operation: operation.clone(),
-                            at: c.at,
-                        })
-                    }
-                },
-                RecordKind::Asset(a) => match a.action {
-                    AssetAction::Changed => {
-                        m.assets.insert(
-                            a.asset_id.clone(),
-                            LiveAsset {
-                                asset_type: a.asset_type.clone(),
-                                time: a.time.aligned,
-                            },
-                        );
-                    }
-                    AssetAction::Removed => {
-                        m.assets.remove(&a.asset_id);
-                    }
-                    AssetAction::RemovedAll => match &a.asset_type {
-                        Some(t) => m.assets.retain(|_, v| v.asset_type.as_ref() != Some(t)),
-                        None => m.assets.clear(),
-                    },
-                },
+            if let Some(m) = machines.get_mut(r.kind.machine()) {
+                apply_record(m, r);
             }
         }
         if let Some(last) = records.last() {
             self.position.store(last.seq, Ordering::Relaxed);
         }
     }
+
+    /// Applies one durable record and reads its machine as it is after it, under one lock.
+    pub fn apply_one<R>(
+        &self,
+        r: &crate::model::Record,
+        f: impl FnOnce(&LiveMachine) -> R,
+    ) -> Option<R> {
+        let mut machines = self.machines.write().ok()?;
+        let m = machines.get_mut(r.kind.machine())?;
+        apply_record(m, r);
+        self.position.store(r.seq, Ordering::Relaxed);
+        Some(f(m))
+    }
+}
+
+/// What one record changes in its machine's live state.
+fn apply_record(m: &mut LiveMachine, r: &crate::model::Record) {
+    m.last_seq = r.seq;
+    let t = r.kind.time();
+    if m.last_seen.is_none_or(|s| t > s) {
+        m.last_seen = Some(t);
+    }
+    match &r.kind {
+        RecordKind::Observation(o) => {
+            let now = LiveSignal {
+                value: o.value.clone(),
+                quality: o.quality,
+                time: o.time.aligned,
+            };
+            // No key allocation for a signal already known (the usual case).
+            match m.signals.get_mut(o.signal.as_str()) {
+                Some(s) => *s = now,
+                None => {
+                    m.signals.insert(o.signal.as_str().to_string(), now);
+                }
+            }
+            match o.signal.as_str() {
+                crate::model::signals::PROGRAM => {
+                    m.current.program = Some(o.value.to_string())
+                        .filter(|s| !o.value.is_unavailable() && !s.is_empty())
+                }
+                crate::model::signals::PART_COUNT => m.current.part_count = o.value.as_i64(),
+                _ => {}
+            }
+        }
+        RecordKind::StateChange(s) => {
+            m.state = s.shop_state;
+            m.current = s.state.clone();
+            m.since = Some(s.at);
+        }
+        RecordKind::Link(l) => {
+            if l.status != LinkStatus::Gap {
+                m.link = Some(l.status);
+            }
+        }
+        RecordKind::Interval(_) => {}
+        RecordKind::Condition(c) => m.conditions.apply(c),
+        RecordKind::Command(c) => match &c.command {
+            Command::StopReason { reason, note } => {
+                m.stop_reason = Some(LiveReason {
+                    reason: reason.clone(),
+                    note: note.clone(),
+                    at: c.at,
+                    by: c.origin.user.clone(),
+                })
+            }
+            Command::SignIn { operator } => m.operator = Some(operator.clone()),
+            Command::SignOut => m.operator = None,
+            Command::ConfirmOperation { job, operation } => {
+                m.operation = Some(LiveOperation {
+                    job: job.clone(),
+                    operation: operation.clone(),
+                    at: c.at,
+                })
+            }
+        },
+        RecordKind::Asset(a) => match a.action {
+            AssetAction::Changed => {
+                m.assets.insert(
+                    a.asset_id.clone(),
+                    LiveAsset {
+                        asset_type: a.asset_type.clone(),
+                        time: a.time.aligned,
+                    },
+                );
+            }
+            AssetAction::Removed => {
+                m.assets.remove(&a.asset_id);
+            }
+            AssetAction::RemovedAll => match &a.asset_type {
+                Some(t) => m.assets.retain(|_, v| v.asset_type.as_ref() != Some(t)),
+                None => m.assets.clear(),
+            },
+        },
+    }
 }
 
 impl LiveView {
     /// Applies the journal's recent tail (at most the last 200,000 records) so that the view
-    /// shows the latest known state at once; returns the seq it reached.
+    /// shows the latest known state at once; returns the seq it reached (records appended
+    /// meanwhile may be in the view too: the returned seq covers them).
     pub fn catch_up(&self, journal: &Journal) -> u64 {
         let pos = journal.last_seq();
         let mut p = pos.saturating_sub(200_000);
@@ -272,7 +317,7 @@ impl LiveView {
                 _ => break,
             }
         }
-        pos
+        pos.max(self.position())
     }
 }
 

@@ -5,3 +5,4 @@ pub mod export;
 pub mod http;
 pub mod live;
 pub mod opcua;
+pub mod sparkplug;

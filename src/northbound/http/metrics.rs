@@ -35,7 +35,7 @@ pub fn render_metrics(s: &HttpState) -> String {
     let mut o = String::with_capacity(4096);
     let js = s.journal.stats();
     let t = &s.telemetry;
-    let counters: [(&str, &str, u64); 20] = [
+    let counters: [(&str, &str, u64); 28] = [
         (
             "shopbridge_journal_records_appended_total",
             "Records made durable in the journal.",
@@ -136,12 +136,58 @@ pub fn render_metrics(s: &HttpState) -> String {
             "OPC UA events raised (machine alarms and warnings, per notifier).",
             t.opcua_events_total.load(Ordering::Relaxed),
         ),
+        (
+            "shopbridge_sparkplug_connects_total",
+            "Sparkplug MQTT connections made (each with a new bdSeq).",
+            t.sparkplug_connects_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_sparkplug_messages_total",
+            "Sparkplug messages published (births, data, deaths).",
+            t.sparkplug_messages_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_sparkplug_metrics_total",
+            "Sparkplug metric values published in DDATA.",
+            t.sparkplug_metrics_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_sparkplug_records_confirmed_total",
+            "Journal records the MQTT broker confirmed receiving as Sparkplug data.",
+            t.sparkplug_records_confirmed_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_sparkplug_rebirths_total",
+            "Sparkplug rebirths done on a host's request.",
+            t.sparkplug_rebirths_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_sparkplug_rebirths_suppressed_total",
+            "Sparkplug rebirth requests ignored because they came within the cooldown.",
+            t.sparkplug_rebirths_suppressed_total
+                .load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_sparkplug_commands_total",
+            "Sparkplug commands (NCMD, DCMD) carried out.",
+            t.sparkplug_commands_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_sparkplug_commands_refused_total",
+            "Sparkplug commands refused (unknown device or metric, undecodable, bad value).",
+            t.sparkplug_commands_refused_total.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, v) in counters {
         family(&mut o, name, "counter", help);
         let _ = writeln!(o, "{name} {v}");
     }
-    let gauges: [(&str, &str, u64); 5] = [
+    let gauges: [(&str, &str, u64); 6] = [
+        (
+            "shopbridge_sparkplug_online",
+            "1 while the Sparkplug edge node is born and publishing; 0 while it waits for the broker or the primary host (the journal buffers meanwhile).",
+            t.sparkplug_online.load(Ordering::Relaxed),
+        ),
         (
             "shopbridge_journal_last_seq",
             "Last durable sequence number.",

@@ -47,6 +47,22 @@ pub struct Telemetry {
     /// OPC UA: node values written (each notifies its subscribers), and events raised.
     pub opcua_value_changes_total: AtomicU64,
     pub opcua_events_total: AtomicU64,
+    /// Sparkplug: MQTT connections made (each with a new bdSeq), messages and metrics
+    /// published, journal records the broker confirmed (marker PUBACKs).
+    pub sparkplug_connects_total: AtomicU64,
+    pub sparkplug_messages_total: AtomicU64,
+    pub sparkplug_metrics_total: AtomicU64,
+    pub sparkplug_records_confirmed_total: AtomicU64,
+    /// Sparkplug: rebirths done on NCMD, and those the cooldown suppressed.
+    pub sparkplug_rebirths_total: AtomicU64,
+    pub sparkplug_rebirths_suppressed_total: AtomicU64,
+    /// Sparkplug: DCMD/NCMD commands journaled or acted on, and those refused (unknown device
+    /// or metric, undecodable payload, bad value).
+    pub sparkplug_commands_total: AtomicU64,
+    pub sparkplug_commands_refused_total: AtomicU64,
+    /// Sparkplug: 1 while births are out and data flows, 0 while disconnected or waiting for
+    /// the primary host.
+    pub sparkplug_online: AtomicU64,
     /// Each machine's clock estimate, refreshed by the pipeline.
     pub clocks: std::sync::RwLock<std::collections::BTreeMap<MachineId, ClockInfo>>,
     /// Every running driver's counters.

@@ -24,8 +24,7 @@ use super::space::{Field, MachineNodes, Ns, States};
 use crate::journal::Journal;
 use crate::model::{
     ConditionLevel, ConditionRecord, ControllerMode, Execution, FunctionalMode, LinkStatus,
-    LossCategory, MachineId, Quality, QualityReason, Record, RecordKind, ShopState, Timestamp,
-    Value, signals,
+    MachineId, Quality, QualityReason, Record, RecordKind, ShopState, Timestamp, Value, signals,
 };
 use crate::northbound::http::Telemetry;
 use crate::northbound::live::{LiveMachine, LiveView};
@@ -142,24 +141,6 @@ pub fn program_state(e: Execution) -> &'static str {
         Execution::Stopped => "Aborted",
         Execution::Ready => "Initializing",
     }
-}
-
-/// The loss category of the current stop: the operator's reason when given during this
-/// stop, machine_fault while a fault alarm holds the machine down, else unexplained; none
-/// while the machine runs.
-pub fn loss_category(m: &LiveMachine) -> Option<(LossCategory, Option<Timestamp>)> {
-    if m.state == ShopState::Run {
-        return None;
-    }
-    if let Some(r) = &m.stop_reason {
-        if m.since.is_none_or(|s| r.at >= s) {
-            return Some((r.reason.clone(), m.since));
-        }
-    }
-    if m.state == ShopState::Down && m.current.alarm {
-        return Some((LossCategory::MACHINE_FAULT, m.since));
-    }
-    Some((LossCategory::UNEXPLAINED, m.since))
 }
 
 /// A normalized value as a Variant.
@@ -287,7 +268,7 @@ pub fn field_values(m: &LiveMachine, states: &States) -> Vec<(Field, NodeValue)>
         good(m.operator.clone().unwrap_or_default(), None),
     ));
     out.push((Field::Shift, good(String::new(), None)));
-    match loss_category(m) {
+    match m.loss_category() {
         Some((c, at)) => {
             out.push((Field::LossCategory, good(c.as_str().to_string(), at)));
             out.push((
@@ -593,7 +574,7 @@ pub async fn run(journal: Journal, view: LiveView, target: Target, shutdown: Can
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Availability, MachineState};
+    use crate::model::{Availability, LossCategory, MachineState};
     use crate::northbound::live::LiveSignal;
 
     fn machine() -> LiveMachine {
