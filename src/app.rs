@@ -332,6 +332,13 @@ pub async fn run(
         .iter()
         .map(|(_, p)| p.signals.iter().map(|s| s.as_str().to_string()).collect())
         .collect();
+    // Operator commands from any northbound face (OPC UA methods, Sparkplug DCMD).
+    let commands = crate::context::commands::Commands::new(
+        journal.clone(),
+        config.taxonomy.clone(),
+        config.machines.iter().map(|m| m.id.clone()),
+        clock.clone(),
+    );
     let sparkplug = match &config.sparkplug {
         None => None,
         Some(cfg) => {
@@ -361,12 +368,7 @@ pub async fn run(
                     .collect(),
                 data_dir: config.journal.dir.clone(),
                 clock: clock.clone(),
-                commands: crate::context::commands::Commands::new(
-                    journal.clone(),
-                    config.taxonomy.clone(),
-                    config.machines.iter().map(|m| m.id.clone()),
-                    clock.clone(),
-                ),
+                commands: commands.clone(),
                 telemetry: telemetry.clone(),
             };
             let url = conn.url();
@@ -393,12 +395,7 @@ pub async fn run(
         Some(cfg) => {
             let wiring = crate::northbound::opcua::Wiring {
                 journal: journal.clone(),
-                commands: crate::context::commands::Commands::new(
-                    journal.clone(),
-                    config.taxonomy.clone(),
-                    config.machines.iter().map(|m| m.id.clone()),
-                    clock.clone(),
-                ),
+                commands: commands.clone(),
                 taxonomy: config.taxonomy.clone(),
                 machines: config
                     .machines
