@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::{Config, DriverConfig};
 use crate::drivers::{DriverBatch, DriverContext};
 use crate::journal::{Journal, JournalError, JournalOptions};
-use crate::model::MachineId;
+use crate::model::{MachineId, RecordKind};
 use crate::normalize::{Normalizer, Profile};
 use crate::northbound::export::{BRIDGE_FILE, BridgeFile};
 use crate::northbound::http::{self, HttpState, Telemetry};
@@ -100,7 +100,6 @@ pub async fn run_pipeline(
             _ = ticker.tick() => {
                 let mut out = Vec::new();
                 normalizer.tick(clock.now(), &mut out);
-                crate::context::classify(&mut out);
                 publish_stats(&telemetry, &mut last_stats, normalizer.stats);
                 publish_clocks(&telemetry, &normalizer);
                 submit(&journal, out, &mut in_flight, &telemetry).await;
@@ -123,13 +122,12 @@ pub async fn run_pipeline(
         Telemetry::add(&telemetry.driver_events_total, events.len() as u64);
         let mut out = Vec::with_capacity(events.len() + 8);
         normalizer.process_batch(events.drain(..), &mut out);
-        crate::context::classify(&mut out);
         publish_stats(&telemetry, &mut last_stats, normalizer.stats);
         submit(&journal, out, &mut in_flight, &telemetry).await;
     }
+    // What the time filters still hold goes in before the journal closes.
     let mut out = Vec::new();
-    normalizer.close_all(clock.now(), &mut out);
-    crate::context::classify(&mut out);
+    normalizer.tick(clock.now(), &mut out);
     publish_stats(&telemetry, &mut last_stats, normalizer.stats);
     submit(&journal, out, &mut in_flight, &telemetry).await;
     while let Some((t, n)) = in_flight.pop_front() {
@@ -158,7 +156,6 @@ fn publish_stats(
         &t.state_changes_total,
         now.state_changes - last.state_changes,
     );
-    Telemetry::add(&t.intervals_total, now.intervals - last.intervals);
     Telemetry::add(
         &t.decode_errors_total,
         now.decode_errors - last.decode_errors,
@@ -327,6 +324,41 @@ pub async fn run(
         live.clone(),
         consumers.clone(),
     ));
+    // The context layer: classified intervals, operations and the live context, derived from
+    // the journal.
+    let engine = crate::context::Engine::new(crate::context::EngineConfig {
+        rules: config.context.rules.clone(),
+        machines: config
+            .machines
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    crate::context::MachineSettings {
+                        calendar: config.context.calendar_for(m.calendar.as_deref()),
+                        parts_per_cycle: m.parts_per_cycle,
+                    },
+                )
+            })
+            .collect(),
+    });
+    let counted = telemetry.clone();
+    tasks.spawn(
+        crate::context::run::run(
+            journal.clone(),
+            engine,
+            clock.clone(),
+            Box::new(move |out| {
+                let n = out
+                    .iter()
+                    .filter(|r| matches!(r, RecordKind::Interval(_)))
+                    .count();
+                Telemetry::add(&counted.intervals_total, n as u64);
+            }),
+            consumers.clone(),
+        )
+        .instrument(tracing::info_span!("context", component = "context")),
+    );
     // Each machine's profile signals (the northbound faces publish one value per signal).
     let signals: Vec<Vec<String>> = profiles
         .iter()

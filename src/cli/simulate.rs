@@ -256,6 +256,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             a.seed,
             shop_offset,
         );
+        cfg.context.calendars = crate::sim::demo_calendars(shop_offset);
         if !a.no_opcua {
             cfg.opcua = Some(demo_opcua(a.opcua_port)?);
             println!(

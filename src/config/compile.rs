@@ -63,6 +63,30 @@ pub(crate) fn compile(
         dir: raw.profiles.dir.clone(),
     };
     let machines = compile_machines(&raw.machines, indices, locate, &profiles, &mut p);
+    let machine_ids: Vec<String> = raw.machines.iter().map(|m| m.id.trim().to_string()).collect();
+    let context = super::context::compile(raw, taxonomy.as_ref(), &machine_ids, &mut |k, m| {
+        p.at(k, m)
+    });
+    for (m, &i) in raw.machines.iter().zip(indices) {
+        if let Some(c) = &m.calendar {
+            if !raw.calendars.contains_key(c.trim()) {
+                let known: Vec<&str> = raw.calendars.keys().map(String::as_str).collect();
+                p.at(
+                    format!("machines[{i}].calendar"),
+                    format!(
+                        "no calendar {c:?} is configured; the [calendars.<name>] sections are: {}",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                );
+            }
+        }
+        if m.parts_per_cycle == Some(0) {
+            p.at(
+                format!("machines[{i}].parts_per_cycle"),
+                "expected the parts one counter step makes (1 or more), found 0",
+            );
+        }
+    }
     let sparkplug = compile_sparkplug(raw, &mut p);
     let opcua = match &raw.opcua {
         None => Some(None),
@@ -95,7 +119,7 @@ pub(crate) fn compile(
     }
 
     match (
-        http, journal, log, sim, taxonomy, machines, opcua, sparkplug,
+        http, journal, log, sim, taxonomy, machines, opcua, sparkplug, context,
     ) {
         (
             Some(http),
@@ -106,7 +130,9 @@ pub(crate) fn compile(
             Some(machines),
             Some(opcua),
             Some(sparkplug),
+            Some(context),
         ) if p.0.is_empty() => Ok(Config {
+            context,
             http,
             journal,
             log,
@@ -724,6 +750,8 @@ fn compile_machines(
                     software_revision: text(&ident.software_revision),
                     location: text(&ident.location),
                 },
+                calendar: m.calendar.as_deref().map(|c| c.trim().to_string()),
+                parts_per_cycle: m.parts_per_cycle.unwrap_or(1).max(1),
                 driver,
             });
         }

@@ -21,6 +21,7 @@
 //! commented example that passes `shopbridge check`.
 
 mod compile;
+mod context;
 mod error;
 pub mod human;
 mod load;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use crate::model::{MachineId, Taxonomy};
 
+pub use context::ContextConfig;
 pub(crate) use error::line_column;
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use load::{ENV_PREFIX, load, load_str, load_str_with_env, load_with_env};
@@ -50,6 +52,8 @@ pub struct Config {
     pub opcua: Option<OpcuaConfig>,
     /// `[sparkplug]` + `[mqtt]`: the Sparkplug B edge node; `None` when not published.
     pub sparkplug: Option<SparkplugConfig>,
+    /// `[context]` and `[calendars]`: classification rules, ERP work centers, shift calendars.
+    pub context: ContextConfig,
     pub machines: Vec<MachineConfig>,
 }
 
@@ -347,6 +351,10 @@ pub struct MachineConfig {
     /// until profiles are loaded.
     pub profile: String,
     pub identification: Identification,
+    /// Its shift calendar's name (None: the calendar named `default`, if any).
+    pub calendar: Option<String>,
+    /// Parts made per step of its part counter.
+    pub parts_per_cycle: u32,
     pub driver: DriverConfig,
 }
 
@@ -427,6 +435,7 @@ impl Config {
             profiles: ProfilesConfig::default(),
             opcua: None,
             sparkplug: None,
+            context: ContextConfig::default(),
             machines,
         }
     }

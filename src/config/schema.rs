@@ -24,11 +24,14 @@ pub struct RawConfig {
     /// Absent: no Sparkplug edge node.
     pub sparkplug: Option<RawSparkplug>,
     pub mqtt: Option<RawMqtt>,
+    pub context: RawContext,
+    /// `[calendars.<name>]`: shift calendars machines refer to.
+    pub calendars: std::collections::BTreeMap<String, RawCalendar>,
     pub machines: Vec<RawMachine>,
 }
 
 /// The top-level keys [`RawConfig`] knows, in the order the reference documents them.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 12] = [
     "http",
     "journal",
     "log",
@@ -38,8 +41,64 @@ pub const SECTIONS: [&str; 10] = [
     "opcua",
     "sparkplug",
     "mqtt",
+    "context",
+    "calendars",
     "machines",
 ];
+
+/// `[context]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawContext {
+    /// Site rules, tried before the built-in ones.
+    pub rules: Vec<crate::context::rules::RawRule>,
+    /// Keep the built-in rules after the site's (default true).
+    pub default_rules: Option<bool>,
+    /// ERP work center → machine id.
+    pub work_centers: std::collections::BTreeMap<String, String>,
+}
+
+/// `[calendars.<name>]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCalendar {
+    pub time_zone: Option<String>,
+    pub holidays: Vec<String>,
+    pub shifts: Vec<RawShift>,
+    pub planned: Vec<RawPlanned>,
+}
+
+/// `[[calendars.<name>.shifts]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawShift {
+    pub name: String,
+    pub days: Vec<String>,
+    pub start: String,
+    pub end: String,
+    #[serde(default)]
+    pub breaks: Vec<RawBreak>,
+}
+
+/// A break inside a shift.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreak {
+    pub start: String,
+    pub end: String,
+    /// Default `planned_downtime`.
+    pub category: Option<String>,
+}
+
+/// `[[calendars.<name>.planned]]`: a one-off planned window, local time.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlanned {
+    pub start: String,
+    pub end: String,
+    pub category: Option<String>,
+    pub reason: Option<String>,
+}
 
 /// `[http]`
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -167,6 +226,10 @@ pub struct RawMachine {
     pub profile: String,
     #[serde(default)]
     pub identification: RawIdentification,
+    /// The shift calendar (a `[calendars.<name>]`); default: the one named `default`, if any.
+    pub calendar: Option<String>,
+    /// Parts made per step of the part counter (default 1).
+    pub parts_per_cycle: Option<u32>,
     pub driver: RawDriver,
 }
 

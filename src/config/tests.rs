@@ -435,6 +435,8 @@ fn demo_config_uses_the_given_machines() {
         name: "Sim".into(),
         profile: "okuma-osp".into(),
         identification: Default::default(),
+        calendar: None,
+        parts_per_cycle: 1,
         driver: DriverConfig::Sim { seed: None },
     }];
     let c = Config::demo(

@@ -30,6 +30,8 @@ pub enum CommandError {
 
 /// The longest identifier (operator, job, operation) accepted.
 pub const MAX_ID_LEN: usize = 64;
+/// The most scrap or rework parts one report may carry.
+pub const MAX_PARTS: u64 = 1_000_000;
 /// The longest note accepted with a stop reason.
 pub const MAX_NOTE_LEN: usize = 500;
 
@@ -141,6 +143,17 @@ pub fn check_id(argument: &'static str, s: &str) -> Result<(), CommandError> {
 fn check_command(c: &Command) -> Result<(), CommandError> {
     match c {
         Command::StopReason { .. } | Command::SignOut => Ok(()),
+        Command::Parts { scrap, rework } => {
+            if scrap.saturating_add(*rework) == 0 || scrap.max(rework) > &MAX_PARTS {
+                return Err(CommandError::BadArgument {
+                    argument: "Parts",
+                    why: format!(
+                        "expected 1 to {MAX_PARTS} scrap or rework parts, found scrap {scrap} and rework {rework}"
+                    ),
+                });
+            }
+            Ok(())
+        }
         Command::SignIn { operator } => check_id("OperatorId", operator),
         Command::ConfirmOperation { job, operation } => {
             check_id("JobId", job)?;

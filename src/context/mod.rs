@@ -1,34 +1,20 @@
-//! Context and rules: job / operation / operator / shift, and the classification of every stop
-//! into the downtime taxonomy.
+//! Context and rules: job / operation / operator / shift, and the classification of every
+//! second of every machine into production or one loss category of the taxonomy.
 //!
-//! This first slice knows no dispatch lists, shifts or operators yet (the context issue brings
-//! them). It classifies only what the machine state alone proves, and leaves the rest
-//! unclassified (`None`) rather than guessing:
-//!
-//! - RUN (execution ACTIVE) → production;
-//! - DOWN with a fault alarm active → machine fault;
-//! - everything else → unclassified until context and operator reasons arrive.
+//! - [`calendar`]: the shift calendar (shifts, breaks, holidays, planned windows, time zone);
+//! - [`rules`]: the classification rules, configuration in the profile expression language;
+//! - [`engine`]: the pure state machine that derives intervals, operations and the live
+//!   context from the journal's records;
+//! - [`run`]: the engine as a journal consumer (durable, exactly once);
+//! - [`commands`]: operator, ERP and QMS inputs checked and written to the journal.
 
-use crate::model::{LossCategory, MachineState, RecordKind, ShopState, TimeCategory};
-
-/// Classifies every closed interval among `records` that has no category yet.
-pub fn classify(records: &mut [RecordKind]) {
-    for r in records {
-        if let RecordKind::Interval(i) = r {
-            if i.category.is_none() {
-                i.category = classify_default(&i.state);
-            }
-        }
-    }
-}
-
-/// The classification that needs no context.
-pub fn classify_default(state: &MachineState) -> Option<TimeCategory> {
-    match state.shop_state() {
-        ShopState::Run => Some(TimeCategory::Production),
-        ShopState::Down if state.alarm => Some(TimeCategory::Loss(LossCategory::MACHINE_FAULT)),
-        ShopState::Down | ShopState::Idle | ShopState::Off => None,
-    }
-}
-
+pub mod calendar;
 pub mod commands;
+pub mod engine;
+pub mod rules;
+pub mod run;
+
+pub use engine::{Engine, EngineConfig, MachineSettings};
+
+#[cfg(test)]
+mod engine_tests;

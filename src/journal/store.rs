@@ -20,6 +20,8 @@ const MACHINES: TableDefinition<u32, &str> = TableDefinition::new("machines");
 const SIGNALS: TableDefinition<u32, &str> = TableDefinition::new("signals");
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Consumers' saved state (the context engine's), written with their cursor in one commit.
+const STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("states");
 
 const META_NEXT_SEQ: &str = "next_seq";
 const META_DROPPED: &str = "dropped_total";
@@ -212,6 +214,7 @@ impl Core {
             st!(w.open_table(MACHINES), "creating tables")?;
             st!(w.open_table(SIGNALS), "creating tables")?;
             st!(w.open_table(CURSORS), "creating tables")?;
+            st!(w.open_table(STATES), "creating tables")?;
             let mut meta = st!(w.open_table(META), "creating tables")?;
             let fmt = st!(meta.get(META_FORMAT), "reading the format")?.map(|g| g.value());
             match fmt {
@@ -342,6 +345,12 @@ impl Core {
         }
     }
 
+    fn state(&self, key: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        let r = st!(self.db.begin_read(), "reading state")?;
+        let t = st!(r.open_table(STATES), "reading state")?;
+        Ok(st!(t.get(key), "reading state")?.map(|g| g.value().to_vec()))
+    }
+
     fn next_seq_hint(&self) -> Result<u64, JournalError> {
         let r = st!(self.db.begin_read(), "reading meta")?;
         let meta = st!(r.open_table(META), "reading meta")?;
@@ -358,6 +367,15 @@ impl Core {
 enum Cmd {
     Append {
         records: Vec<RecordKind>,
+        done: oneshot::Sender<Result<Range<u64>, JournalError>>,
+    },
+    /// Records derived from others, with the deriving consumer's cursor and state: all three
+    /// commit together, so a crash never writes the records twice or loses the state.
+    AppendDerived {
+        records: Vec<RecordKind>,
+        cursor: String,
+        upto: u64,
+        state: Option<Vec<u8>>,
         done: oneshot::Sender<Result<Range<u64>, JournalError>>,
     },
     Ack {
@@ -530,6 +548,38 @@ impl Journal {
         Ok(Cursor::new(self.clone(), name.to_string(), acked))
     }
 
+    /// Appends records derived from the journal itself, acknowledges `cursor` up to `upto`
+    /// and (when given) saves `state` under the cursor's name, in one commit.
+    pub async fn append_derived(
+        &self,
+        records: Vec<RecordKind>,
+        cursor: &str,
+        upto: u64,
+        state: Option<Vec<u8>>,
+    ) -> Result<Range<u64>, JournalError> {
+        if !valid_cursor_name(cursor) {
+            return Err(JournalError::CursorName(cursor.to_string()));
+        }
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::AppendDerived {
+                records,
+                cursor: cursor.to_string(),
+                upto,
+                state,
+                done,
+            })
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        rx.await.unwrap_or(Err(JournalError::Closed))
+    }
+
+    /// The state a consumer saved with [`Journal::append_derived`].
+    pub fn state(&self, cursor: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        self.core()?.state(cursor)
+    }
+
     pub(crate) async fn ack(&self, cursor: &str, upto: u64) -> Result<(), JournalError> {
         let (done, rx) = oneshot::channel();
         self.inner
@@ -614,6 +664,9 @@ impl ReadOnlyJournal {
     }
     pub fn seek_time(&self, t: Timestamp) -> Result<u64, JournalError> {
         self.core.seek_time(t)
+    }
+    pub fn state(&self, cursor: &str) -> Result<Option<Vec<u8>>, JournalError> {
+        self.core.state(cursor)
     }
 }
 
@@ -781,7 +834,9 @@ impl Writer {
             let mut n_records = 0usize;
             loop {
                 match cmds.last() {
-                    Some(Cmd::Append { records, .. }) => n_records += records.len(),
+                    Some(Cmd::Append { records, .. } | Cmd::AppendDerived { records, .. }) => {
+                        n_records += records.len()
+                    }
                     Some(Cmd::Shutdown) => {
                         shutting_down = true;
                         break;
@@ -819,6 +874,7 @@ impl Writer {
         let mut records: Vec<RecordKind> = Vec::new();
         let mut pending = Vec::with_capacity(cmds.len());
         let mut acks: Vec<(String, u64)> = Vec::new();
+        let mut states: Vec<(String, Vec<u8>)> = Vec::new();
         let mut tick = false;
         for c in cmds {
             match c {
@@ -828,6 +884,21 @@ impl Writer {
                         records = r;
                     } else {
                         records.extend(r);
+                    }
+                }
+                Cmd::AppendDerived {
+                    records: r,
+                    cursor,
+                    upto,
+                    state,
+                    done,
+                } => {
+                    pending.push(Pending::Append(r.len(), done));
+                    records.extend(r);
+                    let prev = self.cursors.get(&cursor).copied().unwrap_or(0);
+                    acks.push((cursor.clone(), upto.min(self.next_seq - 1).max(prev)));
+                    if let Some(state) = state {
+                        states.push((cursor, state));
                     }
                 }
                 Cmd::Ack { cursor, upto, done } => {
@@ -864,7 +935,7 @@ impl Writer {
                 Cmd::Shutdown => {}
             }
         }
-        if records.is_empty() && acks.is_empty() {
+        if records.is_empty() && acks.is_empty() && states.is_empty() {
             let next = self.next_seq;
             for p in pending {
                 match p {
@@ -887,7 +958,7 @@ impl Writer {
             return;
         }
         let began = Instant::now();
-        let result = self.write_txn(&records, &acks);
+        let result = self.write_txn(&records, &acks, &states);
         self.counters.observe_commit(began.elapsed());
         match result {
             Ok((new_blocks, new_tail)) => {
@@ -979,6 +1050,7 @@ impl Writer {
         &mut self,
         records: &[RecordKind],
         acks: &[(String, u64)],
+        states: &[(String, Vec<u8>)],
     ) -> Result<(Vec<BlockInfo>, Option<Tail>), JournalError> {
         let per_block = self.opts.block_records.max(1) as u64;
         let mut new_blocks = Vec::new();
@@ -1089,6 +1161,15 @@ impl Writer {
             let mut ct = st!(w.open_table(CURSORS), "writing cursors")?;
             for (c, upto) in acks {
                 st!(ct.insert(c.as_str(), *upto), "writing cursors")?;
+            }
+            if !states.is_empty() {
+                let mut sv = st!(w.open_table(STATES), "writing consumer state")?;
+                for (c, bytes) in states {
+                    st!(
+                        sv.insert(c.as_str(), bytes.as_slice()),
+                        "writing consumer state"
+                    )?;
+                }
             }
             // next_seq is not written here: the last block's key and meta say it. Retention
             // writes it before it removes blocks, so it survives an empty journal.

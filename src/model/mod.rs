@@ -3,6 +3,7 @@
 //! Everything that crosses a layer boundary is one of these types: the raw observations a driver
 //! emits, the canonical machine state a profile derives, and the [`Record`]s the journal keeps.
 
+mod context;
 mod ids;
 mod record;
 mod state;
@@ -10,6 +11,11 @@ mod taxonomy;
 mod time;
 mod value;
 
+pub use context::{
+    Attribution, CategorySource, ContextRecord, DispatchRecord, DispatchedOperation, OperationEvent,
+    OperationRecord, OperationRef, PartCounts, QualityEvent, QualityRecord, Revision,
+    ScheduleFeedback,
+};
 pub use ids::{IdError, MachineId, SignalId};
 pub use record::{
     ActiveCondition, ActiveConditions, AssetAction, AssetRecord, Command, CommandOrigin,

@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    LossCategory, MachineId, MachineState, Quality, ShopState, SignalId, TimeCategory, Timestamp,
-    Timestamps, Value,
+    Attribution, ContextRecord, DispatchRecord, LossCategory, MachineId, MachineState,
+    OperationRecord, Quality, QualityRecord, Revision, ShopState, SignalId, TimeCategory,
+    Timestamp, Timestamps, Value,
 };
 
 /// A record as stored: its global, gap-free sequence number and what it says.
@@ -41,6 +42,15 @@ pub enum RecordKind {
     /// Someone told the bridge something about a machine (a stop reason, a sign-in, an
     /// operation confirmation) through OPC UA, Sparkplug or REST: who, when, through what.
     Command(Box<CommandRecord>),
+    /// A machine's dispatch list from the ERP (replaces the previous one).
+    Dispatch(Box<DispatchRecord>),
+    /// A QMS hold or inspection event concerning a machine.
+    Quality(Box<QualityRecord>),
+    /// The context layer: an operation started, was found ambiguous, confirmed, paused,
+    /// resumed or completed.
+    Operation(Box<OperationRecord>),
+    /// The context layer: a machine's current job, operator, shift and category changed.
+    Context(Box<ContextRecord>),
 }
 
 impl RecordKind {
@@ -53,6 +63,10 @@ impl RecordKind {
             RecordKind::Condition(c) => &c.machine,
             RecordKind::Asset(a) => &a.machine,
             RecordKind::Command(c) => &c.machine,
+            RecordKind::Dispatch(d) => &d.machine,
+            RecordKind::Quality(q) => &q.machine,
+            RecordKind::Operation(o) => &o.machine,
+            RecordKind::Context(c) => &c.machine,
         }
     }
 
@@ -66,6 +80,10 @@ impl RecordKind {
             RecordKind::Condition(c) => c.time.aligned,
             RecordKind::Asset(a) => a.time.aligned,
             RecordKind::Command(c) => c.at,
+            RecordKind::Dispatch(d) => d.at,
+            RecordKind::Quality(q) => q.at,
+            RecordKind::Operation(o) => o.at,
+            RecordKind::Context(c) => c.at,
         }
     }
 
@@ -78,7 +96,20 @@ impl RecordKind {
             RecordKind::Condition(_) => "condition",
             RecordKind::Asset(_) => "asset",
             RecordKind::Command(_) => "command",
+            RecordKind::Dispatch(_) => "dispatch",
+            RecordKind::Quality(_) => "quality",
+            RecordKind::Operation(_) => "operation",
+            RecordKind::Context(_) => "context",
         }
+    }
+
+    /// Records the context layer derives (and derives again on reclassification); it reads
+    /// every other kind.
+    pub fn is_derived(&self) -> bool {
+        matches!(
+            self,
+            RecordKind::Interval(_) | RecordKind::Operation(_) | RecordKind::Context(_)
+        )
     }
 }
 
@@ -301,6 +332,13 @@ pub enum Command {
     SignOut,
     /// Which dispatched operation is in process, when the program matched more than one.
     ConfirmOperation { job: String, operation: String },
+    /// Parts of the running operation found scrap or sent to rework (operator or QMS).
+    Parts {
+        #[serde(default)]
+        scrap: u64,
+        #[serde(default)]
+        rework: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -353,6 +391,16 @@ pub struct StateInterval {
     pub category: Option<TimeCategory>,
     #[serde(default, skip_serializing_if = "JobContext::is_empty")]
     pub context: JobContext,
+    /// How the category was decided (absent on intervals written before the context layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
+    /// The job and operation are attributed provisionally (the program matched several
+    /// dispatched operations and nobody has confirmed yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
+    /// Present when this record corrects an interval written before (same machine and start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
 }
 
 #[cfg(test)]

@@ -22,11 +22,13 @@ impl LossCategory {
     pub const TOOL_CHANGE: LossCategory = LossCategory::constant("tool_change");
     pub const MAINTENANCE: LossCategory = LossCategory::constant("maintenance");
     pub const MACHINE_FAULT: LossCategory = LossCategory::constant("machine_fault");
+    /// A stop shorter than the micro-stop threshold: a performance loss, not availability.
+    pub const MICRO_STOP: LossCategory = LossCategory::constant("micro_stop");
     pub const PLANNED_DOWNTIME: LossCategory = LossCategory::constant("planned_downtime");
     pub const UNEXPLAINED: LossCategory = LossCategory::constant("unexplained");
 
     /// The default taxonomy, in the order reports list it.
-    pub const DEFAULTS: [LossCategory; 12] = [
+    pub const DEFAULTS: [LossCategory; 13] = [
         Self::SETUP,
         Self::PROGRAM_PROVEOUT,
         Self::WAITING_INSPECTION,
@@ -37,6 +39,7 @@ impl LossCategory {
         Self::TOOL_CHANGE,
         Self::MAINTENANCE,
         Self::MACHINE_FAULT,
+        Self::MICRO_STOP,
         Self::PLANNED_DOWNTIME,
         Self::UNEXPLAINED,
     ];

@@ -5,8 +5,8 @@
 //! value goes through the signal's transform (`map`, `type`, `scale`/`offset`, `threshold`,
 //! then the time filters `debounce` and `min_hold`), signals computed by expressions follow,
 //! and the canonical machine state is derived from the signals and the profile's state rules.
-//! Every change of an interval-defining state field closes a [`StateInterval`] and opens the
-//! next. Items no profile signal claims pass through under their own key, so nothing a machine
+//! Every change of an interval-defining state field is a [`StateChange`]; the context layer
+//! cuts the machine's time into classified intervals from them. Items no profile signal claims pass through under their own key, so nothing a machine
 //! says is dropped; a key that is already a canonical signal id maps onto that signal (the
 //! in-process simulator speaks canonical ids).
 //!
@@ -26,8 +26,8 @@ use std::sync::Arc;
 use crate::drivers::{DataItemMeta, DriverEvent, ItemCategory, RawCondition, RawObservation};
 use crate::model::{
     ActiveConditions, AssetRecord, Availability, ConditionLevel, ConditionRecord, EmergencyStop,
-    JobContext, LinkEvent, LinkStatus, MachineId, MachineState, Observation, Quality,
-    QualityReason, RecordKind, SignalId, StateChange, StateInterval, Timestamp, Timestamps, Value,
+    LinkEvent, LinkStatus, MachineId, MachineState, Observation, Quality,
+    QualityReason, RecordKind, SignalId, StateChange, Timestamp, Timestamps, Value,
     signals,
 };
 use align::ClockAlign;
@@ -98,21 +98,6 @@ impl Track {
             since: None,
             open_change: None,
         }
-    }
-
-    /// The interval from `since` to `end`, if it has any length. Its category is left to the
-    /// context layer ([`crate::context::classify`]).
-    fn close_interval(&self, machine: &MachineId, end: Timestamp) -> Option<RecordKind> {
-        let start = self.since.filter(|s| end > *s)?;
-        Some(RecordKind::Interval(Box::new(StateInterval {
-            machine: machine.clone(),
-            start,
-            end,
-            shop_state: self.state.shop_state(),
-            state: self.state.clone(),
-            category: None,
-            context: JobContext::default(),
-        })))
     }
 
     fn route(&mut self, key: &SignalId, meta: Option<&DataItemMeta>) -> Route {
@@ -225,9 +210,6 @@ impl Tracks {
         self.list.iter().map(|(m, t)| (m, t))
     }
 
-    fn iter_mut(&mut self) -> impl Iterator<Item = (&MachineId, &mut Track)> {
-        self.list.iter_mut().map(|(m, t)| (&*m, t))
-    }
 }
 
 /// A machine's clock as the aligner sees it (for `/metrics` and `/api/v1/machines`).
@@ -245,7 +227,6 @@ pub struct ClockInfo {
 pub struct NormalizeStats {
     pub observations: u64,
     pub state_changes: u64,
-    pub intervals: u64,
     pub decode_errors: u64,
     pub conditions: u64,
     pub assets: u64,
@@ -890,10 +871,6 @@ impl Normalizer {
                 return;
             }
         }
-        if let Some(interval) = track.close_interval(machine, at) {
-            self.stats.intervals += 1;
-            out.push(interval);
-        }
         track.since = Some(at);
         self.stats.state_changes += 1;
         track.open_change = Some(out.len());
@@ -906,17 +883,6 @@ impl Normalizer {
         track.state = next;
     }
 
-    /// Closes every open interval at `at` (clean shutdown), so the record holds where every
-    /// minute went up to the stop.
-    pub fn close_all(&mut self, at: Timestamp, out: &mut Vec<RecordKind>) {
-        for (machine, track) in self.tracks.iter_mut() {
-            if let Some(interval) = track.close_interval(machine, at) {
-                self.stats.intervals += 1;
-                out.push(interval);
-            }
-            track.since = track.since.map(|since| at.max(since));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -938,7 +904,7 @@ mod tests {
     }
 
     #[test]
-    fn state_changes_close_intervals_and_program_changes_do_not() {
+    fn state_fields_make_state_changes_and_program_changes_do_not() {
         let mut n = Normalizer::new();
         let mut out = Vec::new();
         n.process_batch(
@@ -963,17 +929,17 @@ mod tests {
             &mut out,
         );
         n.process_batch([raw("m1", "Xact", Value::Float(12.5), 4_500_000)], &mut out);
-        let intervals: Vec<_> = out
+        let changes: Vec<_> = out
             .iter()
             .filter_map(|r| match r {
-                RecordKind::Interval(i) => Some(i),
+                RecordKind::StateChange(c) => Some(c),
                 _ => None,
             })
             .collect();
-        assert_eq!(intervals.len(), 2, "{out:#?}");
-        assert_eq!(intervals[1].start.as_micros(), 2_000_100);
-        assert_eq!(intervals[1].end.as_micros(), 4_000_100);
-        assert_eq!(intervals[1].shop_state, ShopState::Idle);
+        assert_eq!(changes.len(), 3, "{out:#?}");
+        assert_eq!(changes[1].at.as_micros(), 2_000_100);
+        assert_eq!(changes[1].shop_state, ShopState::Idle);
+        assert_eq!(changes[2].at.as_micros(), 4_000_100);
         let st = n.state(&MachineId::new("m1").unwrap()).unwrap();
         assert_eq!(st.execution, Some(Execution::Active));
         assert_eq!(st.program.as_deref(), Some("O1234"));
@@ -1060,16 +1026,16 @@ mod tests {
             out.iter()
                 .any(|r| matches!(r, RecordKind::Link(l) if l.status == LinkStatus::Lost))
         );
-        let last_interval = out
+        let last_change = out
             .iter()
             .rev()
             .find_map(|r| match r {
-                RecordKind::Interval(i) => Some(i),
+                RecordKind::StateChange(c) => Some(c),
                 _ => None,
             })
             .unwrap();
-        assert_eq!(last_interval.shop_state, ShopState::Run);
-        assert_eq!(last_interval.end.as_micros(), 5_000_000);
+        assert_eq!(last_change.shop_state, ShopState::Off);
+        assert_eq!(last_change.at.as_micros(), 5_000_000);
     }
 }
 

@@ -57,8 +57,18 @@ pub struct LiveMachine {
     pub operator: Option<String>,
     /// The reason given for the current or last stop.
     pub stop_reason: Option<LiveReason>,
-    /// The operation someone confirmed is in process.
+    /// The operation in process: the context layer's (matched from the dispatch list by
+    /// program, or confirmed), or the one someone confirmed until the context layer says.
     pub operation: Option<LiveOperation>,
+    /// The context layer's view now: job, operation, operator, shift, the current span's
+    /// category and how it was decided, and the running operation's schedule feedback.
+    pub context: Option<crate::model::ContextRecord>,
+    /// The dispatch list the ERP sent last.
+    pub dispatch: Vec<crate::model::DispatchedOperation>,
+    /// QMS holds open on this machine or on a job (ids).
+    pub holds: Vec<String>,
+    /// An inspection was requested and not yet dispositioned.
+    pub inspection_pending: bool,
 }
 
 /// A confirmed job and operation.
@@ -114,6 +124,12 @@ impl LiveMachine {
     /// unexplained; none while the machine runs. (What OPC UA and Sparkplug show until the
     /// context layer classifies stops itself.)
     pub fn loss_category(&self) -> Option<(LossCategory, Option<Timestamp>)> {
+        if let Some(c) = &self.context {
+            return match &c.category {
+                crate::model::TimeCategory::Production => None,
+                crate::model::TimeCategory::Loss(l) => Some((l.clone(), Some(c.since))),
+            };
+        }
         if self.state == ShopState::Run {
             return None;
         }
@@ -147,6 +163,10 @@ impl LiveMachine {
             operator: None,
             stop_reason: None,
             operation: None,
+            context: None,
+            dispatch: Vec::new(),
+            holds: Vec::new(),
+            inspection_pending: false,
         }
     }
 }
@@ -279,7 +299,38 @@ fn apply_record(m: &mut LiveMachine, r: &crate::model::Record) {
                     at: c.at,
                 })
             }
+            Command::Parts { .. } => {}
         },
+        RecordKind::Context(c) => {
+            m.operator.clone_from(&c.context.operator);
+            m.operation = match (&c.context.job, &c.context.operation) {
+                (Some(job), Some(operation)) => Some(LiveOperation {
+                    job: job.clone(),
+                    operation: operation.clone(),
+                    at: m
+                        .operation
+                        .as_ref()
+                        .filter(|o| &o.job == job && &o.operation == operation)
+                        .map_or(c.at, |o| o.at),
+                }),
+                _ => None,
+            };
+            m.context = Some((**c).clone());
+        }
+        RecordKind::Dispatch(d) => m.dispatch.clone_from(&d.operations),
+        RecordKind::Quality(q) => match &q.event {
+            crate::model::QualityEvent::HoldOpened { hold, .. } => {
+                if !m.holds.contains(hold) {
+                    m.holds.push(hold.clone());
+                }
+            }
+            crate::model::QualityEvent::HoldReleased { hold } => m.holds.retain(|h| h != hold),
+            crate::model::QualityEvent::InspectionRequested { .. } => m.inspection_pending = true,
+            crate::model::QualityEvent::InspectionDispositioned { .. } => {
+                m.inspection_pending = false
+            }
+        },
+        RecordKind::Operation(_) => {}
         RecordKind::Asset(a) => match a.action {
             AssetAction::Changed => {
                 m.assets.insert(

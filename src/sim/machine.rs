@@ -177,7 +177,7 @@ impl MachineSim {
             id,
             spec,
             rng: Rng::for_stream(shop_seed, index as u64),
-            two_shifts: index % 3 != 2,
+            two_shifts: Self::works_two_shifts(index),
             off_after_shift: index % 4 != 3,
             off_at_lunch: index % 4 == 0,
             cursor: t,
@@ -195,6 +195,11 @@ impl MachineSim {
         };
         sim.initial_state(t);
         sim
+    }
+
+    /// Whether machine `index` of a shop works two shifts (else one).
+    pub fn works_two_shifts(index: usize) -> bool {
+        index % 3 != 2
     }
 
     pub fn id(&self) -> &MachineId {
@@ -975,7 +980,8 @@ fn is_workday(day: i64) -> bool {
 /// before `start`'s UTC date): the demo uses it so that a shop started at night or on a weekend
 /// is busy from its first minute.
 pub fn demo_shop_offset(start: Timestamp) -> i64 {
-    let t = start.as_micros();
+    // Whole seconds, so that a calendar can name the offset.
+    let t = start.as_micros().div_euclid(SEC) * SEC;
     let mut day = t.div_euclid(DAY);
     while !is_workday(day) {
         day -= 1;

@@ -214,6 +214,82 @@ pub fn model_of(index: usize) -> &'static ModelSpec {
     &FLEET[index % FLEET.len()]
 }
 
+/// The shift calendar machine `index` works (`two-shift` or `one-shift`; see
+/// [`demo_calendars`]).
+pub fn calendar_of(index: usize) -> &'static str {
+    if MachineSim::works_two_shifts(index) {
+        "two-shift"
+    } else {
+        "one-shift"
+    }
+}
+
+/// The simulated shop's calendars as a bridge configures them: Monday to Friday, shift 1
+/// 06:00–14:30 and shift 2 14:30–23:00, each with a 15-minute coffee break (nobody at the
+/// machines: `no_operator`) and a 30-minute lunch (`planned_downtime`), in shop time
+/// (UTC + `shop_offset_micros`, whole seconds).
+pub fn demo_calendars(
+    shop_offset_micros: i64,
+) -> std::collections::BTreeMap<String, std::sync::Arc<crate::context::calendar::Calendar>> {
+    use crate::context::calendar::{Break, Calendar, Shift, Zone};
+    use crate::model::LossCategory;
+    let h = |hh: i64, mm: i64| hh * 3600 + mm * 60;
+    let weekdays = [true, true, true, true, true, false, false];
+    let shift = |name: &str, start, end, coffee: (i64, i64), lunch: (i64, i64)| Shift {
+        name: name.to_string(),
+        days: weekdays,
+        start,
+        end,
+        breaks: vec![
+            Break {
+                start: coffee.0,
+                end: coffee.1,
+                category: LossCategory::NO_OPERATOR,
+            },
+            Break {
+                start: lunch.0,
+                end: lunch.1,
+                category: LossCategory::PLANNED_DOWNTIME,
+            },
+        ],
+    };
+    let first = shift(
+        "1",
+        h(6, 0),
+        h(14, 30),
+        (h(9, 0), h(9, 15)),
+        (h(11, 30), h(12, 0)),
+    );
+    let second = shift(
+        "2",
+        h(14, 30),
+        h(23, 0),
+        (h(17, 30), h(17, 45)),
+        (h(19, 30), h(20, 0)),
+    );
+    let zone = Zone::Fixed {
+        seconds: shop_offset_micros.div_euclid(1_000_000),
+    };
+    let cal = |name: &str, shifts: Vec<Shift>| {
+        (
+            name.to_string(),
+            std::sync::Arc::new(Calendar {
+                name: name.to_string(),
+                zone: zone.clone(),
+                shifts,
+                holidays: Vec::new(),
+                planned: Vec::new(),
+            }),
+        )
+    };
+    [
+        cal("two-shift", vec![first.clone(), second]),
+        cal("one-shift", vec![first]),
+    ]
+    .into_iter()
+    .collect()
+}
+
 /// The id and display name of machine `index` (`haas-vf2-01`, `Haas VF-2 #1`).
 pub fn machine_name(index: usize) -> (String, String) {
     let m = model_of(index);

@@ -151,6 +151,8 @@ impl SimServer {
                     name: m.name.clone(),
                     profile: m.profile.to_string(),
                     identification: super::nameplate(&m.name, &m.uuid),
+                    calendar: Some(super::calendar_of(i).to_string()),
+                    parts_per_cycle: 1,
                     driver,
                 })
             })

@@ -483,7 +483,9 @@ mod tests {
                 manufacturer: Some("Haas".into()),
                 ..Default::default()
             },
-            driver: DriverConfig::Sim { seed: None },
+            calendar: None,
+        parts_per_cycle: 1,
+        driver: DriverConfig::Sim { seed: None },
         };
         let machines = vec![
             (machine("m1", "Mill 1"), vec!["spindle_speed".to_string()]),

@@ -47,7 +47,7 @@ pub fn update(record: &Record, m: &LiveMachine) -> DeviceUpdate {
             out.extend(loss_values(m, at));
             out
         }
-        RecordKind::Command(_) => {
+        RecordKind::Command(_) | RecordKind::Context(_) => {
             let mut out = vec![
                 ("Context/Operator".into(), text(m.operator.clone()), at),
                 (
@@ -85,7 +85,11 @@ pub fn update(record: &Record, m: &LiveMachine) -> DeviceUpdate {
                 crate::model::LinkStatus::Gap => DeviceUpdate::Nothing,
             };
         }
-        RecordKind::Interval(_) | RecordKind::Asset(_) => return DeviceUpdate::Nothing,
+        RecordKind::Interval(_)
+        | RecordKind::Asset(_)
+        | RecordKind::Dispatch(_)
+        | RecordKind::Quality(_)
+        | RecordKind::Operation(_) => return DeviceUpdate::Nothing,
     };
     DeviceUpdate::Metrics(metrics)
 }

@@ -1,0 +1,1052 @@
+//! The context engine: a pure state machine (no I/O, no clock) that reads a machine's journal
+//! records in order and derives its context and the category of every span of its time.
+//!
+//! Inputs: state changes and the observations a rule reads (program, part count, single block,
+//! optional stop, feed override, tool), link records, operator commands, dispatch lists and QMS
+//! events. Outputs, appended to the journal by [`super::run`]:
+//!
+//! - **intervals**: a machine's time cut into spans, each with one category (production or a
+//!   loss), its attribution (rule, operator, QMS, planner; confidence), job, operation,
+//!   operator and shift. A span closes when the machine state changes, when its category or
+//!   context changes (a hold opens, an operator signs out, an operation starts), and at every
+//!   calendar boundary (shift start and end, breaks), so every span belongs to one shift.
+//!   Categories that depend on how long a stop lasted (load and unload, micro-stops) are final
+//!   when the span closes; the live context shows the provisional one.
+//! - **revisions**: an interval written again (same machine and start) when an operator gives
+//!   the reason of a stop already partly written, or confirms which operation was running. The
+//!   revision names what it had before, who changed it and when: the reconciliation ledger.
+//! - **operation events** and the machine's **live context** (with schedule feedback).
+//!
+//! The same records in give the same records out, so `shopbridge reclassify` re-derives
+//! history under today's rules with this very code.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{Calendar, Slot};
+use super::rules::{FACTS, RuleCategory, Rules, fact};
+use crate::model::{
+    Attribution, CategorySource, Command, ContextRecord, DispatchedOperation, Execution,
+    FunctionalMode, JobContext, LinkStatus, LossCategory, MachineId, MachineState, OperationEvent,
+    OperationRecord, OperationRef, PartCounts, QualityEvent, Record, RecordKind, Revision,
+    ScheduleFeedback, ShopState, StateInterval, TimeCategory, Timestamp, Value, signals,
+};
+
+/// Segments of an operation kept for re-attribution on confirmation.
+const MAX_OP_SEGMENTS: usize = 4096;
+/// Segments of a stop kept for an operator's reason.
+const MAX_STOP_SEGMENTS: usize = 512;
+/// Cycle times the robust median is taken over.
+const CYCLE_WINDOW: usize = 15;
+
+/// Per-machine settings.
+#[derive(Clone, Debug)]
+pub struct MachineSettings {
+    pub calendar: Arc<Calendar>,
+    /// Parts made per counter step (a two-up fixture counts 2).
+    pub parts_per_cycle: u32,
+}
+
+impl Default for MachineSettings {
+    fn default() -> Self {
+        Self {
+            calendar: Arc::new(Calendar::always()),
+            parts_per_cycle: 1,
+        }
+    }
+}
+
+/// Everything the engine needs besides the records.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub rules: Arc<Rules>,
+    pub machines: HashMap<MachineId, MachineSettings>,
+}
+
+/// The operation a machine is on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct OpState {
+    op: DispatchedOperation,
+    started: Timestamp,
+    provisional: bool,
+    candidates: Vec<OperationRef>,
+    parts: PartCounts,
+    completed: bool,
+}
+
+/// An operator's reason for the current (or last) stop.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Override {
+    category: LossCategory,
+    by: Option<String>,
+    record: u64,
+    at: Timestamp,
+}
+
+/// The span of time being accumulated.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Segment {
+    start: Timestamp,
+    state: MachineState,
+    context: JobContext,
+    /// The structural decision (with the stop's length taken as zero).
+    category: TimeCategory,
+    attribution: Attribution,
+    provisional: bool,
+    slot_until: Timestamp,
+    planned: Option<(LossCategory, String)>,
+    /// The facts the decision was taken on (the stop's length is filled in at close).
+    facts: Vec<Value>,
+}
+
+/// Where a machine's operation stands, shared across machines (routing: starved).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct OpStatus {
+    started: bool,
+    completed: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct MachineCtx {
+    state: MachineState,
+    state_known: bool,
+    program: Option<String>,
+    part_count: Option<i64>,
+    single_block: bool,
+    optional_stop: bool,
+    feed_override: Option<f64>,
+    tool: Option<i64>,
+    tool_at_stop: Option<i64>,
+    operator: Option<String>,
+    dispatch: Vec<DispatchedOperation>,
+    op: Option<OpState>,
+    holds: Vec<(String, Option<String>, Option<String>)>,
+    inspection_pending: bool,
+    /// The program was already loaded when the bridge first heard of it.
+    found: bool,
+    /// Cycles completed since the program was loaded.
+    cycles: u32,
+    proven: bool,
+    last_execution: Option<Execution>,
+    cycle_times: VecDeque<f64>,
+    last_part_at: Option<Timestamp>,
+    open: Option<Segment>,
+    /// When the machine last left RUN (None while it runs).
+    stop_start: Option<Timestamp>,
+    /// The intervals written for the current (or last) stop.
+    stop_segments: Vec<StateInterval>,
+    /// The intervals written since the operation started.
+    op_segments: Vec<StateInterval>,
+    reason: Option<Override>,
+    last_context: Option<ContextRecord>,
+    last_time: Option<Timestamp>,
+}
+
+/// The context engine for every machine.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    machines: HashMap<MachineId, MachineCtx>,
+    ops: HashMap<(String, String), OpStatus>,
+}
+
+/// What [`Engine::snapshot`] stores.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    machines: Vec<(MachineId, MachineCtx)>,
+    ops: Vec<((String, String), OpStatus)>,
+}
+
+fn text(v: &Option<String>) -> Value {
+    Value::text(v.as_deref().unwrap_or(""))
+}
+
+fn word<T: std::fmt::Display>(v: Option<T>) -> Value {
+    v.map_or(Value::Unavailable, |w| Value::text(&w.to_string()))
+}
+
+/// Program names compare without case, directory or surrounding blanks.
+fn same_program(a: &str, b: &str) -> bool {
+    let base = |s: &str| {
+        let s = s.trim();
+        s.rsplit(['/', '\\']).next().unwrap_or(s).to_ascii_uppercase()
+    };
+    base(a) == base(b)
+}
+
+fn median(xs: &VecDeque<f64>) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    let mut v: Vec<f64> = xs.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            config,
+            machines: HashMap::new(),
+            ops: HashMap::new(),
+        }
+    }
+
+    /// The engine's state as bytes (stored with the cursor, so a restart resumes exactly).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let s = Snapshot {
+            machines: self
+                .machines
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ops: self.ops.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        };
+        serde_json::to_vec(&s).unwrap_or_default()
+    }
+
+    /// Restores a snapshot; machines no longer configured are dropped.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        self.machines = s
+            .machines
+            .into_iter()
+            .filter(|(m, _)| self.config.machines.contains_key(m))
+            .collect();
+        self.ops = s.ops.into_iter().collect();
+        Ok(())
+    }
+
+    /// Applies one record; derived records go to `out`. Records the engine derives itself are
+    /// ignored (it reads its own output back from the journal).
+    pub fn apply(&mut self, r: &Record, out: &mut Vec<RecordKind>) {
+        if r.kind.is_derived() {
+            return;
+        }
+        let machine = r.kind.machine().clone();
+        let Some(settings) = self.config.machines.get(&machine).cloned() else {
+            return;
+        };
+        let rules = self.config.rules.clone();
+        let mut m = self.machines.remove(&machine).unwrap_or_default();
+        let mut cx = Cx {
+            id: &machine,
+            settings: &settings,
+            rules: &rules,
+            ops: &mut self.ops,
+            out,
+        };
+        cx.apply(&mut m, r);
+        self.machines.insert(machine, m);
+    }
+
+    /// Closes every machine's open span at `at` (a clean shutdown).
+    pub fn close_all(&mut self, at: Timestamp, out: &mut Vec<RecordKind>) {
+        let rules = self.config.rules.clone();
+        for (id, m) in self.machines.iter_mut() {
+            let Some(settings) = self.config.machines.get(id).cloned() else {
+                continue;
+            };
+            let mut cx = Cx {
+                id,
+                settings: &settings,
+                rules: &rules,
+                ops: &mut self.ops,
+                out,
+            };
+            let at = m.last_time.map_or(at, |l| at.max(l));
+            cx.advance(m, at);
+            cx.close(m, at);
+        }
+    }
+
+    /// A machine's dispatch list (what the engine holds now).
+    pub fn dispatch(&self, machine: &MachineId) -> &[DispatchedOperation] {
+        self.machines
+            .get(machine)
+            .map_or(&[], |m| m.dispatch.as_slice())
+    }
+}
+
+/// One machine's processing, with what it needs borrowed.
+struct Cx<'a> {
+    id: &'a MachineId,
+    settings: &'a MachineSettings,
+    rules: &'a Rules,
+    ops: &'a mut HashMap<(String, String), OpStatus>,
+    out: &'a mut Vec<RecordKind>,
+}
+
+impl Cx<'_> {
+    fn apply(&mut self, m: &mut MachineCtx, r: &Record) {
+        // Commands carry bridge time, machine records aligned time; never go back.
+        let mut t = r.kind.time();
+        if let Some(last) = m.last_time {
+            t = t.max(last);
+        }
+        if let Some(o) = &m.open {
+            t = t.max(o.start);
+        }
+        m.last_time = Some(t);
+        self.advance(m, t);
+        let mut state_changed = false;
+        match &r.kind {
+            RecordKind::StateChange(s) => {
+                // The span ends with the state it had (and its stop's real length).
+                self.close(m, t);
+                let prev_shop = m.state.shop_state();
+                let was_active = m.last_execution == Some(Execution::Active);
+                m.last_execution = s.state.execution;
+                // A cycle without a part counter: ACTIVE → PROGRAM_COMPLETED.
+                if was_active
+                    && s.state.execution == Some(Execution::ProgramCompleted)
+                    && m.part_count.is_none()
+                {
+                    self.cycle_done(m, t, 1);
+                }
+                m.state = MachineState {
+                    program: m.state.program.clone(),
+                    part_count: m.state.part_count,
+                    ..s.state.clone()
+                };
+                m.state_known = true;
+                let shop = m.state.shop_state();
+                if shop == ShopState::Run {
+                    m.stop_start = None;
+                } else if prev_shop == ShopState::Run || m.stop_start.is_none() {
+                    m.stop_start = Some(t);
+                    m.tool_at_stop = m.tool;
+                    m.stop_segments.clear();
+                    m.reason = None;
+                }
+                state_changed = true;
+            }
+            RecordKind::Observation(o) => match o.signal.as_str() {
+                signals::PROGRAM => {
+                    let p = Some(o.value.to_string())
+                        .filter(|s| !o.value.is_unavailable() && !s.trim().is_empty());
+                    if let Some(p) = p {
+                        self.program(m, t, p);
+                    }
+                }
+                signals::PART_COUNT => {
+                    if let Some(v) = o.value.as_i64() {
+                        let step = match m.part_count {
+                            Some(prev) if v > prev => v - prev,
+                            // A reset: counted again from zero.
+                            Some(prev) if v < prev => v.max(0),
+                            _ => 0,
+                        };
+                        m.part_count = Some(v);
+                        if step > 0 {
+                            self.cycle_done(m, t, step as u64);
+                        }
+                    }
+                }
+                signals::SINGLE_BLOCK => {
+                    m.single_block = crate::normalize::expr::truthy(&o.value);
+                }
+                signals::OPTIONAL_STOP => {
+                    m.optional_stop = crate::normalize::expr::truthy(&o.value);
+                }
+                signals::FEED_OVERRIDE => m.feed_override = o.value.as_f64(),
+                signals::TOOL_NUMBER => m.tool = o.value.as_i64(),
+                _ => return,
+            },
+            RecordKind::Link(l) => {
+                if l.status == LinkStatus::Gap {
+                    return;
+                }
+            }
+            RecordKind::Command(c) => {
+                let by = c.origin.user.clone().or(Some(c.origin.channel.clone()));
+                match &c.command {
+                    Command::SignIn { operator } => m.operator = Some(operator.clone()),
+                    Command::SignOut => m.operator = None,
+                    Command::StopReason { reason, .. } => {
+                        self.reason(m, t, reason.clone(), by, r.seq);
+                    }
+                    Command::ConfirmOperation { job, operation } => {
+                        self.confirm(m, t, job, operation, by);
+                    }
+                    Command::Parts { scrap, rework } => {
+                        if let Some(op) = &mut m.op {
+                            op.parts.scrap += scrap;
+                            op.parts.rework += rework;
+                        }
+                    }
+                }
+            }
+            RecordKind::Dispatch(d) => {
+                m.dispatch = d.operations.clone();
+                for o in &d.operations {
+                    self.ops
+                        .entry((o.job.clone(), o.operation.clone()))
+                        .or_default();
+                }
+                if let Some(op) = &mut m.op {
+                    if let Some(fresh) = d
+                        .operations
+                        .iter()
+                        .find(|o| o.job == op.op.job && o.operation == op.op.operation)
+                    {
+                        op.op = fresh.clone();
+                    }
+                } else if let Some(p) = m.program.clone() {
+                    self.match_program(m, t, &p, "dispatch");
+                }
+            }
+            RecordKind::Quality(q) => match &q.event {
+                QualityEvent::HoldOpened {
+                    hold,
+                    job,
+                    operation,
+                    ..
+                } => {
+                    m.holds.retain(|h| &h.0 != hold);
+                    m.holds.push((hold.clone(), job.clone(), operation.clone()));
+                }
+                QualityEvent::HoldReleased { hold } => m.holds.retain(|h| &h.0 != hold),
+                QualityEvent::InspectionRequested { .. } => m.inspection_pending = true,
+                QualityEvent::InspectionDispositioned { .. } => m.inspection_pending = false,
+            },
+            RecordKind::Condition(_) | RecordKind::Asset(_) => return,
+            RecordKind::Interval(_) | RecordKind::Operation(_) | RecordKind::Context(_) => return,
+        }
+        if !m.state_known {
+            return;
+        }
+        self.settle(m, t, state_changed);
+    }
+
+    /// Splits the open span at every calendar boundary up to `t`.
+    fn advance(&mut self, m: &mut MachineCtx, t: Timestamp) {
+        while let Some(o) = &m.open {
+            let b = o.slot_until;
+            if b > t || b <= o.start {
+                break;
+            }
+            self.close(m, b);
+            self.open(m, b);
+        }
+    }
+
+    /// Re-decides the current span: a new one when the state changed or the decision did.
+    fn settle(&mut self, m: &mut MachineCtx, t: Timestamp, state_changed: bool) {
+        let Some(o) = &m.open else {
+            self.open(m, t);
+            return;
+        };
+        let slot = if t < o.slot_until {
+            Slot {
+                shift: o.context.shift.clone(),
+                planned: o.planned.clone(),
+                until: o.slot_until,
+            }
+        } else {
+            self.settings.calendar.slot(t)
+        };
+        let (category, attribution, _) = self.decide(m, &slot, 0.0);
+        let context = self.context(m, &slot);
+        let provisional = m.op.as_ref().is_some_and(|o| o.provisional);
+        let same = o.category == category
+            && o.attribution.source == attribution.source
+            && o.attribution.rule == attribution.rule
+            && o.context == context
+            && o.provisional == provisional;
+        if state_changed || !same {
+            self.close(m, t);
+            self.open(m, t);
+        } else {
+            self.publish(m, t);
+        }
+    }
+
+    fn facts(&self, m: &MachineCtx, slot: &Slot, stop_seconds: f64) -> Vec<Value> {
+        let s = &m.state;
+        let mut f = vec![Value::Unavailable; FACTS.len()];
+        let mut set = |name: &str, v: Value| f[fact(name)] = v;
+        set("availability", Value::text(s.availability.as_str()));
+        set("execution", word(s.execution));
+        set("controller_mode", word(s.controller_mode));
+        set("functional_mode", word(s.functional_mode));
+        set("emergency_stop", word(s.emergency_stop));
+        set("alarm", Value::Bool(s.alarm));
+        set("state", Value::text(s.shop_state().as_str()));
+        set("program", text(&m.program));
+        set("part_count", m.part_count.map_or(Value::Unavailable, Value::Int));
+        set("single_block", Value::Bool(m.single_block));
+        set("optional_stop", Value::Bool(m.optional_stop));
+        set(
+            "feed_override",
+            m.feed_override.map_or(Value::Unavailable, Value::Float),
+        );
+        set("tool_number", m.tool.map_or(Value::Unavailable, Value::Int));
+        set(
+            "tool_changed",
+            Value::Bool(m.stop_start.is_some() && m.tool_at_stop != m.tool),
+        );
+        set("operator", text(&m.operator));
+        set("signed_in", Value::Bool(m.operator.is_some()));
+        let op = m.op.as_ref();
+        set("job", text(&op.map(|o| o.op.job.clone())));
+        set("operation", text(&op.map(|o| o.op.operation.clone())));
+        set("operation_active", Value::Bool(op.is_some_and(|o| !o.completed)));
+        let resumed = m.found && m.part_count.is_some_and(|c| c > 0);
+        set("first_cycle_done", Value::Bool(m.cycles > 0 || resumed));
+        set("program_proven", Value::Bool(m.proven || resumed));
+        set("hold", Value::Bool(self.in_hold(m)));
+        set("inspection_pending", Value::Bool(m.inspection_pending));
+        set("upstream_incomplete", Value::Bool(self.upstream_incomplete(m)));
+        set("planned", Value::Bool(slot.planned.is_some()));
+        set("on_shift", Value::Bool(slot.shift.is_some()));
+        set("stop_seconds", Value::Float(stop_seconds));
+        f
+    }
+
+    fn in_hold(&self, m: &MachineCtx) -> bool {
+        m.holds.iter().any(|(_, job, op)| match job {
+            None => true,
+            Some(j) => m.op.as_ref().is_some_and(|o| {
+                &o.op.job == j && op.as_ref().is_none_or(|x| x == &o.op.operation)
+            }),
+        })
+    }
+
+    /// The next operation waits for one of the same job that is dispatched and not complete.
+    fn upstream_incomplete(&self, m: &MachineCtx) -> bool {
+        if m.op.as_ref().is_some_and(|o| !o.completed) {
+            return false;
+        }
+        let next = m.dispatch.iter().find(|o| {
+            !self
+                .ops
+                .get(&(o.job.clone(), o.operation.clone()))
+                .is_some_and(|s| s.completed)
+        });
+        next.and_then(|o| o.after.as_ref().map(|a| (o.job.clone(), a.clone())))
+            .and_then(|k| self.ops.get(&k))
+            .is_some_and(|s| !s.completed)
+    }
+
+    /// The category and attribution of the moment, with the stop lasting `stop_seconds`.
+    fn decide(
+        &self,
+        m: &MachineCtx,
+        slot: &Slot,
+        stop_seconds: f64,
+    ) -> (TimeCategory, Attribution, Vec<Value>) {
+        let facts = self.facts(m, slot, stop_seconds);
+        let (c, a) = self.decide_on(&facts, slot);
+        (c, a, facts)
+    }
+
+    fn decide_on(&self, facts: &[Value], slot: &Slot) -> (TimeCategory, Attribution) {
+        match self.rules.first_match(facts) {
+            Some(rule) => {
+                let category = match &rule.category {
+                    RuleCategory::Fixed(c) => c.clone(),
+                    RuleCategory::Calendar => TimeCategory::Loss(
+                        slot.planned
+                            .as_ref()
+                            .map_or(LossCategory::PLANNED_DOWNTIME, |p| p.0.clone()),
+                    ),
+                };
+                (
+                    category,
+                    Attribution {
+                        source: rule.source,
+                        rule: Some(rule.name.clone()),
+                        confidence: rule.confidence,
+                        by: None,
+                        record: None,
+                    },
+                )
+            }
+            None => (
+                TimeCategory::Loss(LossCategory::UNEXPLAINED),
+                Attribution {
+                    source: CategorySource::Rule,
+                    rule: None,
+                    confidence: 0.0,
+                    by: None,
+                    record: None,
+                },
+            ),
+        }
+    }
+
+    fn context(&self, m: &MachineCtx, slot: &Slot) -> JobContext {
+        let op = m.op.as_ref().filter(|o| !o.completed || m.state.shop_state() == ShopState::Run);
+        JobContext {
+            job: op.map(|o| o.op.job.clone()),
+            operation: op.map(|o| o.op.operation.clone()),
+            part_number: op.and_then(|o| o.op.part_number.clone()),
+            part_revision: op.and_then(|o| o.op.part_revision.clone()),
+            operator: m.operator.clone(),
+            shift: slot.shift.clone(),
+        }
+    }
+
+    fn open(&mut self, m: &mut MachineCtx, t: Timestamp) {
+        let slot = self.settings.calendar.slot(t);
+        let (category, attribution, facts) = self.decide(m, &slot, 0.0);
+        let context = self.context(m, &slot);
+        m.open = Some(Segment {
+            facts,
+            start: t,
+            state: m.state.clone(),
+            context,
+            category,
+            attribution,
+            provisional: m.op.as_ref().is_some_and(|o| o.provisional),
+            slot_until: slot.until,
+            planned: slot.planned,
+        });
+        self.publish(m, t);
+    }
+
+    /// The operator's reason applies to a span unless the calendar planned it.
+    fn overridable(a: &Attribution) -> bool {
+        a.source != CategorySource::Planner
+    }
+
+    fn close(&mut self, m: &mut MachineCtx, end: Timestamp) {
+        let Some(o) = m.open.take() else {
+            return;
+        };
+        if end <= o.start {
+            return;
+        }
+        let slot = Slot {
+            shift: o.context.shift.clone(),
+            planned: o.planned.clone(),
+            until: o.slot_until,
+        };
+        let stopped = o.state.shop_state() != ShopState::Run;
+        let stop_seconds = match (stopped, m.stop_start) {
+            (true, Some(s)) => end.micros_since(s) as f64 / 1e6,
+            _ => 0.0,
+        };
+        // Decide again on the facts of the span, now that its stop's length is known.
+        let mut facts = o.facts;
+        if let Some(f) = facts.get_mut(super::rules::fact("stop_seconds")) {
+            *f = Value::Float(stop_seconds);
+        }
+        let (mut category, mut attribution) = self.decide_on(&facts, &slot);
+        if stopped && Self::overridable(&attribution) {
+            if let Some(r) = &m.reason {
+                category = TimeCategory::Loss(r.category.clone());
+                attribution = operator_attribution(r);
+            }
+        }
+        let interval = StateInterval {
+            machine: self.id.clone(),
+            start: o.start,
+            end,
+            shop_state: o.state.shop_state(),
+            state: o.state,
+            category: Some(category),
+            context: o.context,
+            attribution: Some(attribution),
+            provisional: o.provisional,
+            revision: None,
+        };
+        if stopped {
+            push_bounded(&mut m.stop_segments, interval.clone(), MAX_STOP_SEGMENTS);
+        }
+        let same_op = m.op.as_ref().is_some_and(|op| {
+            interval.context.job.as_ref() == Some(&op.op.job)
+                && interval.context.operation.as_ref() == Some(&op.op.operation)
+        });
+        if same_op {
+            push_bounded(&mut m.op_segments, interval.clone(), MAX_OP_SEGMENTS);
+        }
+        self.out.push(RecordKind::Interval(Box::new(interval)));
+    }
+
+    /// Writes the live context when it changed.
+    fn publish(&mut self, m: &mut MachineCtx, t: Timestamp) {
+        let Some(o) = &m.open else {
+            return;
+        };
+        let (category, attribution) = match (&m.reason, o.state.shop_state() != ShopState::Run) {
+            (Some(r), true) if Self::overridable(&o.attribution) => {
+                (TimeCategory::Loss(r.category.clone()), operator_attribution(r))
+            }
+            _ => (o.category.clone(), o.attribution.clone()),
+        };
+        let rec = ContextRecord {
+            machine: self.id.clone(),
+            at: t,
+            context: o.context.clone(),
+            category,
+            attribution,
+            since: o.start,
+            provisional: o.provisional,
+            candidates: m
+                .op
+                .as_ref()
+                .filter(|o| o.provisional)
+                .map(|o| o.candidates.clone())
+                .unwrap_or_default(),
+            feedback: self.feedback(m, t),
+        };
+        let changed = m.last_context.as_ref().is_none_or(|l| {
+            l.context != rec.context
+                || l.category != rec.category
+                || l.attribution != rec.attribution
+                || l.since != rec.since
+                || l.provisional != rec.provisional
+                || l.candidates != rec.candidates
+                || l.feedback != rec.feedback
+        });
+        if changed {
+            m.last_context = Some(rec.clone());
+            self.out.push(RecordKind::Context(Box::new(rec)));
+        }
+    }
+
+    fn feedback(&self, m: &MachineCtx, t: Timestamp) -> Option<ScheduleFeedback> {
+        let op = m.op.as_ref()?;
+        let cycle = median(&m.cycle_times);
+        let quantity = op.op.quantity;
+        let remaining = quantity.map(|q| q.saturating_sub(op.parts.good()));
+        let per_part = cycle.map(|c| c / f64::from(self.settings.parts_per_cycle.max(1)));
+        let estimated_completion = match (remaining, per_part) {
+            (Some(r), Some(c)) => Some(Timestamp::from_micros(
+                t.as_micros()
+                    .saturating_add((r as f64 * c * 1e6).round() as i64),
+            )),
+            _ => None,
+        };
+        let at_risk = match (estimated_completion, op.op.due) {
+            (Some(e), Some(d)) => e > d,
+            (None, Some(d)) => t > d && remaining.is_some_and(|r| r > 0),
+            _ => false,
+        };
+        Some(ScheduleFeedback {
+            cycle_seconds: cycle.map(|c| (c * 10.0).round() / 10.0),
+            parts: op.parts,
+            quantity,
+            remaining,
+            estimated_completion,
+            due: op.op.due,
+            at_risk,
+        })
+    }
+
+    fn op_record(&mut self, m: &MachineCtx, t: Timestamp, op: &OpState, event: OperationEvent) {
+        self.out
+            .push(RecordKind::Operation(Box::new(OperationRecord {
+                machine: self.id.clone(),
+                at: t,
+                job: op.op.job.clone(),
+                operation: op.op.operation.clone(),
+                event,
+                feedback: self.feedback(m, t),
+            })));
+    }
+
+    fn cycle_done(&mut self, m: &mut MachineCtx, t: Timestamp, steps: u64) {
+        m.cycles = m.cycles.saturating_add(steps as u32);
+        let proving = m.single_block
+            || m.optional_stop
+            || m.feed_override.is_some_and(|f| f < 100.0)
+            || m.state.functional_mode == Some(FunctionalMode::ProcessDevelopment);
+        if !proving {
+            if m.proven || m.found {
+                if let Some(last) = m.last_part_at {
+                    let secs = t.micros_since(last) as f64 / 1e6 / steps as f64;
+                    if secs > 0.0 {
+                        m.cycle_times.push_back(secs);
+                        while m.cycle_times.len() > CYCLE_WINDOW {
+                            m.cycle_times.pop_front();
+                        }
+                    }
+                }
+            }
+            m.proven = true;
+        }
+        m.last_part_at = Some(t);
+        let ppc = u64::from(self.settings.parts_per_cycle.max(1));
+        let Some(mut op) = m.op.take() else {
+            return;
+        };
+        op.parts.made += steps * ppc;
+        let done = op.op.quantity.is_some_and(|q| op.parts.good() >= q);
+        if done && !op.completed {
+            op.completed = true;
+            if let Some(s) = self
+                .ops
+                .get_mut(&(op.op.job.clone(), op.op.operation.clone()))
+            {
+                s.completed = true;
+            }
+            m.op = Some(op.clone());
+            self.op_record(m, t, &op, OperationEvent::Completed);
+        } else {
+            m.op = Some(op);
+        }
+        self.publish(m, t);
+    }
+
+    fn program(&mut self, m: &mut MachineCtx, t: Timestamp, p: String) {
+        if m.program.as_deref().is_some_and(|q| same_program(q, &p)) {
+            return;
+        }
+        let first = m.program.is_none();
+        m.program = Some(p.clone());
+        m.found = first;
+        m.cycles = 0;
+        m.proven = false;
+        m.cycle_times.clear();
+        m.last_part_at = None;
+        // A second program of the running operation (a two-program job) keeps it.
+        if m
+            .op
+            .as_ref()
+            .is_some_and(|o| !o.completed && o.op.programs.iter().any(|q| same_program(q, &p)))
+        {
+            return;
+        }
+        self.leave_op(m, t);
+        self.match_program(m, t, &p, if first { "resumed" } else { "program" });
+    }
+
+    /// The operation in hand ends: paused if its quantity is not made.
+    fn leave_op(&mut self, m: &mut MachineCtx, t: Timestamp) {
+        if let Some(op) = m.op.take() {
+            if !op.completed {
+                self.op_record(m, t, &op, OperationEvent::Paused);
+            }
+        }
+        m.op_segments.clear();
+    }
+
+    fn match_program(&mut self, m: &mut MachineCtx, t: Timestamp, p: &str, by: &str) {
+        let candidates: Vec<DispatchedOperation> = m
+            .dispatch
+            .iter()
+            .filter(|o| o.programs.iter().any(|q| same_program(q, p)))
+            .filter(|o| {
+                !self
+                    .ops
+                    .get(&(o.job.clone(), o.operation.clone()))
+                    .is_some_and(|s| s.completed)
+            })
+            .cloned()
+            .collect();
+        let Some(first) = candidates.first().cloned() else {
+            return;
+        };
+        let refs: Vec<OperationRef> = candidates
+            .iter()
+            .map(|o| OperationRef {
+                job: o.job.clone(),
+                operation: o.operation.clone(),
+            })
+            .collect();
+        self.start_op(m, t, first, refs, by);
+    }
+
+    fn start_op(
+        &mut self,
+        m: &mut MachineCtx,
+        t: Timestamp,
+        op: DispatchedOperation,
+        candidates: Vec<OperationRef>,
+        by: &str,
+    ) {
+        let key = (op.job.clone(), op.operation.clone());
+        let status = self.ops.entry(key).or_default();
+        let resumed = status.started;
+        status.started = true;
+        let provisional = candidates.len() > 1;
+        let state = OpState {
+            op,
+            started: t,
+            provisional,
+            candidates: if provisional { candidates } else { Vec::new() },
+            parts: PartCounts::default(),
+            completed: false,
+        };
+        m.op_segments.clear();
+        let event = if resumed && by != "confirmation" {
+            OperationEvent::Resumed
+        } else {
+            OperationEvent::Started { by: by.to_string() }
+        };
+        self.op_record(m, t, &state, event);
+        if provisional {
+            let c = state.candidates.clone();
+            self.op_record(m, t, &state, OperationEvent::Ambiguous { candidates: c });
+        }
+        m.op = Some(state);
+    }
+
+    fn confirm(
+        &mut self,
+        m: &mut MachineCtx,
+        t: Timestamp,
+        job: &str,
+        operation: &str,
+        by: Option<String>,
+    ) {
+        // The span in hand is written first, so that it is re-attributed with the rest.
+        self.close(m, t);
+        let same = m
+            .op
+            .as_ref()
+            .is_some_and(|o| o.op.job == job && o.op.operation == operation);
+        let why;
+        if same {
+            if let Some(op) = &mut m.op {
+                op.provisional = false;
+                op.candidates.clear();
+            }
+            why = "operation confirmed";
+        } else {
+            let op = m
+                .dispatch
+                .iter()
+                .find(|o| o.job == job && o.operation == operation)
+                .cloned()
+                .unwrap_or_else(|| DispatchedOperation {
+                    job: job.to_string(),
+                    operation: operation.to_string(),
+                    programs: m.program.iter().cloned().collect(),
+                    ..DispatchedOperation::default()
+                });
+            let since = m.op.as_ref().map(|o| o.started);
+            let segments = std::mem::take(&mut m.op_segments);
+            let parts = m.op.as_ref().map(|o| o.parts).unwrap_or_default();
+            if let Some(old) = m.op.take() {
+                self.ops
+                    .entry((old.op.job.clone(), old.op.operation.clone()))
+                    .or_default()
+                    .started = false;
+            }
+            self.start_op(m, since.unwrap_or(t), op, Vec::new(), "confirmation");
+            if let Some(o) = &mut m.op {
+                o.parts = parts;
+            }
+            m.op_segments = segments;
+            why = "operation corrected";
+        }
+        if let Some(op) = m.op.clone() {
+            self.op_record(m, t, &op, OperationEvent::Confirmed { by: by.clone() });
+        }
+        // The time already written under the provisional attribution is written again.
+        let (job_ctx, part_number, part_revision) = match &m.op {
+            Some(o) => (
+                o.op.clone(),
+                o.op.part_number.clone(),
+                o.op.part_revision.clone(),
+            ),
+            None => return,
+        };
+        let mut revised = Vec::with_capacity(m.op_segments.len());
+        for seg in &m.op_segments {
+            let unchanged = !seg.provisional
+                && seg.context.job.as_deref() == Some(job_ctx.job.as_str())
+                && seg.context.operation.as_deref() == Some(job_ctx.operation.as_str());
+            if unchanged {
+                revised.push(seg.clone());
+                continue;
+            }
+            let mut next = seg.clone();
+            next.context.job = Some(job_ctx.job.clone());
+            next.context.operation = Some(job_ctx.operation.clone());
+            next.context.part_number = part_number.clone();
+            next.context.part_revision = part_revision.clone();
+            next.provisional = false;
+            next.revision = Some(Revision {
+                n: seg.revision.as_ref().map_or(1, |r| r.n + 1),
+                why: why.to_string(),
+                previous_category: seg.category.clone(),
+                previous_source: seg.attribution.as_ref().map(|a| a.source),
+                previous_job: seg.context.job.clone(),
+                previous_operation: seg.context.operation.clone(),
+                at: t,
+                by: by.clone(),
+            });
+            revised.push(next);
+        }
+        for r in &revised {
+            self.out.push(RecordKind::Interval(Box::new(r.clone())));
+        }
+        m.op_segments = revised;
+    }
+
+    fn reason(
+        &mut self,
+        m: &mut MachineCtx,
+        t: Timestamp,
+        category: LossCategory,
+        by: Option<String>,
+        record: u64,
+    ) {
+        let o = Override {
+            category: category.clone(),
+            by: by.clone(),
+            record,
+            at: t,
+        };
+        let attribution = operator_attribution(&o);
+        m.reason = Some(o);
+        // Spans of this stop already written are written again with the reason.
+        let mut revised = Vec::with_capacity(m.stop_segments.len());
+        for seg in &m.stop_segments {
+            let overridable = seg.attribution.as_ref().is_none_or(Self::overridable);
+            let target = TimeCategory::Loss(category.clone());
+            if !overridable || seg.category.as_ref() == Some(&target) {
+                revised.push(seg.clone());
+                continue;
+            }
+            let mut next = seg.clone();
+            next.category = Some(target);
+            next.attribution = Some(attribution.clone());
+            next.revision = Some(Revision {
+                n: seg.revision.as_ref().map_or(1, |r| r.n + 1),
+                why: "operator reason".into(),
+                previous_category: seg.category.clone(),
+                previous_source: seg.attribution.as_ref().map(|a| a.source),
+                previous_job: None,
+                previous_operation: None,
+                at: t,
+                by: by.clone(),
+            });
+            self.out.push(RecordKind::Interval(Box::new(next.clone())));
+            revised.push(next);
+        }
+        m.stop_segments = revised;
+        // While the machine is stopped the reason holds for the open span too (applied when
+        // it closes, and shown live now).
+        self.publish(m, t);
+    }
+}
+
+fn operator_attribution(r: &Override) -> Attribution {
+    Attribution {
+        source: CategorySource::Operator,
+        rule: None,
+        confidence: 1.0,
+        by: r.by.clone(),
+        record: Some(r.record),
+    }
+}
+
+fn push_bounded(v: &mut Vec<StateInterval>, i: StateInterval, max: usize) {
+    if v.len() >= max {
+        v.remove(0);
+    }
+    v.push(i);
+}
