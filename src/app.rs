@@ -304,7 +304,17 @@ pub async fn run(
     let tasks = TaskTracker::new();
     // Consumers stop on `consumers`, after the pipeline has flushed.
     let consumers = CancellationToken::new();
+    // ERP, QMS and operator input from any northbound face (REST, OPC UA methods, Sparkplug
+    // DCMD).
+    let commands = crate::context::commands::Commands::new(
+        journal.clone(),
+        config.taxonomy.clone(),
+        config.machines.iter().map(|m| m.id.clone()),
+        clock.clone(),
+    )
+    .with_work_centers(config.context.work_centers.clone());
     let http_state = HttpState {
+        commands: Some(commands.clone()),
         journal: journal.clone(),
         live: live.clone(),
         telemetry: telemetry.clone(),
@@ -364,13 +374,6 @@ pub async fn run(
         .iter()
         .map(|(_, p)| p.signals.iter().map(|s| s.as_str().to_string()).collect())
         .collect();
-    // Operator commands from any northbound face (OPC UA methods, Sparkplug DCMD).
-    let commands = crate::context::commands::Commands::new(
-        journal.clone(),
-        config.taxonomy.clone(),
-        config.machines.iter().map(|m| m.id.clone()),
-        clock.clone(),
-    );
     let sparkplug = match &config.sparkplug {
         None => None,
         Some(cfg) => {

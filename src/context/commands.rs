@@ -41,6 +41,8 @@ pub struct Commands {
     journal: Journal,
     taxonomy: Taxonomy,
     machines: std::sync::Arc<HashSet<MachineId>>,
+    /// ERP work center → machine.
+    work_centers: std::sync::Arc<std::collections::BTreeMap<String, MachineId>>,
     clock: Clock,
 }
 
@@ -55,8 +57,83 @@ impl Commands {
             journal,
             taxonomy,
             machines: std::sync::Arc::new(machines.into_iter().collect()),
+            work_centers: Default::default(),
             clock,
         }
+    }
+
+    /// ERP work centers that name machines (`[context] work_centers`).
+    pub fn with_work_centers(
+        mut self,
+        work_centers: std::collections::BTreeMap<String, MachineId>,
+    ) -> Self {
+        self.work_centers = std::sync::Arc::new(work_centers);
+        self
+    }
+
+    /// The machine an ERP or QMS names: a configured machine id, or a work center.
+    pub fn machine(&self, id_or_work_center: &str) -> Result<MachineId, CommandError> {
+        let s = id_or_work_center.trim();
+        self.machines
+            .iter()
+            .find(|m| m.as_str() == s)
+            .or_else(|| self.work_centers.get(s))
+            .cloned()
+            .ok_or_else(|| CommandError::UnknownMachine(s.to_string()))
+    }
+
+    /// Every configured machine, in id order.
+    pub fn machines(&self) -> Vec<MachineId> {
+        let mut v: Vec<MachineId> = self.machines.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn now(&self) -> crate::model::Timestamp {
+        self.clock.now()
+    }
+
+    /// Writes dispatch lists (one per machine) in one commit: all of them or none.
+    pub async fn dispatch(
+        &self,
+        lists: Vec<(MachineId, Vec<crate::model::DispatchedOperation>)>,
+        origin: CommandOrigin,
+    ) -> Result<u64, CommandError> {
+        let at = self.clock.now();
+        let records = lists
+            .into_iter()
+            .map(|(machine, operations)| {
+                RecordKind::Dispatch(Box::new(crate::model::DispatchRecord {
+                    machine,
+                    at,
+                    origin: origin.clone(),
+                    operations,
+                }))
+            })
+            .collect();
+        Ok(self.journal.append(records).await?.start)
+    }
+
+    /// Writes a QMS event for each of `machines` in one commit.
+    pub async fn quality(
+        &self,
+        machines: Vec<MachineId>,
+        origin: CommandOrigin,
+        event: crate::model::QualityEvent,
+    ) -> Result<u64, CommandError> {
+        let at = self.clock.now();
+        let records = machines
+            .into_iter()
+            .map(|machine| {
+                RecordKind::Quality(Box::new(crate::model::QualityRecord {
+                    machine,
+                    at,
+                    origin: origin.clone(),
+                    event: event.clone(),
+                }))
+            })
+            .collect();
+        Ok(self.journal.append(records).await?.start)
     }
 
     pub fn taxonomy(&self) -> &Taxonomy {
@@ -124,20 +201,27 @@ impl Commands {
 
 /// Identifiers are what operators and ERPs use: short, printable, not blank.
 pub fn check_id(argument: &'static str, s: &str) -> Result<(), CommandError> {
-    let bad = |why: String| Err(CommandError::BadArgument { argument, why });
+    match id_problem(s) {
+        Some(why) => Err(CommandError::BadArgument { argument, why }),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with an identifier, if anything.
+pub fn id_problem(s: &str) -> Option<String> {
     if s.trim().is_empty() {
-        return bad("expected an identifier, found an empty string".into());
+        return Some("expected an identifier, found an empty string".into());
     }
     if s.chars().count() > MAX_ID_LEN {
-        return bad(format!(
+        return Some(format!(
             "expected at most {MAX_ID_LEN} characters, found {}",
             s.chars().count()
         ));
     }
     if s.chars().any(char::is_control) {
-        return bad(format!("expected printable text, found {s:?}"));
+        return Some(format!("expected printable text, found {s:?}"));
     }
-    Ok(())
+    None
 }
 
 fn check_command(c: &Command) -> Result<(), CommandError> {

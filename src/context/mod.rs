@@ -10,6 +10,7 @@
 
 pub mod calendar;
 pub mod commands;
+pub mod dispatch;
 pub mod engine;
 pub mod rules;
 pub mod run;

@@ -2,6 +2,7 @@
 //!
 //! `run(listener, state, shutdown)` serves on a listener the caller bound, so tests bind port 0.
 
+mod context_api;
 mod metrics;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub struct HttpState {
     pub telemetry: Arc<Telemetry>,
     pub started: Instant,
     pub version: &'static str,
+    /// Where ERP, QMS and operator input goes (None: the API only reads).
+    pub commands: Option<crate::context::commands::Commands>,
 }
 
 /// An API error: a stable machine-readable code and a human message.
@@ -120,11 +123,12 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/machines", get(machines))
         .route("/api/v1/machines/{id}", get(machine))
         .route("/api/v1/records", get(records))
+        .merge(context_api::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; see /api/v1/machines, /api/v1/records, /healthz, /metrics",
+                "no such endpoint; see /api/v1/machines, /api/v1/records, /api/v1/holds, /healthz, /metrics",
             )
         })
         .layer(axum::middleware::from_fn_with_state(

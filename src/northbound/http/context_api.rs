@@ -1,0 +1,617 @@
+//! REST for the job-shop context: dispatch lists and jobs from the ERP, holds and inspections
+//! from the QMS, and what operators say at the machine (reason, sign-in, confirmation, scrap).
+//!
+//! Every call is checked whole before anything is written; what is written is one journal
+//! commit, and the answer (with the first record's `seq`) comes once it is durable. Errors are
+//! JSON with a stable `code` and a message naming the field (`operations[3].due`).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::{ApiError, HttpState};
+use crate::context::commands::{CommandError, check_id};
+use crate::context::dispatch::{self, OperationInput, Problem};
+use crate::model::{Command, CommandOrigin, DispatchedOperation, MachineId, QualityEvent};
+
+pub fn routes() -> Router<HttpState> {
+    Router::new()
+        .route(
+            "/api/v1/machines/{id}/dispatch",
+            get(get_dispatch).put(put_dispatch),
+        )
+        .route("/api/v1/jobs", post(post_job))
+        .route("/api/v1/holds", get(get_holds).post(post_hold))
+        .route("/api/v1/holds/{id}/release", post(release_hold))
+        .route("/api/v1/inspections", post(post_inspection))
+        .route("/api/v1/machines/{id}/reason", post(post_reason))
+        .route("/api/v1/machines/{id}/sign-in", post(post_sign_in))
+        .route("/api/v1/machines/{id}/sign-out", post(post_sign_out))
+        .route("/api/v1/machines/{id}/confirm", post(post_confirm))
+        .route("/api/v1/machines/{id}/parts", post(post_parts))
+}
+
+/// The answer to a write.
+#[derive(Serialize)]
+struct Written {
+    /// The first journal record written.
+    seq: u64,
+    machines: Vec<MachineId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operations: Option<usize>,
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn problems(ps: Vec<Problem>) -> ApiError {
+    let n = ps.len();
+    let list: Vec<String> = ps.iter().map(ToString::to_string).collect();
+    bad(
+        "invalid_dispatch",
+        format!(
+            "{n} problem{} (nothing was applied): {}",
+            if n == 1 { "" } else { "s" },
+            list.join("; ")
+        ),
+    )
+}
+
+fn command_error(e: CommandError) -> ApiError {
+    match e {
+        CommandError::UnknownMachine(m) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_machine",
+            format!("no machine or work center {m:?} is configured"),
+        ),
+        CommandError::BadArgument { argument, why } => {
+            bad("invalid_argument", format!("{argument}: {why}"))
+        }
+        CommandError::Journal(j) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "journal_unavailable",
+            j.to_string(),
+        ),
+    }
+}
+
+/// Parses a JSON body; an error says where (line and column) and what.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        bad(
+            "invalid_json",
+            format!(
+                "the request body is not what this endpoint takes (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// Who is speaking: the `X-Shopbridge-User` header or the body's `by` (not authenticated
+/// until API tokens exist; recorded as said).
+fn origin(headers: &HeaderMap, by: Option<&str>) -> Result<CommandOrigin, ApiError> {
+    let user = headers
+        .get("x-shopbridge-user")
+        .and_then(|v| v.to_str().ok())
+        .or(by)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    if let Some(u) = &user {
+        check_id("by", u).map_err(command_error)?;
+    }
+    Ok(CommandOrigin {
+        channel: "rest".into(),
+        user,
+    })
+}
+
+fn written(seq: u64, machines: Vec<MachineId>) -> Written {
+    Written {
+        seq,
+        machines,
+        hold: None,
+        operations: None,
+    }
+}
+
+fn commands(s: &HttpState) -> Result<&crate::context::commands::Commands, ApiError> {
+    s.commands.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_accepting_input",
+            "this bridge does not accept context input",
+        )
+    })
+}
+
+fn respond(r: Result<impl Serialize, ApiError>, created: bool) -> Response {
+    match r {
+        Ok(v) if created => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+// ---- dispatch ---------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DispatchBody {
+    List(Vec<OperationInput>),
+    Object {
+        operations: Vec<OperationInput>,
+        by: Option<String>,
+    },
+}
+
+async fn get_dispatch(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+    let r = (|| {
+        let c = commands(&s)?;
+        let m = c.machine(&id).map_err(command_error)?;
+        let list = s.live.with(&m, |l| l.dispatch.clone()).unwrap_or_default();
+        Ok(serde_json::json!({ "machine": m, "operations": list }))
+    })();
+    respond(r, false)
+}
+
+async fn put_dispatch(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let r = async {
+        let c = commands(&s)?;
+        let m = c.machine(&id).map_err(command_error)?;
+        let (ops, by) = match body::<DispatchBody>(&bytes)? {
+            DispatchBody::List(l) => (l, None),
+            DispatchBody::Object { operations, by } => (operations, by),
+        };
+        let list = dispatch::check_list(&ops, "operations").map_err(problems)?;
+        let n = list.len();
+        let seq = c
+            .dispatch(vec![(m.clone(), list)], origin(&headers, by.as_deref())?)
+            .await
+            .map_err(command_error)?;
+        Ok(Written {
+            operations: Some(n),
+            ..written(seq, vec![m])
+        })
+    }
+    .await;
+    respond(r, false)
+}
+
+/// `POST /api/v1/jobs`: a job and its routing; each operation goes onto its machine's list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobBody {
+    job: String,
+    part_number: Option<String>,
+    part_revision: Option<String>,
+    quantity: Option<u64>,
+    due: Option<String>,
+    customer_order: Option<String>,
+    by: Option<String>,
+    operations: Vec<OperationInput>,
+}
+
+async fn post_job(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let r = async {
+        let c = commands(&s)?;
+        let job: JobBody = body(&bytes)?;
+        if job.operations.is_empty() {
+            return Err(bad("invalid_dispatch", "operations: a job needs at least one operation"));
+        }
+        let mut ps = Vec::new();
+        let mut per_machine: BTreeMap<MachineId, Vec<DispatchedOperation>> = BTreeMap::new();
+        let mut previous: Option<String> = None;
+        for (i, o) in job.operations.iter().enumerate() {
+            let at = format!("operations[{i}]");
+            let input = OperationInput {
+                job: job.job.clone(),
+                part_number: o.part_number.clone().or(job.part_number.clone()),
+                part_revision: o.part_revision.clone().or(job.part_revision.clone()),
+                quantity: o.quantity.or(job.quantity),
+                due: o.due.clone().or(job.due.clone()),
+                customer_order: o.customer_order.clone().or(job.customer_order.clone()),
+                after: o.after.clone().or(previous.clone()),
+                ..o.clone()
+            };
+            previous = Some(o.operation.trim().to_string());
+            let target = input.machine.as_deref().or(input.work_center.as_deref());
+            let machine = match target {
+                None => {
+                    ps.push(Problem {
+                        at: at.clone(),
+                        message: "expected a machine or a work_center".into(),
+                    });
+                    None
+                }
+                Some(t) => match c.machine(t) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        ps.push(Problem {
+                            at: format!("{at}.machine"),
+                            message: e.to_string(),
+                        });
+                        None
+                    }
+                },
+            };
+            if let (Some(d), Some(m)) = (dispatch::check_operation(&input, &at, &mut ps), machine) {
+                per_machine.entry(m).or_default().push(d);
+            }
+        }
+        if !ps.is_empty() {
+            return Err(problems(ps));
+        }
+        // Each machine's list gets the job's operations, replacing earlier copies of them.
+        let mut lists = Vec::new();
+        for (m, ops) in per_machine {
+            let mut list = s.live.with(&m, |l| l.dispatch.clone()).unwrap_or_default();
+            list.retain(|x| !ops.iter().any(|o| o.job == x.job && o.operation == x.operation));
+            list.extend(ops);
+            if list.len() > dispatch::MAX_OPERATIONS {
+                return Err(bad(
+                    "invalid_dispatch",
+                    format!(
+                        "machine {m}'s list would hold {} operations, more than {}",
+                        list.len(),
+                        dispatch::MAX_OPERATIONS
+                    ),
+                ));
+            }
+            lists.push((m, list));
+        }
+        let machines: Vec<MachineId> = lists.iter().map(|(m, _)| m.clone()).collect();
+        let seq = c
+            .dispatch(lists, origin(&headers, job.by.as_deref())?)
+            .await
+            .map_err(command_error)?;
+        Ok(Written {
+            operations: Some(job.operations.len()),
+            ..written(seq, machines)
+        })
+    }
+    .await;
+    respond(r, true)
+}
+
+// ---- QMS ----------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    hold: Option<String>,
+    machine: Option<String>,
+    job: Option<String>,
+    operation: Option<String>,
+    reason: Option<String>,
+    by: Option<String>,
+}
+
+fn opt_id(name: &'static str, v: &Option<String>) -> Result<Option<String>, ApiError> {
+    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(x) => {
+            check_id(name, x).map_err(command_error)?;
+            Ok(Some(x.to_string()))
+        }
+    }
+}
+
+async fn post_hold(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let r = async {
+        let c = commands(&s)?;
+        let h: HoldBody = body(&bytes)?;
+        let job = opt_id("job", &h.job)?;
+        let operation = opt_id("operation", &h.operation)?;
+        if operation.is_some() && job.is_none() {
+            return Err(bad("invalid_argument", "operation: a hold on an operation names its job too"));
+        }
+        let machines = match &h.machine {
+            Some(m) => vec![c.machine(m).map_err(command_error)?],
+            None if job.is_some() => c.machines(),
+            None => return Err(bad("invalid_argument", "a hold names a machine, a job, or both")),
+        };
+        let hold = match opt_id("hold", &h.hold)? {
+            Some(id) => id,
+            None => format!("hold-{}", c.now().as_micros()),
+        };
+        let reason = h.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if reason.is_some_and(|r| r.chars().count() > crate::context::commands::MAX_NOTE_LEN) {
+            return Err(bad("invalid_argument", "reason: too long"));
+        }
+        let seq = c
+            .quality(
+                machines.clone(),
+                origin(&headers, h.by.as_deref())?,
+                QualityEvent::HoldOpened {
+                    hold: hold.clone(),
+                    job,
+                    operation,
+                    reason: reason.map(str::to_string),
+                },
+            )
+            .await
+            .map_err(command_error)?;
+        Ok(Written {
+            hold: Some(hold),
+            ..written(seq, machines)
+        })
+    }
+    .await;
+    respond(r, true)
+}
+
+async fn get_holds(State(s): State<HttpState>) -> Response {
+    let mut holds: BTreeMap<String, Vec<MachineId>> = BTreeMap::new();
+    for m in s.live.snapshot() {
+        for h in &m.holds {
+            holds.entry(h.clone()).or_default().push(m.id.clone());
+        }
+    }
+    let list: Vec<_> = holds
+        .into_iter()
+        .map(|(hold, machines)| serde_json::json!({ "hold": hold, "machines": machines }))
+        .collect();
+    Json(serde_json::json!({ "holds": list })).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ByBody {
+    by: Option<String>,
+}
+
+async fn release_hold(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let r = async {
+        let c = commands(&s)?;
+        let b: ByBody = if bytes.is_empty() { ByBody::default() } else { body(&bytes)? };
+        let machines: Vec<MachineId> = s
+            .live
+            .snapshot()
+            .into_iter()
+            .filter(|m| m.holds.iter().any(|h| h == &id))
+            .map(|m| m.id)
+            .collect();
+        if machines.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_hold",
+                format!("no open hold {id:?}"),
+            ));
+        }
+        let seq = c
+            .quality(
+                machines.clone(),
+                origin(&headers, b.by.as_deref())?,
+                QualityEvent::HoldReleased { hold: id.clone() },
+            )
+            .await
+            .map_err(command_error)?;
+        Ok(Written {
+            hold: Some(id),
+            ..written(seq, machines)
+        })
+    }
+    .await;
+    respond(r, false)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InspectionBody {
+    machine: Option<String>,
+    job: Option<String>,
+    operation: Option<String>,
+    /// `requested`, `accepted` or `rejected`.
+    result: String,
+    note: Option<String>,
+    by: Option<String>,
+}
+
+async fn post_inspection(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let r = async {
+        let c = commands(&s)?;
+        let b: InspectionBody = body(&bytes)?;
+        let job = opt_id("job", &b.job)?;
+        let operation = opt_id("operation", &b.operation)?;
+        let machines = match (&b.machine, &job) {
+            (Some(m), _) => vec![c.machine(m).map_err(command_error)?],
+            (None, Some(j)) => {
+                let running: Vec<MachineId> = s
+                    .live
+                    .snapshot()
+                    .into_iter()
+                    .filter(|m| {
+                        m.operation.as_ref().is_some_and(|o| {
+                            &o.job == j && operation.as_ref().is_none_or(|x| x == &o.operation)
+                        })
+                    })
+                    .map(|m| m.id)
+                    .collect();
+                if running.is_empty() {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "job_not_running",
+                        format!("no machine is running job {j:?}; name the machine"),
+                    ));
+                }
+                running
+            }
+            (None, None) => return Err(bad("invalid_argument", "an inspection names a machine or a job")),
+        };
+        let note = b.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+        let event = match b.result.trim() {
+            "requested" => QualityEvent::InspectionRequested { job, operation },
+            "accepted" => QualityEvent::InspectionDispositioned { accepted: true, note },
+            "rejected" => QualityEvent::InspectionDispositioned { accepted: false, note },
+            other => {
+                return Err(bad(
+                    "invalid_argument",
+                    format!("result: expected requested, accepted or rejected, found {other:?}"),
+                ));
+            }
+        };
+        let seq = c
+            .quality(machines.clone(), origin(&headers, b.by.as_deref())?, event)
+            .await
+            .map_err(command_error)?;
+        Ok(written(seq, machines))
+    }
+    .await;
+    respond(r, true)
+}
+
+// ---- at the machine -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: String,
+    note: Option<String>,
+    by: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInBody {
+    operator: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    job: String,
+    operation: String,
+    by: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartsBody {
+    #[serde(default)]
+    scrap: u64,
+    #[serde(default)]
+    rework: u64,
+    by: Option<String>,
+}
+
+async fn submit(
+    s: &HttpState,
+    id: &str,
+    origin: CommandOrigin,
+    command: Command,
+) -> Result<Written, ApiError> {
+    let c = commands(s)?;
+    let m = c.machine(id).map_err(command_error)?;
+    let seq = c
+        .submit(m.as_str(), origin, command)
+        .await
+        .map_err(command_error)?;
+    Ok(written(seq, vec![m]))
+}
+
+async fn post_reason(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let r = async {
+        let b: ReasonBody = body(&bytes)?;
+        let c = commands(&s)?;
+        let command = c
+            .stop_reason(&b.reason, b.note.as_deref().unwrap_or(""))
+            .map_err(command_error)?;
+        submit(&s, &id, origin(&headers, b.by.as_deref())?, command).await
+    }
+    .await;
+    respond(r, true)
+}
+
+async fn post_sign_in(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let r = async {
+        let b: SignInBody = body(&bytes)?;
+        let operator = b.operator.trim().to_string();
+        let o = origin(&headers, Some(&operator))?;
+        submit(&s, &id, o, Command::SignIn { operator }).await
+    }
+    .await;
+    respond(r, true)
+}
+
+async fn post_sign_out(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let r = async {
+        let b: ByBody = if bytes.is_empty() { ByBody::default() } else { body(&bytes)? };
+        submit(&s, &id, origin(&headers, b.by.as_deref())?, Command::SignOut).await
+    }
+    .await;
+    respond(r, true)
+}
+
+async fn post_confirm(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let r = async {
+        let b: ConfirmBody = body(&bytes)?;
+        let command = Command::ConfirmOperation {
+            job: b.job.trim().to_string(),
+            operation: b.operation.trim().to_string(),
+        };
+        submit(&s, &id, origin(&headers, b.by.as_deref())?, command).await
+    }
+    .await;
+    respond(r, true)
+}
+
+async fn post_parts(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let r = async {
+        let b: PartsBody = body(&bytes)?;
+        let command = Command::Parts {
+            scrap: b.scrap,
+            rework: b.rework,
+        };
+        submit(&s, &id, origin(&headers, b.by.as_deref())?, command).await
+    }
+    .await;
+    respond(r, true)
+}
