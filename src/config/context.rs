@@ -65,7 +65,14 @@ pub(super) fn compile(
     let taxonomy = taxonomy.unwrap_or(&default_taxonomy);
     let mut all = raw.context.rules.clone();
     if raw.context.default_rules != Some(false) {
-        all.extend(rules::default_raw());
+        // A built-in rule whose category the shop's taxonomy leaves out is not used.
+        all.extend(rules::default_raw().into_iter().filter(|r| {
+            r.category == "calendar"
+                || crate::model::TimeCategory::parse(&r.category).is_ok_and(|c| match c {
+                    crate::model::TimeCategory::Production => true,
+                    crate::model::TimeCategory::Loss(l) => taxonomy.contains(&l),
+                })
+        }));
     }
     let site = raw.context.rules.len();
     let rules = match Rules::compile(&all, taxonomy) {

@@ -18,7 +18,7 @@ use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
     DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawJournal, RawLog, RawMachine,
-    RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim, RawSimDriver,
+    RawCalendar, RawContext, RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim, RawSimDriver,
     RawSparkplug, RawTaxonomy, SECTIONS,
 };
 
@@ -198,6 +198,10 @@ fn check_file_parts(root: &Spanned<DeTable<'_>>, errors: &mut Errors<'_>) -> Vec
             "opcua" => check_section::<RawOpcua>(name, value, root, errors),
             "sparkplug" => check_section::<RawSparkplug>(name, value, root, errors),
             "mqtt" => check_section::<RawMqtt>(name, value, root, errors),
+            "context" => check_section::<RawContext>(name, value, root, errors),
+            "calendars" => check_section::<std::collections::BTreeMap<String, RawCalendar>>(
+                name, value, root, errors,
+            ),
             "machines" => {
                 let Some(array) = value.get_ref().as_array() else {
                     errors.at_span(
@@ -663,6 +667,8 @@ fn merged_parts(
     section!("opcua", opcua);
     section!("sparkplug", sparkplug);
     section!("mqtt", mqtt);
+    section!("context", context);
+    section!("calendars", calendars);
 
     if failed.iter().any(|f| f == "machines") {
         return (raw, indices);

@@ -143,7 +143,7 @@ fn unknown_key_typo_lists_the_expected_keys() {
     let text = ONE_SHDR.replace("address =", "adress =");
     insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected one of `address`, `heartbeat`, `device`, `devices_file`"#);
     insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected `listen`"#);
-    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `machines`"#);
+    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`"#);
 }
 
 #[test]
@@ -288,7 +288,7 @@ shopbridge.toml:12:9: sim.speed: a speed other than 1 is only allowed when every
 shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may hold only a-z, A-Z, 0-9, '-', '_' and '.', found ' ' at position 5
 shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
 shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
-shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `identification`, `driver`
+shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `identification`, `calendar`, `parts_per_cycle`, `driver`
 shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "haas" ("haas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`
 shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
 "#);
@@ -349,7 +349,7 @@ fn bad_env_values_name_the_variable() {
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "modbus")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`"#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `machines`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
 
@@ -539,4 +539,39 @@ fn mqtt_urls_parse_hosts_ports_and_tls() {
     assert!(parse_mqtt_url("mqtt://b:0").is_err());
     assert!(parse_mqtt_url("mqtt://b:1883/x").is_err());
     assert!(parse_mqtt_url("http://b").is_err());
+}
+
+#[test]
+fn calendars_rules_and_work_centers_compile_and_name_their_mistakes() {
+    let text = format!(
+        "{}\n[context]\nwork_centers = {{ \"WC-MILL-1\" = \"okuma-1\" }}\n\
+         [[context.rules]]\nname = \"bar feeder\"\nwhen = \"program == 'O9001'\"\ncategory = \"starved\"\n\
+         [calendars.Two-Shift]\ntime_zone = \"America/Chicago\"\n\
+         [[calendars.Two-Shift.shifts]]\nname = \"night\"\ndays = [\"sun-thu\"]\nstart = \"22:00\"\nend = \"06:00\"\n\
+         breaks = [{{ start = \"02:00\", end = \"02:30\" }}]\n",
+        ONE_SHDR.replace("[[machines]]", "[[machines]]\ncalendar = \"Two-Shift\"")
+    );
+    let c = ok(&text);
+    let cal = c.context.calendars.get("Two-Shift").expect("calendar kept with its case");
+    assert_eq!(cal.shifts[0].end, 30 * 3600);
+    assert_eq!(cal.shifts[0].breaks[0].start, 26 * 3600);
+    assert_eq!(
+        c.context.work_centers.get("WC-MILL-1").map(|m| m.as_str()),
+        Some("okuma-1")
+    );
+    assert_eq!(c.context.rules.rules[0].name, "bar feeder");
+    assert_eq!(c.machines[0].calendar.as_deref(), Some("Two-Shift"));
+    let bad = text
+        .replace("America/Chicago", "Mars/Olympus")
+        .replace("\"22:00\"", "\"25:00\"")
+        .replace("program ==", "programme ==")
+        .replace("= \"okuma-1\" }", "= \"sim-9\" }")
+        .replace("calendar = \"Two-Shift\"", "calendar = \"three-shift\"");
+    insta::assert_snapshot!(errs(&bad), @r#"
+shopbridge.toml:7:12: machines[0].calendar: no calendar "three-shift" is configured; the [calendars.<name>] sections are: Two-Shift
+shopbridge.toml:16:32: context.work_centers.WC-MILL-1: work center "WC-MILL-1" names machine "sim-9", which is not configured (machines: okuma-1)
+shopbridge.toml:17:1: context.rules: rule 1 ("bar feeder"): when: unknown fact `programme` (at character 1); the facts a rule may read are availability, execution, controller_mode, functional_mode, emergency_stop, alarm, state, program, part_count, single_block, optional_stop, feed_override, tool_number, tool_changed, operator, signed_in, job, operation, operation_active, first_cycle_done, program_proven, hold, inspection_pending, upstream_incomplete, planned, on_shift, stop_seconds
+shopbridge.toml:22:13: calendars.Two-Shift.time_zone: expected a time zone like "America/Chicago" or "+01:00", found "Mars/Olympus" (failed to find time zone `Mars/Olympus` in time zone database)
+shopbridge.toml:26:9: calendars.Two-Shift.shifts[0].start: expected a time of day like "06:00" or "22:30:00", found "25:00"
+"#);
 }

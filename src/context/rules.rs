@@ -203,8 +203,17 @@ impl Rules {
         for (i, r) in raw.iter().enumerate() {
             let at = |what: String| format!("rule {} ({:?}): {what}", i + 1, r.name);
             let when = expr::parse(&r.when, |n| FACTS.iter().position(|f| *f == n)).map_err(|e| {
+                // The expression language speaks of signals; a rule reads facts.
+                let unknown = e
+                    .message
+                    .strip_prefix("unknown signal `")
+                    .and_then(|rest| rest.split('`').next());
+                let what = match unknown {
+                    Some(name) => format!("unknown fact `{name}` (at character {})", e.offset + 1),
+                    None => e.to_string(),
+                };
                 at(format!(
-                    "when: {e}; the facts a rule may read are {}",
+                    "when: {what}; the facts a rule may read are {}",
                     FACTS.join(", ")
                 ))
             })?;
