@@ -221,6 +221,8 @@ pub struct RunOptions {
     /// Print where the API listens, and a stop hint, on standard output (the CLI does; tests
     /// read the address from it).
     pub announce: bool,
+    /// Told the HTTP API's address once it listens (the demo's simulated ERP posts to it).
+    pub http_bound: Option<std::sync::Arc<tokio::sync::watch::Sender<Option<SocketAddr>>>>,
 }
 
 impl JournalOptions {
@@ -277,6 +279,9 @@ pub async fn run(
         addr: config.http.listen,
         source,
     })?;
+    if let Some(tx) = &opts.http_bound {
+        tx.send_replace(Some(http_addr));
+    }
     let bridge_file = config.journal.dir.join(BRIDGE_FILE);
     let bf = BridgeFile {
         pid: std::process::id(),

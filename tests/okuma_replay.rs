@@ -127,6 +127,7 @@ async fn the_okuma_capture_becomes_canonical_records() {
         RunOptions {
             clock: Clock::system(),
             announce: false,
+            http_bound: None,
         },
         stop.clone(),
     ));

@@ -27,7 +27,7 @@ async fn skewed_clocks_are_aligned() {
         // Machine 0 (SHDR) is 3 minutes fast, machine 1 (agent) 90 s slow.
         skews: vec![(0, 180_000_000), (1, -90_000_000)],
     };
-    let server = SimServer::start(&opts, Ports::default(), clock.clone(), None)
+    let server = SimServer::start(&opts, Ports::default(), clock.clone(), None, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let machines = server.machine_configs();
@@ -47,6 +47,7 @@ async fn skewed_clocks_are_aligned() {
         RunOptions {
             clock: clock.clone(),
             announce: false,
+            http_bound: None,
         },
         stop.clone(),
     ));

@@ -4,6 +4,7 @@ mod bench;
 mod bench_opcua;
 mod bench_protocols;
 mod bench_sparkplug;
+mod score;
 mod simulate;
 
 pub use simulate::{DemoArgs, SimulateArgs};
@@ -78,6 +79,10 @@ pub enum Command {
     /// Works while a bridge is running on the same data directory (it then reads through that
     /// bridge's HTTP API, found via bridge.json) and when none is.
     Export(ExportArgs),
+    /// Score a demo run: compare the classified intervals with what the simulated machines
+    /// really did (truth.jsonl); prints per-category precision and recall, and last
+    /// `correct_time_pct=NN.N`.
+    Score(score::ScoreArgs),
     /// Measure performance (see the README's "Performance" section).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -217,6 +222,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             Ok(worst)
         }
         Command::Export(a) => export_cmd(a),
+        Command::Score(a) => score::run(a),
         Command::Bench(b) => {
             init_tracing("warn", false);
             bench::run(b)
@@ -231,6 +237,7 @@ fn run_config(cfg: Config, clock: crate::clock::Clock) -> anyhow::Result<i32> {
         let opts = RunOptions {
             clock,
             announce: true,
+            http_bound: None,
         };
         app::run(cfg, opts, CancellationToken::new()).await
     })?;

@@ -60,6 +60,10 @@ pub struct DemoArgs {
     /// Run without Sparkplug B (and without the embedded MQTT broker).
     #[arg(long, conflicts_with_all = ["mqtt_port", "mqtt_url"])]
     pub no_mqtt: bool,
+    /// Run without the simulated ERP, QMS and operators (no dispatch lists, holds,
+    /// inspections, sign-ins or stop reasons reach the bridge).
+    #[arg(long)]
+    pub no_erp: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +94,10 @@ pub struct SimulateArgs {
     /// SHDR adapters, half through the agent), then run.
     #[arg(long)]
     pub print_config: bool,
+    /// Send the simulated ERP's dispatch lists, the QMS's holds and inspections and the
+    /// operators' sign-ins and stop reasons to the bridge whose HTTP API is at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bridge: Option<SocketAddr>,
 }
 
 fn check_speed(speed: f64) -> anyhow::Result<()> {
@@ -217,7 +225,19 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
             shdr_base: a.shdr_base_port,
             mtconnect: a.mtconnect_port,
         };
-        let server = SimServer::start(&opts, ports, clock, sink).await?;
+        let stop_floor = CancellationToken::new();
+        let floor = a.bridge.map(|addr| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (_bound, known) = tokio::sync::watch::channel(Some(addr));
+            tokio::spawn(crate::sim::floor::run(
+                rx,
+                known,
+                Default::default(),
+                stop_floor.clone(),
+            ));
+            tx
+        });
+        let server = SimServer::start(&opts, ports, clock, sink, floor).await?;
         if a.print_config {
             println!("{}", config_text(&server.machine_configs()));
         }
@@ -225,6 +245,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")?;
+        stop_floor.cancel();
         server.stop().await;
         if let Some(w) = writer {
             w.close().await?;
@@ -246,7 +267,21 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             shdr_base: a.shdr_base_port,
             mtconnect: a.mtconnect_port,
         };
-        let server = SimServer::start(&opts, ports, clock.clone(), Some(sink)).await?;
+        // The simulated ERP, QMS and operators talk to the bridge's REST API once it listens.
+        let (bound, known) = tokio::sync::watch::channel(None);
+        let bound = std::sync::Arc::new(bound);
+        let stop_floor = CancellationToken::new();
+        let floor = (!a.no_erp).then(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(crate::sim::floor::run(
+                rx,
+                known,
+                Default::default(),
+                stop_floor.clone(),
+            ));
+            tx
+        });
+        let server = SimServer::start(&opts, ports, clock.clone(), Some(sink), floor).await?;
         println!("{}", describe(&server));
         let mut cfg = Config::demo(
             server.machine_configs(),
@@ -274,10 +309,12 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             RunOptions {
                 clock,
                 announce: true,
+                http_bound: Some(bound),
             },
             CancellationToken::new(),
         )
         .await;
+        stop_floor.cancel();
         server.stop().await;
         if let Ok(st) = w_close(writer).await {
             if st > 0 {

@@ -63,10 +63,13 @@ pub(crate) fn compile(
         dir: raw.profiles.dir.clone(),
     };
     let machines = compile_machines(&raw.machines, indices, locate, &profiles, &mut p);
-    let machine_ids: Vec<String> = raw.machines.iter().map(|m| m.id.trim().to_string()).collect();
-    let context = super::context::compile(raw, taxonomy.as_ref(), &machine_ids, &mut |k, m| {
-        p.at(k, m)
-    });
+    let machine_ids: Vec<String> = raw
+        .machines
+        .iter()
+        .map(|m| m.id.trim().to_string())
+        .collect();
+    let context =
+        super::context::compile(raw, taxonomy.as_ref(), &machine_ids, &mut |k, m| p.at(k, m));
     for (m, &i) in raw.machines.iter().zip(indices) {
         if let Some(c) = &m.calendar {
             if !raw.calendars.contains_key(c.trim()) {
@@ -75,7 +78,11 @@ pub(crate) fn compile(
                     format!("machines[{i}].calendar"),
                     format!(
                         "no calendar {c:?} is configured; the [calendars.<name>] sections are: {}",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 );
             }

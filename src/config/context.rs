@@ -213,9 +213,12 @@ fn compile_calendar(
         for (j, b) in s.breaks.iter().enumerate() {
             let bk = |f: &str| k(&format!("breaks[{j}].{f}"));
             let (bs, be) = (parse_time_of_day(&b.start), parse_time_of_day(&b.end));
-            let cat = category(taxonomy, b.category.as_deref(), &bk("category"), &mut |a, m| {
-                bad(a, m, &mut ok)
-            });
+            let cat = category(
+                taxonomy,
+                b.category.as_deref(),
+                &bk("category"),
+                &mut |a, m| bad(a, m, &mut ok),
+            );
             match (bs, be, cat) {
                 (Ok(mut bs), Ok(mut be), Some(category)) => {
                     // A break after midnight in a night shift is on the next day.
@@ -275,9 +278,12 @@ fn compile_calendar(
                     .ok_or_else(|| format!("{s:?} is not a time in {name}'s zone"))
             };
             let (s, e) = (when(&w.start), when(&w.end));
-            let cat = category(taxonomy, w.category.as_deref(), &k("category"), &mut |a, m| {
-                bad(a, m, &mut ok)
-            });
+            let cat = category(
+                taxonomy,
+                w.category.as_deref(),
+                &k("category"),
+                &mut |a, m| bad(a, m, &mut ok),
+            );
             match (s, e, cat) {
                 (Ok(s), Ok(e), Some(category)) if e > s => planned.push(PlannedWindow {
                     start: s,
@@ -287,7 +293,10 @@ fn compile_calendar(
                 }),
                 (Ok(_), Ok(_), Some(_)) => bad(
                     k("end"),
-                    format!("expected an end after the start {:?}, found {:?}", w.start, w.end),
+                    format!(
+                        "expected an end after the start {:?}, found {:?}",
+                        w.start, w.end
+                    ),
                     &mut ok,
                 ),
                 (Err(e), _, _) => bad(k("start"), e, &mut ok),

@@ -17,9 +17,9 @@ use super::Config;
 use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
-    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawConfig, RawHttp, RawJournal, RawLog, RawMachine,
-    RawCalendar, RawContext, RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim, RawSimDriver,
-    RawSparkplug, RawTaxonomy, SECTIONS,
+    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHttp, RawJournal,
+    RawLog, RawMachine, RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim,
+    RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.

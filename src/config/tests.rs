@@ -552,7 +552,11 @@ fn calendars_rules_and_work_centers_compile_and_name_their_mistakes() {
         ONE_SHDR.replace("[[machines]]", "[[machines]]\ncalendar = \"Two-Shift\"")
     );
     let c = ok(&text);
-    let cal = c.context.calendars.get("Two-Shift").expect("calendar kept with its case");
+    let cal = c
+        .context
+        .calendars
+        .get("Two-Shift")
+        .expect("calendar kept with its case");
     assert_eq!(cal.shifts[0].end, 30 * 3600);
     assert_eq!(cal.shifts[0].breaks[0].start, 26 * 3600);
     assert_eq!(

@@ -50,9 +50,11 @@ impl Zone {
                 seconds: if neg { -secs } else { secs },
             });
         }
-        TimeZone::get(t)
-            .map(Zone::Tz)
-            .map_err(|e| format!("expected a time zone like \"America/Chicago\" or \"+01:00\", found {s:?} ({e})"))
+        TimeZone::get(t).map(Zone::Tz).map_err(|e| {
+            format!(
+                "expected a time zone like \"America/Chicago\" or \"+01:00\", found {s:?} ({e})"
+            )
+        })
     }
 
     fn local_date(&self, t: Timestamp) -> Option<Date> {
@@ -163,7 +165,9 @@ impl Calendar {
 
     /// Seconds-after-midnight `secs` of local `day` as an instant.
     fn at(&self, day: Date, secs: i64) -> Option<Timestamp> {
-        let d = day.checked_add(jiff::Span::new().days(secs.div_euclid(DAY))).ok()?;
+        let d = day
+            .checked_add(jiff::Span::new().days(secs.div_euclid(DAY)))
+            .ok()?;
         let s = secs.rem_euclid(DAY);
         let time = Time::new((s / 3600) as i8, ((s / 60) % 60) as i8, (s % 60) as i8, 0).ok()?;
         self.zone.instant(d.to_datetime(time))
@@ -176,7 +180,10 @@ impl Calendar {
 
     /// What the calendar says at `t`.
     pub fn slot(&self, t: Timestamp) -> Slot {
-        let far = Timestamp::from_micros(t.as_micros().saturating_add(LOOKAHEAD_DAYS * DAY * 1_000_000));
+        let far = Timestamp::from_micros(
+            t.as_micros()
+                .saturating_add(LOOKAHEAD_DAYS * DAY * 1_000_000),
+        );
         if self.shifts.is_empty() && self.planned.is_empty() {
             return Slot {
                 shift: None,
@@ -275,7 +282,9 @@ pub fn parse_time_of_day(s: &str) -> Result<i64, String> {
     .filter(|(h, m, s)| (0..=24).contains(h) && (0..60).contains(m) && (0..60).contains(s))
     .map(|(h, m, s)| h * 3600 + m * 60 + s)
     .filter(|&x| x <= DAY);
-    secs.ok_or_else(|| format!("expected a time of day like \"06:00\" or \"22:30:00\", found {s:?}"))
+    secs.ok_or_else(|| {
+        format!("expected a time of day like \"06:00\" or \"22:30:00\", found {s:?}")
+    })
 }
 
 /// Parses weekday names (`mon`, `Tuesday`) and ranges (`mon-fri`), Monday first.
@@ -285,11 +294,23 @@ pub fn parse_days(items: &[String]) -> Result<[bool; 7], String> {
         let w = w.trim().to_ascii_lowercase();
         NAMES
             .iter()
-            .position(|n| w.len() >= 3 && n.starts_with(&w[..3]) && {
-                let full = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
-                full.iter().any(|f| f.starts_with(&w))
+            .position(|n| {
+                w.len() >= 3 && n.starts_with(&w[..3]) && {
+                    let full = [
+                        "monday",
+                        "tuesday",
+                        "wednesday",
+                        "thursday",
+                        "friday",
+                        "saturday",
+                        "sunday",
+                    ];
+                    full.iter().any(|f| f.starts_with(&w))
+                }
             })
-            .ok_or_else(|| format!("expected a weekday like \"mon\" or a range like \"mon-fri\", found {w:?}"))
+            .ok_or_else(|| {
+                format!("expected a weekday like \"mon\" or a range like \"mon-fri\", found {w:?}")
+            })
     };
     let mut days = [false; 7];
     for item in items {
@@ -422,7 +443,10 @@ mod tests {
                 seconds: -(39 * 3600 + 1800)
             }
         );
-        assert_eq!(parse_days(&["fri-mon".into()]).unwrap(), [true, false, false, false, true, true, true]);
+        assert_eq!(
+            parse_days(&["fri-mon".into()]).unwrap(),
+            [true, false, false, false, true, true, true]
+        );
         assert!(parse_days(&["funday".into()]).is_err());
         assert!(parse_time_of_day("25:00").is_err());
     }

@@ -80,7 +80,11 @@ fn text(v: &Option<String>) -> Option<String> {
 }
 
 /// Checks one operation; `at` names it (`operations[2]`).
-pub fn check_operation(o: &OperationInput, at: &str, out: &mut Vec<Problem>) -> Option<DispatchedOperation> {
+pub fn check_operation(
+    o: &OperationInput,
+    at: &str,
+    out: &mut Vec<Problem>,
+) -> Option<DispatchedOperation> {
     let before = out.len();
     let mut bad = |field: &str, message: String| {
         out.push(Problem {
@@ -115,12 +119,18 @@ pub fn check_operation(o: &OperationInput, at: &str, out: &mut Vec<Problem>) -> 
         if v.is_finite() && v >= 0.0 {
             Some(v * scale)
         } else {
-            bad(field, format!("expected a duration of 0 or more, found {v}"));
+            bad(
+                field,
+                format!("expected a duration of 0 or more, found {v}"),
+            );
             None
         }
     };
-    let setup = seconds("setup_seconds", o.setup_seconds, 1.0)
-        .or(seconds("setup_minutes", o.setup_minutes, 60.0));
+    let setup = seconds("setup_seconds", o.setup_seconds, 1.0).or(seconds(
+        "setup_minutes",
+        o.setup_minutes,
+        60.0,
+    ));
     let cycle = seconds("cycle_seconds", o.cycle_seconds, 1.0);
     let due = match o.due.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
@@ -153,7 +163,10 @@ pub fn check_operation(o: &OperationInput, at: &str, out: &mut Vec<Problem>) -> 
 }
 
 /// Checks a whole list for one machine: every operation, no (job, operation) twice.
-pub fn check_list(ops: &[OperationInput], prefix: &str) -> Result<Vec<DispatchedOperation>, Vec<Problem>> {
+pub fn check_list(
+    ops: &[OperationInput],
+    prefix: &str,
+) -> Result<Vec<DispatchedOperation>, Vec<Problem>> {
     let mut problems = Vec::new();
     if ops.len() > MAX_OPERATIONS {
         problems.push(Problem {
@@ -213,7 +226,10 @@ pub const CSV_FIELDS: &[&str] = &[
 
 /// Reads a CSV export into operations, each with the line it came from (1-based, the header
 /// is line 1). Problems name the line and the column header.
-pub fn parse_csv(text: &str, columns: &Columns) -> Result<Vec<(usize, OperationInput)>, Vec<Problem>> {
+pub fn parse_csv(
+    text: &str,
+    columns: &Columns,
+) -> Result<Vec<(usize, OperationInput)>, Vec<Problem>> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
         .trim(csv::Trim::All)
@@ -238,7 +254,10 @@ pub fn parse_csv(text: &str, columns: &Columns) -> Result<Vec<(usize, OperationI
                 at: "line 1".into(),
                 message: format!(
                     "no column {:?} for the {required}; the header has: {}",
-                    columns.get(required).map(String::as_str).unwrap_or(required),
+                    columns
+                        .get(required)
+                        .map(String::as_str)
+                        .unwrap_or(required),
                     headers.iter().collect::<Vec<_>>().join(", ")
                 ),
             });
@@ -247,7 +266,9 @@ pub fn parse_csv(text: &str, columns: &Columns) -> Result<Vec<(usize, OperationI
     if col("machine").is_none() && col("work_center").is_none() {
         problems.push(Problem {
             at: "line 1".into(),
-            message: "no machine or work_center column: every line must say which machine it is for".into(),
+            message:
+                "no machine or work_center column: every line must say which machine it is for"
+                    .into(),
         });
     }
     if !problems.is_empty() {
@@ -277,13 +298,26 @@ pub fn parse_csv(text: &str, columns: &Columns) -> Result<Vec<(usize, OperationI
             while bytes.get(at).is_some_and(|c| *c == b'\n' || *c == b'\r') {
                 at += 1;
             }
-            bytes.get(..at).map_or(0, |b| b.iter().filter(|c| **c == b'\n').count()) + 1
+            bytes
+                .get(..at)
+                .map_or(0, |b| b.iter().filter(|c| **c == b'\n').count())
+                + 1
         });
         if rec.iter().all(|f| f.is_empty()) {
             continue;
         }
-        let get = |f: &str| idx.get(f).and_then(|&i| rec.get(i)).map(str::to_string).filter(|s| !s.is_empty());
-        let header = |f: &str| idx.get(f).and_then(|&i| headers.get(i)).unwrap_or(f).to_string();
+        let get = |f: &str| {
+            idx.get(f)
+                .and_then(|&i| rec.get(i))
+                .map(str::to_string)
+                .filter(|s| !s.is_empty())
+        };
+        let header = |f: &str| {
+            idx.get(f)
+                .and_then(|&i| headers.get(i))
+                .unwrap_or(f)
+                .to_string()
+        };
         let mut num = |f: &str| -> Option<f64> {
             let v = get(f)?;
             match v.replace(',', ".").parse::<f64>() {
@@ -359,7 +393,12 @@ mod tests {
         let at: Vec<&str> = e.iter().map(|p| p.at.as_str()).collect();
         assert_eq!(
             at,
-            vec!["operations[1].job", "operations[1].quantity", "operations[1].due", "operations[2]"],
+            vec![
+                "operations[1].job",
+                "operations[1].quantity",
+                "operations[1].due",
+                "operations[2]"
+            ],
             "{e:?}"
         );
     }

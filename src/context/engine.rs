@@ -126,6 +126,9 @@ struct MachineCtx {
     inspection_pending: bool,
     /// The program was already loaded when the bridge first heard of it.
     found: bool,
+    /// A found program had made parts already (decided once, when both were first known):
+    /// the bridge joined a running operation.
+    resumed: Option<bool>,
     /// Cycles completed since the program was loaded.
     cycles: u32,
     proven: bool,
@@ -171,7 +174,10 @@ fn word<T: std::fmt::Display>(v: Option<T>) -> Value {
 fn same_program(a: &str, b: &str) -> bool {
     let base = |s: &str| {
         let s = s.trim();
-        s.rsplit(['/', '\\']).next().unwrap_or(s).to_ascii_uppercase()
+        s.rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(s)
+            .to_ascii_uppercase()
     };
     base(a) == base(b)
 }
@@ -344,6 +350,15 @@ impl Cx<'_> {
                             Some(prev) if v < prev => v.max(0),
                             _ => 0,
                         };
+                        // A counter first heard of with the program already running counts the
+                        // parts this operation made before the bridge was there.
+                        if m.part_count.is_none() && m.found {
+                            m.resumed = Some(v > 0);
+                            let ppc = i64::from(self.settings.parts_per_cycle.max(1));
+                            if let Some(op) = m.op.as_mut().filter(|o| o.parts.made == 0) {
+                                op.parts.made = (v.max(0) * ppc) as u64;
+                            }
+                        }
                         m.part_count = Some(v);
                         if step > 0 {
                             self.cycle_done(m, t, step as u64);
@@ -481,7 +496,10 @@ impl Cx<'_> {
         set("alarm", Value::Bool(s.alarm));
         set("state", Value::text(s.shop_state().as_str()));
         set("program", text(&m.program));
-        set("part_count", m.part_count.map_or(Value::Unavailable, Value::Int));
+        set(
+            "part_count",
+            m.part_count.map_or(Value::Unavailable, Value::Int),
+        );
         set("single_block", Value::Bool(m.single_block));
         set("optional_stop", Value::Bool(m.optional_stop));
         set(
@@ -498,16 +516,23 @@ impl Cx<'_> {
         let op = m.op.as_ref();
         set("job", text(&op.map(|o| o.op.job.clone())));
         set("operation", text(&op.map(|o| o.op.operation.clone())));
-        set("operation_active", Value::Bool(op.is_some_and(|o| !o.completed)));
-        let resumed = m.found && m.part_count.is_some_and(|c| c > 0);
+        set(
+            "operation_active",
+            Value::Bool(op.is_some_and(|o| !o.completed)),
+        );
+        let resumed = m.resumed == Some(true);
         set("first_cycle_done", Value::Bool(m.cycles > 0 || resumed));
         set("program_proven", Value::Bool(m.proven || resumed));
         set("hold", Value::Bool(self.in_hold(m)));
         set("inspection_pending", Value::Bool(m.inspection_pending));
-        set("upstream_incomplete", Value::Bool(self.upstream_incomplete(m)));
+        set(
+            "upstream_incomplete",
+            Value::Bool(self.upstream_incomplete(m)),
+        );
         set("planned", Value::Bool(slot.planned.is_some()));
         set("on_shift", Value::Bool(slot.shift.is_some()));
         set("stop_seconds", Value::Float(stop_seconds));
+        set("span_seconds", Value::Float(0.0));
         f
     }
 
@@ -584,7 +609,8 @@ impl Cx<'_> {
     }
 
     fn context(&self, m: &MachineCtx, slot: &Slot) -> JobContext {
-        let op = m.op.as_ref().filter(|o| !o.completed || m.state.shop_state() == ShopState::Run);
+        // A completed operation keeps the machine's time (its teardown) until the next starts.
+        let op = m.op.as_ref();
         JobContext {
             job: op.map(|o| o.op.job.clone()),
             operation: op.map(|o| o.op.operation.clone()),
@@ -640,6 +666,9 @@ impl Cx<'_> {
         if let Some(f) = facts.get_mut(super::rules::fact("stop_seconds")) {
             *f = Value::Float(stop_seconds);
         }
+        if let Some(f) = facts.get_mut(super::rules::fact("span_seconds")) {
+            *f = Value::Float(end.micros_since(o.start) as f64 / 1e6);
+        }
         let (mut category, mut attribution) = self.decide_on(&facts, &slot);
         if stopped && Self::overridable(&attribution) {
             if let Some(r) = &m.reason {
@@ -678,9 +707,10 @@ impl Cx<'_> {
             return;
         };
         let (category, attribution) = match (&m.reason, o.state.shop_state() != ShopState::Run) {
-            (Some(r), true) if Self::overridable(&o.attribution) => {
-                (TimeCategory::Loss(r.category.clone()), operator_attribution(r))
-            }
+            (Some(r), true) if Self::overridable(&o.attribution) => (
+                TimeCategory::Loss(r.category.clone()),
+                operator_attribution(r),
+            ),
             _ => (o.category.clone(), o.attribution.clone()),
         };
         let rec = ContextRecord {
@@ -805,13 +835,16 @@ impl Cx<'_> {
         let first = m.program.is_none();
         m.program = Some(p.clone());
         m.found = first;
+        m.resumed = match m.part_count {
+            Some(c) if first => Some(c > 0),
+            _ => None,
+        };
         m.cycles = 0;
         m.proven = false;
         m.cycle_times.clear();
         m.last_part_at = None;
         // A second program of the running operation (a two-program job) keeps it.
-        if m
-            .op
+        if m.op
             .as_ref()
             .is_some_and(|o| !o.completed && o.op.programs.iter().any(|q| same_program(q, &p)))
         {
@@ -870,12 +903,21 @@ impl Cx<'_> {
         let resumed = status.started;
         status.started = true;
         let provisional = candidates.len() > 1;
+        let made = match m.part_count {
+            Some(c) if by == "resumed" => {
+                (c.max(0) * i64::from(self.settings.parts_per_cycle.max(1))) as u64
+            }
+            _ => 0,
+        };
         let state = OpState {
             op,
             started: t,
             provisional,
             candidates: if provisional { candidates } else { Vec::new() },
-            parts: PartCounts::default(),
+            parts: PartCounts {
+                made,
+                ..PartCounts::default()
+            },
             completed: false,
         };
         m.op_segments.clear();
@@ -902,10 +944,9 @@ impl Cx<'_> {
     ) {
         // The span in hand is written first, so that it is re-attributed with the rest.
         self.close(m, t);
-        let same = m
-            .op
-            .as_ref()
-            .is_some_and(|o| o.op.job == job && o.op.operation == operation);
+        let same =
+            m.op.as_ref()
+                .is_some_and(|o| o.op.job == job && o.op.operation == operation);
         let why;
         if same {
             if let Some(op) = &mut m.op {

@@ -226,9 +226,12 @@ fn assert_tiles(f: &Feed, from: i64, to: i64) {
 #[test]
 fn cutting_load_unload_micro_stops_and_faults() {
     let mut f = Feed::new();
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     f.obs(0, signals::PROGRAM, Value::text("O1000"));
     f.exec(0, Execution::Ready);
     f.cycle(100, 200, 1); // 0..100 idle before the first cycle of the program
@@ -243,7 +246,11 @@ fn cutting_load_unload_micro_stops_and_faults() {
         s.execution = Some(Execution::Ready);
     });
     f.finish(1400);
-    assert_eq!(f.category_at(50), "micro_stop", "a short idle before the first cycle");
+    assert_eq!(
+        f.category_at(50),
+        "micro_stop",
+        "a short idle before the first cycle"
+    );
     assert_eq!(f.category_at(150), "production");
     assert_eq!(f.category_at(310), "production", "load and unload");
     assert_eq!(f.category_at(545), "production");
@@ -256,9 +263,12 @@ fn cutting_load_unload_micro_stops_and_faults() {
 #[test]
 fn modes_give_setup_prove_out_maintenance_and_tool_change() {
     let mut f = Feed::new();
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     f.state(0, |s| {
         s.controller_mode = Some(ControllerMode::Edit);
         s.functional_mode = Some(FunctionalMode::Setup);
@@ -280,12 +290,16 @@ fn modes_give_setup_prove_out_maintenance_and_tool_change() {
     // Production.
     f.obs(2400, signals::SINGLE_BLOCK, Value::Bool(false));
     f.obs(2400, signals::FEED_OVERRIDE, Value::Int(100));
-    f.state(2400, |s| s.functional_mode = Some(FunctionalMode::Production));
+    f.state(2400, |s| {
+        s.functional_mode = Some(FunctionalMode::Production)
+    });
     f.cycle(2400, 200, 2);
     // A tool change mid-operation: manual mode.
     f.state(2700, |s| s.controller_mode = Some(ControllerMode::Manual));
     f.obs(2710, signals::TOOL_NUMBER, Value::Int(7));
-    f.state(3000, |s| s.controller_mode = Some(ControllerMode::Automatic));
+    f.state(3000, |s| {
+        s.controller_mode = Some(ControllerMode::Automatic)
+    });
     f.cycle(3030, 200, 3);
     // Maintenance.
     f.state(3400, |s| {
@@ -308,9 +322,12 @@ fn modes_give_setup_prove_out_maintenance_and_tool_change() {
 #[test]
 fn intervals_split_at_breaks_and_shift_end() {
     let mut f = Feed::with(calendar());
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     f.state(0, |s| s.controller_mode = Some(ControllerMode::Manual));
     // Idle in manual from 06:00 through the 10:00 break and past the 14:00 shift end.
     f.obs(9 * 3600, signals::TOOL_NUMBER, Value::Int(3));
@@ -322,7 +339,10 @@ fn intervals_split_at_breaks_and_shift_end() {
             (
                 (i.start.as_micros() - T0) / S / 60,
                 (i.end.as_micros() - T0) / S / 60,
-                i.category.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+                i.category
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
                 i.context.shift.clone(),
             )
         })
@@ -341,9 +361,12 @@ fn intervals_split_at_breaks_and_shift_end() {
 #[test]
 fn a_hold_opened_mid_stop_and_an_inspection_classify_from_then_on() {
     let mut f = Feed::new();
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     f.obs(0, signals::PROGRAM, Value::text("O1"));
     f.cycle(0, 100, 1);
     f.cycle(110, 100, 2);
@@ -390,9 +413,12 @@ fn a_hold_opened_mid_stop_and_an_inspection_classify_from_then_on() {
 #[test]
 fn an_operator_reason_overrides_the_rule_and_the_ledger_keeps_the_old_answer() {
     let mut f = Feed::new();
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     f.obs(0, signals::PROGRAM, Value::text("O1"));
     f.cycle(0, 100, 1);
     // Stop at 100; signed out at 400 (the span splits); the reason comes at 700.
@@ -431,7 +457,10 @@ fn an_operator_reason_overrides_the_rule_and_the_ledger_keeps_the_old_answer() {
     assert_eq!(first.len(), 2, "written, then revised: {first:#?}");
     let rev = first[1].revision.as_ref().unwrap();
     assert_eq!(rev.n, 1);
-    assert_eq!(rev.previous_category.as_ref().unwrap().as_str(), "unexplained");
+    assert_eq!(
+        rev.previous_category.as_ref().unwrap().as_str(),
+        "unexplained"
+    );
     assert_eq!(rev.by.as_deref(), Some("ann"));
     assert_eq!(rev.at, Feed::at(700));
     let a = first[1].attribution.as_ref().unwrap();
@@ -442,9 +471,12 @@ fn an_operator_reason_overrides_the_rule_and_the_ledger_keeps_the_old_answer() {
 #[test]
 fn a_reason_after_the_machine_restarted_revises_the_last_stop() {
     let mut f = Feed::new();
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     f.obs(0, signals::PROGRAM, Value::text("O1"));
     f.cycle(0, 100, 1);
     f.exec(600, Execution::Active);
@@ -464,9 +496,12 @@ fn a_reason_after_the_machine_restarted_revises_the_last_stop() {
 #[test]
 fn programs_start_dispatched_operations_and_ambiguity_waits_for_a_confirmation() {
     let mut f = Feed::new();
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     f.dispatch(
         0,
         vec![
@@ -528,7 +563,10 @@ fn programs_start_dispatched_operations_and_ambiguity_waits_for_a_confirmation()
     assert_eq!(rev.previous_job.as_deref(), Some("24180"));
     assert_eq!(rev.why, "operation corrected");
     let fb = ops.last().unwrap().feedback.clone().unwrap();
-    assert_eq!((fb.parts.made, fb.quantity, fb.remaining), (2, Some(2), Some(0)));
+    assert_eq!(
+        (fb.parts.made, fb.quantity, fb.remaining),
+        (2, Some(2), Some(0))
+    );
     // The machine's time starts with its first state.
     assert_tiles(&f, 100, 1100);
 }
@@ -563,9 +601,12 @@ fn schedule_feedback_estimates_completion_and_flags_risk() {
 #[test]
 fn idle_while_the_upstream_operation_is_incomplete_is_starved() {
     let mut f = Feed::new();
-    f.command(0, Command::SignIn {
-        operator: "ann".into(),
-    });
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
     // m2 runs operation 10 of job 7; m1's next is operation 20, after 10.
     f.push(RecordKind::Dispatch(Box::new(DispatchRecord {
         machine: MachineId::new("m2").unwrap(),
@@ -599,9 +640,12 @@ fn a_restored_snapshot_continues_exactly_like_an_uninterrupted_run() {
     let script = |f: &mut Feed, from: usize, to: usize| {
         let steps: Vec<Box<dyn Fn(&mut Feed)>> = vec![
             Box::new(|f| {
-                f.command(0, Command::SignIn {
-                    operator: "ann".into(),
-                })
+                f.command(
+                    0,
+                    Command::SignIn {
+                        operator: "ann".into(),
+                    },
+                )
             }),
             Box::new(|f| f.dispatch(0, vec![op("1", "10", "P1", 5)])),
             Box::new(|f| f.obs(5, signals::PROGRAM, Value::text("P1"))),

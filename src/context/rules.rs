@@ -40,6 +40,7 @@ pub const FACTS: &[&str] = &[
     "planned",
     "on_shift",
     "stop_seconds",
+    "span_seconds",
 ];
 
 /// Index of a fact in [`FACTS`].
@@ -66,6 +67,27 @@ category = "maintenance"
 confidence = 0.9
 
 [[rules]]
+name = "planned time"
+when = "planned and state != 'RUN'"
+category = "calendar"
+source = "planner"
+confidence = 0.9
+
+[[rules]]
+name = "quality hold"
+when = "hold and state != 'RUN'"
+category = "quality_hold"
+source = "qms"
+confidence = 1.0
+
+[[rules]]
+name = "inspection pending"
+when = "inspection_pending and state != 'RUN'"
+category = "waiting_inspection"
+source = "qms"
+confidence = 1.0
+
+[[rules]]
 name = "program prove-out"
 when = "not program_proven and program != '' and (functional_mode == 'PROCESS_DEVELOPMENT' or single_block or optional_stop or feed_override < 100)"
 category = "program_proveout"
@@ -76,27 +98,6 @@ name = "cutting"
 when = "execution == 'ACTIVE' and controller_mode == 'AUTOMATIC'"
 category = "production"
 confidence = 0.95
-
-[[rules]]
-name = "quality hold"
-when = "hold"
-category = "quality_hold"
-source = "qms"
-confidence = 1.0
-
-[[rules]]
-name = "inspection pending"
-when = "inspection_pending"
-category = "waiting_inspection"
-source = "qms"
-confidence = 1.0
-
-[[rules]]
-name = "planned time"
-when = "planned"
-category = "calendar"
-source = "planner"
-confidence = 0.9
 
 [[rules]]
 name = "setup mode"
@@ -124,7 +125,7 @@ confidence = 0.7
 
 [[rules]]
 name = "load and unload"
-when = "state == 'IDLE' and controller_mode == 'AUTOMATIC' and (execution == 'PROGRAM_COMPLETED' or execution == 'READY') and stop_seconds < 90"
+when = "state == 'IDLE' and controller_mode == 'AUTOMATIC' and (execution == 'PROGRAM_COMPLETED' or execution == 'READY') and span_seconds < 90"
 category = "production"
 confidence = 0.7
 
@@ -202,25 +203,29 @@ impl Rules {
         let mut rules = Vec::with_capacity(raw.len());
         for (i, r) in raw.iter().enumerate() {
             let at = |what: String| format!("rule {} ({:?}): {what}", i + 1, r.name);
-            let when = expr::parse(&r.when, |n| FACTS.iter().position(|f| *f == n)).map_err(|e| {
-                // The expression language speaks of signals; a rule reads facts.
-                let unknown = e
-                    .message
-                    .strip_prefix("unknown signal `")
-                    .and_then(|rest| rest.split('`').next());
-                let what = match unknown {
-                    Some(name) => format!("unknown fact `{name}` (at character {})", e.offset + 1),
-                    None => e.to_string(),
-                };
-                at(format!(
-                    "when: {what}; the facts a rule may read are {}",
-                    FACTS.join(", ")
-                ))
-            })?;
+            let when =
+                expr::parse(&r.when, |n| FACTS.iter().position(|f| *f == n)).map_err(|e| {
+                    // The expression language speaks of signals; a rule reads facts.
+                    let unknown = e
+                        .message
+                        .strip_prefix("unknown signal `")
+                        .and_then(|rest| rest.split('`').next());
+                    let what = match unknown {
+                        Some(name) => {
+                            format!("unknown fact `{name}` (at character {})", e.offset + 1)
+                        }
+                        None => e.to_string(),
+                    };
+                    at(format!(
+                        "when: {what}; the facts a rule may read are {}",
+                        FACTS.join(", ")
+                    ))
+                })?;
             let category = if r.category == "calendar" {
                 RuleCategory::Calendar
             } else {
-                let c = TimeCategory::parse(&r.category).map_err(|e| at(format!("category: {e}")))?;
+                let c =
+                    TimeCategory::parse(&r.category).map_err(|e| at(format!("category: {e}")))?;
                 if let TimeCategory::Loss(l) = &c {
                     if !taxonomy.contains(l) {
                         return Err(at(format!(

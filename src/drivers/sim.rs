@@ -56,9 +56,11 @@ pub async fn run(mut sim: MachineSim, ctx: DriverContext, truth: TruthSink) {
             _ = clock.sleep(step) => {}
         }
         let now = clock.now();
+        // The in-process simulator has no ERP or QMS around it: its floor events are dropped.
         let SimOutput {
             events,
             truth: intervals,
+            ..
         } = sim.advance(now);
         let batch: DriverBatch = events
             .into_iter()

@@ -64,7 +64,9 @@ pub enum QualityEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    HoldReleased { hold: String },
+    HoldReleased {
+        hold: String,
+    },
     /// An inspection (first article, in-process) was requested: the machine waits for it.
     InspectionRequested {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,10 +196,14 @@ pub struct ScheduleFeedback {
 pub enum OperationEvent {
     /// Started: `by` is `program` (its program was loaded), `confirmation` (someone said so)
     /// or `resumed` (the bridge found it running).
-    Started { by: String },
+    Started {
+        by: String,
+    },
     /// Its program matched more than one dispatched operation; this one is attributed
     /// provisionally until someone confirms.
-    Ambiguous { candidates: Vec<OperationRef> },
+    Ambiguous {
+        candidates: Vec<OperationRef>,
+    },
     /// Someone confirmed which operation is in process.
     Confirmed {
         #[serde(default, skip_serializing_if = "Option::is_none")]

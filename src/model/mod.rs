@@ -12,9 +12,9 @@ mod time;
 mod value;
 
 pub use context::{
-    Attribution, CategorySource, ContextRecord, DispatchRecord, DispatchedOperation, OperationEvent,
-    OperationRecord, OperationRef, PartCounts, QualityEvent, QualityRecord, Revision,
-    ScheduleFeedback,
+    Attribution, CategorySource, ContextRecord, DispatchRecord, DispatchedOperation,
+    OperationEvent, OperationRecord, OperationRef, PartCounts, QualityEvent, QualityRecord,
+    Revision, ScheduleFeedback,
 };
 pub use ids::{IdError, MachineId, SignalId};
 pub use record::{

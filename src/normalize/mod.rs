@@ -26,9 +26,8 @@ use std::sync::Arc;
 use crate::drivers::{DataItemMeta, DriverEvent, ItemCategory, RawCondition, RawObservation};
 use crate::model::{
     ActiveConditions, AssetRecord, Availability, ConditionLevel, ConditionRecord, EmergencyStop,
-    LinkEvent, LinkStatus, MachineId, MachineState, Observation, Quality,
-    QualityReason, RecordKind, SignalId, StateChange, Timestamp, Timestamps, Value,
-    signals,
+    LinkEvent, LinkStatus, MachineId, MachineState, Observation, Quality, QualityReason,
+    RecordKind, SignalId, StateChange, Timestamp, Timestamps, Value, signals,
 };
 use align::ClockAlign;
 pub use profile::{Profile, ProfileLoadError, ProfileSource};
@@ -209,7 +208,6 @@ impl Tracks {
     fn iter(&self) -> impl Iterator<Item = (&MachineId, &Track)> {
         self.list.iter().map(|(m, t)| (m, t))
     }
-
 }
 
 /// A machine's clock as the aligner sees it (for `/metrics` and `/api/v1/machines`).
@@ -882,7 +880,6 @@ impl Normalizer {
         })));
         track.state = next;
     }
-
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 
 use std::collections::VecDeque;
 
-use crate::model::{JobContext, LossCategory, MachineId, TimeCategory, Timestamp, Value, signals};
+use crate::model::{
+    DispatchedOperation, JobContext, LossCategory, MachineId, TimeCategory, Timestamp, Value,
+    signals,
+};
 
 use super::rng::Rng;
 use super::{ModelSpec, ProgramStyle, model_of};
@@ -42,12 +45,51 @@ pub struct TruthInterval {
     pub activity: &'static str,
 }
 
-/// What [`MachineSim::advance`] released: signal changes in time order, and the truth
-/// intervals that closed.
+/// What the people and systems around a machine do, as the bridge hears of them: the ERP's
+/// dispatch list, the QMS's holds and inspections, the operator's sign-in, reasons and
+/// confirmations. The demo sends them through the bridge's REST API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloorEvent {
+    pub at: Timestamp,
+    pub what: Floor,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Floor {
+    /// The ERP's dispatch list for this machine (the job in hand first, then the queue).
+    Dispatch(Vec<DispatchedOperation>),
+    SignIn(String),
+    SignOut,
+    /// The operator says why the machine stopped.
+    Reason(LossCategory),
+    /// The operator confirms which operation runs (its program matched two).
+    Confirm {
+        job: String,
+        operation: String,
+    },
+    InspectionRequested {
+        job: String,
+        operation: String,
+    },
+    InspectionDone {
+        accepted: bool,
+    },
+    HoldOpened {
+        hold: String,
+        job: String,
+    },
+    HoldReleased {
+        hold: String,
+    },
+}
+
+/// What [`MachineSim::advance`] released: signal changes in time order, the truth intervals
+/// that closed, and what the floor did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SimOutput {
     pub events: Vec<SimEvent>,
     pub truth: Vec<TruthInterval>,
+    pub floor: Vec<FloorEvent>,
 }
 
 #[derive(Clone, Debug)]
@@ -64,6 +106,33 @@ struct Job {
     setup: i64,
     proveout: i64,
     rejected_once: bool,
+    due: i64,
+    /// A repeat order the ERP lists with the same program (the bridge cannot tell them apart
+    /// from the program alone): its job number, and whether it is listed first.
+    decoy: Option<(String, bool)>,
+}
+
+impl Job {
+    /// The job as the ERP lists it, under job number `number`.
+    fn operation_for(&self, number: &str) -> DispatchedOperation {
+        let (part, rev) = match self.part_number.rsplit_once('-') {
+            Some((p, r)) if r.len() == 1 => (p.to_string(), Some(r.to_string())),
+            _ => (self.part_number.clone(), None),
+        };
+        DispatchedOperation {
+            job: number.to_string(),
+            operation: self.operation.clone(),
+            part_number: Some(part),
+            part_revision: rev,
+            programs: vec![self.program.clone()],
+            quantity: Some(self.quantity.max(1) as u64),
+            setup_seconds: Some((self.setup as f64 / 1e6).round()),
+            cycle_seconds: Some(((self.cycle + self.load) as f64 / 1e6).round()),
+            due: Some(Timestamp::from_micros(self.due)),
+            customer_order: Some(format!("SO-{number}")),
+            after: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -73,6 +142,7 @@ enum Phase {
     Setup { left: i64 },
     Proveout { left: i64 },
     Inspection { left: i64 },
+    Hold { left: i64, hold: u32 },
     Production,
     Teardown { left: i64 },
 }
@@ -154,7 +224,19 @@ pub struct MachineSim {
     last_shift: Option<i64>,
     /// Shop time = UTC + this (µs).
     shop_offset: i64,
+    index: usize,
+    /// Jobs the ERP has queued for this machine, generated from their own random stream.
+    queue: VecDeque<Job>,
+    job_rng: Rng,
+    floor: VecDeque<FloorEvent>,
+    holds: u32,
 }
+
+/// Jobs the ERP keeps queued per machine.
+const QUEUE: usize = 3;
+const OPERATORS: &[&str] = &[
+    "ana", "ben", "carla", "dev", "emma", "farid", "gus", "hana", "ivan", "jo", "kai", "lena",
+];
 
 impl MachineSim {
     /// Machine `index` of a shop seeded `shop_seed`, starting at `start` (part-way into a job).
@@ -192,6 +274,11 @@ impl MachineSim {
             powered: true,
             last_shift: None,
             shop_offset,
+            index,
+            queue: VecDeque::new(),
+            job_rng: Rng::for_stream(shop_seed ^ 0x6a6f_6273, index as u64),
+            floor: VecDeque::new(),
+            holds: 0,
         };
         sim.initial_state(t);
         sim
@@ -254,6 +341,11 @@ impl MachineSim {
                 out.truth.push(i);
             }
         }
+        while self.floor.front().is_some_and(|e| e.at.as_micros() <= u) {
+            if let Some(e) = self.floor.pop_front() {
+                out.floor.push(e);
+            }
+        }
         self.released = u;
         out
     }
@@ -276,6 +368,71 @@ impl MachineSim {
     }
 
     // ---- generation ------------------------------------------------------------------------
+
+    /// Queues a floor event, kept in time order (a unit may plan one past later units' start).
+    fn floor(&mut self, t: i64, what: Floor) {
+        let i = self.floor.partition_point(|e| e.at.as_micros() <= t);
+        self.floor.insert(
+            i,
+            FloorEvent {
+                at: Timestamp::from_micros(t),
+                what,
+            },
+        );
+    }
+
+    /// The ERP's list: the job in hand (unless it is finished), then the queue.
+    fn dispatch(&mut self, t: i64, with_current: bool) {
+        let mut ops = Vec::new();
+        let current = self.job.clone().filter(|_| with_current);
+        for j in current.iter().chain(self.queue.iter()) {
+            let real = j.operation_for(&j.job);
+            match &j.decoy {
+                Some((decoy, first)) => {
+                    let d = DispatchedOperation {
+                        quantity: Some((j.quantity as u64 / 2).max(1)),
+                        ..j.operation_for(decoy)
+                    };
+                    if *first {
+                        ops.extend([d, real]);
+                    } else {
+                        ops.extend([real, d]);
+                    }
+                }
+                None => ops.push(real),
+            }
+        }
+        self.floor(t, Floor::Dispatch(ops));
+    }
+
+    fn hold_id(&self, n: u32) -> String {
+        format!("QH-{}-{n}", self.id)
+    }
+
+    /// The operator says why the machine waits over `[t, end)`: most often while it waits,
+    /// for someone who was away when they come back; sometimes not at all.
+    fn explain(&mut self, t: i64, end: i64, category: LossCategory) {
+        if category == LossCategory::NO_OPERATOR {
+            if self.rng.chance(0.85) {
+                let at = end + ms(self.rng.uniform(5.0, 60.0));
+                self.floor(at, Floor::Reason(category));
+            }
+        } else if self.rng.chance(0.9) {
+            let at = (t + ms(self.rng.uniform(60.0, 240.0)))
+                .min(end - SEC)
+                .max(t);
+            self.floor(at, Floor::Reason(category));
+        }
+    }
+
+    /// The next job from the ERP's queue (which is refilled).
+    fn take_job(&mut self, t: i64) -> Job {
+        while self.queue.len() <= QUEUE {
+            let j = self.new_job(t);
+            self.queue.push_back(j);
+        }
+        self.queue.pop_front().unwrap_or_else(|| self.new_job(t))
+    }
 
     fn set(&mut self, t: i64, signal: &'static str, value: Value) {
         let k = sig(signal);
@@ -468,8 +625,8 @@ impl MachineSim {
         w
     }
 
-    fn new_job(&mut self) -> Job {
-        let r = &mut self.rng;
+    fn new_job(&mut self, t: i64) -> Job {
+        let r = &mut self.job_rng;
         let prefix = r.pick(PART_PREFIXES).copied().unwrap_or("HX");
         let pn = r.range(1000, 9899);
         let rev = (b'A' + r.range(0, 3) as u8) as char;
@@ -505,11 +662,16 @@ impl MachineSim {
             setup: ms(r.lognormal(70.0 * 60.0, 0.5, 20.0 * 60.0, 4.0 * 3600.0)),
             proveout: ms(r.lognormal(35.0 * 60.0, 0.5, 10.0 * 60.0, 2.0 * 3600.0)),
             rejected_once: false,
+            // Due one to six working days out; some will be at risk.
+            due: t + ms(r.uniform(1.0, 6.0) * 86_400.0),
+            decoy: r
+                .chance(0.05)
+                .then(|| (r.range(26000, 26999).to_string(), r.chance(0.5))),
         }
     }
 
     fn initial_state(&mut self, t: i64) {
-        let mut job = self.new_job();
+        let mut job = self.take_job(t);
         let roll = self.rng.f64();
         let (phase, functional, controller, execution) = if roll < 0.7 {
             job.made = self.rng.range(0, (job.quantity - 1).max(0) as u64) as i64;
@@ -561,6 +723,15 @@ impl MachineSim {
         self.powered = powered;
         self.phase = phase;
         self.job = Some(job);
+        self.dispatch(t, true);
+        if let Slot::Work { shift, .. } = self.slot(t) {
+            self.last_shift = Some(t.div_euclid(DAY) * 4 + i64::from(shift));
+            self.floor(t, Floor::SignIn(self.operator(shift)));
+        }
+    }
+
+    fn operator(&self, shift: u8) -> String {
+        OPERATORS[(self.index * 2 + usize::from(shift)) % OPERATORS.len()].to_string()
     }
 
     /// Generates one unit from the cursor.
@@ -568,6 +739,9 @@ impl MachineSim {
         let t = self.cursor;
         match self.slot(t) {
             Slot::Off { until } => {
+                if self.last_shift.take().is_some() {
+                    self.floor(t, Floor::SignOut);
+                }
                 let off = self.off_after_shift;
                 self.planned_stop(t, until, off, "off shift");
             }
@@ -584,6 +758,7 @@ impl MachineSim {
                 let shift_id = t.div_euclid(DAY) * 4 + i64::from(shift);
                 if self.last_shift != Some(shift_id) {
                     self.last_shift = Some(shift_id);
+                    self.floor(t, Floor::SignIn(self.operator(shift)));
                     if self.rng.chance(0.05) {
                         let d = ms(self.rng.lognormal(75.0 * 60.0, 0.4, 1800.0, 3.0 * 3600.0));
                         self.maintenance(t, (t + d).min(until));
@@ -684,13 +859,17 @@ impl MachineSim {
             Phase::Between { waited } => {
                 if !waited && self.rng.chance(0.25) {
                     let d = ms(self.rng.lognormal(30.0 * 60.0, 0.7, 300.0, 3.0 * 3600.0));
+                    // Teardown is over: the machine waits, ready, for the next job's material.
                     self.text(t, signals::EXECUTION, "READY");
-                    self.text(t, signals::CONTROLLER_MODE, "AUTOMATIC");
+                    self.modes(t, "AUTOMATIC", "PRODUCTION");
                     let end = (t + d).min(until);
                     self.wait(t, end, loss(LossCategory::STARVED), "waiting for material");
+                    self.explain(t, end, LossCategory::STARVED);
                     self.phase = Phase::Between { waited: true };
                 } else {
-                    self.job = Some(self.new_job());
+                    let job = self.take_job(t);
+                    self.job = Some(job);
+                    self.dispatch(t, true);
                     self.phase = Phase::ProgramLoad;
                     self.work(t, until);
                 }
@@ -705,6 +884,16 @@ impl MachineSim {
                     ),
                     None => return self.wait(t, until, loss(LossCategory::UNEXPLAINED), "idle"),
                 };
+                if let Some(j) = self.job.clone().filter(|j| j.decoy.is_some()) {
+                    let after = ms(self.rng.uniform(120.0, 480.0));
+                    self.floor(
+                        t + after,
+                        Floor::Confirm {
+                            job: j.job,
+                            operation: j.operation,
+                        },
+                    );
+                }
                 self.modes(t, "EDIT", "SETUP");
                 self.text(t, signals::EXECUTION, "READY");
                 self.text(t, signals::DOOR, "OPEN");
@@ -749,6 +938,7 @@ impl MachineSim {
                         }
                         _ => false,
                     };
+                    self.floor(t + d, Floor::InspectionDone { accepted: !reject });
                     if reject {
                         Phase::Proveout {
                             left: ms(self.rng.uniform(600.0, 1800.0)),
@@ -759,6 +949,19 @@ impl MachineSim {
                 };
             }
             Phase::Production => self.production(t, until),
+            Phase::Hold { left, hold } => {
+                // The QMS releases it when done, or by the end of the working period.
+                let d = left.min(until - t);
+                self.text(t, signals::EXECUTION, "READY");
+                self.wait(t, t + d, loss(LossCategory::QUALITY_HOLD), "quality hold");
+                self.floor(
+                    t + d,
+                    Floor::HoldReleased {
+                        hold: self.hold_id(hold),
+                    },
+                );
+                self.phase = Phase::Production;
+            }
             Phase::Teardown { left } => {
                 let used = self.manual_chunk(t, left, until, "TEARDOWN", "teardown");
                 let left = left - used;
@@ -808,6 +1011,13 @@ impl MachineSim {
                 self.set(s, signals::PART_COUNT, Value::Int(1));
             }
             self.truth(t, s, loss(LossCategory::PROGRAM_PROVEOUT), "prove-out");
+            self.floor(
+                s,
+                Floor::InspectionRequested {
+                    job: job.job.clone(),
+                    operation: job.operation.clone(),
+                },
+            );
             self.phase = Phase::Inspection {
                 left: ms(self.rng.lognormal(25.0 * 60.0, 0.5, 600.0, 2.0 * 3600.0)),
             };
@@ -830,6 +1040,7 @@ impl MachineSim {
             return;
         };
         if job.made >= job.quantity {
+            self.dispatch(t, false);
             self.phase = Phase::Teardown {
                 left: ms(self.rng.lognormal(20.0 * 60.0, 0.5, 300.0, 5400.0)),
             };
@@ -842,6 +1053,21 @@ impl MachineSim {
             p += q;
             r < p
         };
+        if hit(1.0 / 600.0) {
+            // The QMS holds the job (a gauge found a problem on another machine's parts).
+            self.holds += 1;
+            let hold = self.holds;
+            let d = ms(self.rng.lognormal(40.0 * 60.0, 0.5, 600.0, 3.0 * 3600.0));
+            self.floor(
+                t,
+                Floor::HoldOpened {
+                    hold: self.hold_id(hold),
+                    job: job.job.clone(),
+                },
+            );
+            self.phase = Phase::Hold { left: d, hold };
+            return self.work(t, until);
+        }
         if hit(1.0 / 35.0) {
             let d = ms(self.rng.lognormal(6.0 * 60.0, 0.5, 180.0, 1200.0));
             self.text(t, signals::CONTROLLER_MODE, "MANUAL");
@@ -874,7 +1100,12 @@ impl MachineSim {
                     .rng
                     .lognormal(median_min * 60.0, 0.6, 120.0, 3.0 * 3600.0));
                 self.text(t, signals::CONTROLLER_MODE, "AUTOMATIC");
-                return self.wait(t, (t + d).min(until), loss(cat), activity);
+                let end = (t + d).min(until);
+                self.wait(t, end, loss(cat.clone()), activity);
+                if cat != LossCategory::UNEXPLAINED {
+                    self.explain(t, end, cat);
+                }
+                return;
             }
         }
         self.cycle(t, &job);
@@ -951,13 +1182,13 @@ impl MachineSim {
             self.truth(s, s + share, prod.clone(), "cutting");
             s += share;
             if micro_stop_after == Some(k) && k + 1 < job.tools.len() {
-                let d = ms(self.rng.lognormal(60.0, 0.6, 20.0, 180.0));
+                let d = ms(self.rng.lognormal(60.0, 0.6, 20.0, 115.0));
                 self.text(s, signals::EXECUTION, "FEED_HOLD");
                 self.spindle_stop(s);
                 self.text(s, signals::DOOR, "OPEN");
                 self.text(s + d, signals::DOOR, "CLOSED");
                 self.text(s + d, signals::EXECUTION, "ACTIVE");
-                self.truth(s, s + d, loss(LossCategory::UNEXPLAINED), "chip clearing");
+                self.truth(s, s + d, loss(LossCategory::MICRO_STOP), "chip clearing");
                 s += d;
             }
         }
@@ -1033,10 +1264,12 @@ mod tests {
             let o = sim.advance(Timestamp::from_micros(t));
             all.events.extend(o.events);
             all.truth.extend(o.truth);
+            all.floor.extend(o.floor);
         }
         let o = sim.finish(Timestamp::from_micros(start + span));
         all.events.extend(o.events);
         all.truth.extend(o.truth);
+        all.floor.extend(o.floor);
         all
     }
 
@@ -1058,6 +1291,7 @@ mod tests {
         let span = 7 * DAY;
         let mut seen: BTreeMap<String, i64> = BTreeMap::new();
         let mut signals_seen: BTreeSet<(&str, String)> = BTreeSet::new();
+        let mut floor_seen: BTreeSet<String> = BTreeSet::new();
         for sim in sims(2026, 12, start) {
             let id = sim.id().clone();
             let out = run(sim, span, 15 * MIN);
@@ -1071,6 +1305,11 @@ mod tests {
                 *seen.entry(i.category.to_string()).or_default() += i.end.micros_since(i.start);
             }
             assert_eq!(t.as_micros(), start.as_micros() + span, "{id}");
+            assert!(out.floor.windows(2).all(|w| w[0].at <= w[1].at), "{id}");
+            for e in &out.floor {
+                let name = format!("{:?}", e.what);
+                floor_seen.insert(name.split(['(', ' ']).next().unwrap_or("").to_string());
+            }
             // Events are time-ordered and inside the span.
             assert!(out.events.windows(2).all(|w| w[0].at <= w[1].at), "{id}");
             assert!(
@@ -1116,8 +1355,27 @@ mod tests {
             "maintenance",
             "planned_downtime",
             "unexplained",
+            "quality_hold",
+            "micro_stop",
         ] {
             assert!(seen.contains_key(cat), "{cat} never visited: {seen:?}");
+        }
+        // The floor (ERP, QMS, operators) said each kind of thing, in time order. (A confirmation
+        // follows the rare repeat order listed with the same program: not every week has one.)
+        for kind in [
+            "Dispatch",
+            "SignIn",
+            "SignOut",
+            "Reason",
+            "InspectionRequested",
+            "InspectionDone",
+            "HoldOpened",
+            "HoldReleased",
+        ] {
+            assert!(
+                floor_seen.contains(kind),
+                "the floor never said {kind}: {floor_seen:?}"
+            );
         }
         for (s, v) in [
             ("execution", "FEED_HOLD"),

@@ -103,8 +103,10 @@
 
 pub mod agent_face;
 pub mod dialect;
+pub mod floor;
 pub mod machine;
 pub mod rng;
+pub mod score;
 pub mod serve;
 pub mod shdr_face;
 pub mod shop;

@@ -67,6 +67,7 @@ impl SimServer {
         ports: Ports,
         clock: Clock,
         truth: Option<TruthSink>,
+        floor: Option<super::floor::FloorSink>,
     ) -> Result<SimServer, ServeError> {
         let (shop, runner) = SimShop::new(opts);
         let n = shop.machines().len();
@@ -112,7 +113,7 @@ impl SimServer {
             )
             .instrument(span),
         );
-        tasks.spawn(shop::run(runner, clock, truth, stop.clone()));
+        tasks.spawn(shop::run(runner, clock, truth, floor, stop.clone()));
         tasks.close();
         Ok(SimServer {
             shop,

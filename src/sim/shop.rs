@@ -273,6 +273,7 @@ pub async fn run(
     runner: ShopRunner,
     clock: Clock,
     truth: Option<TruthSink>,
+    floor: Option<super::floor::FloorSink>,
     shutdown: CancellationToken,
 ) {
     let ShopRunner { shop, mut sims } = runner;
@@ -290,7 +291,14 @@ pub async fn run(
             let SimOutput {
                 events,
                 truth: closed,
+                floor: said,
             } = sim.advance(now);
+            if let Some(f) = &floor {
+                for e in said {
+                    // The receiver gone (no bridge to tell) is fine.
+                    let _ = f.send((sim.id().clone(), e));
+                }
+            }
             let machine = &shop.inner.machines[i];
             let face: Vec<FaceEvent> = events
                 .into_iter()
@@ -370,7 +378,7 @@ mod tests {
         let (_snap, mut rx) = shop.subscribe(0);
         let clock = Clock::scaled(o.start, 600.0);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(runner, clock, None, stop.clone()));
+        let task = tokio::spawn(run(runner, clock, None, None, stop.clone()));
         let mut changes = 0;
         while changes < 20 {
             match rx.recv().await {

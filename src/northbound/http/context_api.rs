@@ -214,7 +214,10 @@ async fn post_job(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) 
         let c = commands(&s)?;
         let job: JobBody = body(&bytes)?;
         if job.operations.is_empty() {
-            return Err(bad("invalid_dispatch", "operations: a job needs at least one operation"));
+            return Err(bad(
+                "invalid_dispatch",
+                "operations: a job needs at least one operation",
+            ));
         }
         let mut ps = Vec::new();
         let mut per_machine: BTreeMap<MachineId, Vec<DispatchedOperation>> = BTreeMap::new();
@@ -263,7 +266,10 @@ async fn post_job(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) 
         let mut lists = Vec::new();
         for (m, ops) in per_machine {
             let mut list = s.live.with(&m, |l| l.dispatch.clone()).unwrap_or_default();
-            list.retain(|x| !ops.iter().any(|o| o.job == x.job && o.operation == x.operation));
+            list.retain(|x| {
+                !ops.iter()
+                    .any(|o| o.job == x.job && o.operation == x.operation)
+            });
             list.extend(ops);
             if list.len() > dispatch::MAX_OPERATIONS {
                 return Err(bad(
@@ -321,12 +327,20 @@ async fn post_hold(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes)
         let job = opt_id("job", &h.job)?;
         let operation = opt_id("operation", &h.operation)?;
         if operation.is_some() && job.is_none() {
-            return Err(bad("invalid_argument", "operation: a hold on an operation names its job too"));
+            return Err(bad(
+                "invalid_argument",
+                "operation: a hold on an operation names its job too",
+            ));
         }
         let machines = match &h.machine {
             Some(m) => vec![c.machine(m).map_err(command_error)?],
             None if job.is_some() => c.machines(),
-            None => return Err(bad("invalid_argument", "a hold names a machine, a job, or both")),
+            None => {
+                return Err(bad(
+                    "invalid_argument",
+                    "a hold names a machine, a job, or both",
+                ));
+            }
         };
         let hold = match opt_id("hold", &h.hold)? {
             Some(id) => id,
@@ -386,7 +400,11 @@ async fn release_hold(
 ) -> Response {
     let r = async {
         let c = commands(&s)?;
-        let b: ByBody = if bytes.is_empty() { ByBody::default() } else { body(&bytes)? };
+        let b: ByBody = if bytes.is_empty() {
+            ByBody::default()
+        } else {
+            body(&bytes)?
+        };
         let machines: Vec<MachineId> = s
             .live
             .snapshot()
@@ -459,13 +477,29 @@ async fn post_inspection(State(s): State<HttpState>, headers: HeaderMap, bytes: 
                 }
                 running
             }
-            (None, None) => return Err(bad("invalid_argument", "an inspection names a machine or a job")),
+            (None, None) => {
+                return Err(bad(
+                    "invalid_argument",
+                    "an inspection names a machine or a job",
+                ));
+            }
         };
-        let note = b.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+        let note = b
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
         let event = match b.result.trim() {
             "requested" => QualityEvent::InspectionRequested { job, operation },
-            "accepted" => QualityEvent::InspectionDispositioned { accepted: true, note },
-            "rejected" => QualityEvent::InspectionDispositioned { accepted: false, note },
+            "accepted" => QualityEvent::InspectionDispositioned {
+                accepted: true,
+                note,
+            },
+            "rejected" => QualityEvent::InspectionDispositioned {
+                accepted: false,
+                note,
+            },
             other => {
                 return Err(bad(
                     "invalid_argument",
@@ -573,8 +607,18 @@ async fn post_sign_out(
     bytes: Bytes,
 ) -> Response {
     let r = async {
-        let b: ByBody = if bytes.is_empty() { ByBody::default() } else { body(&bytes)? };
-        submit(&s, &id, origin(&headers, b.by.as_deref())?, Command::SignOut).await
+        let b: ByBody = if bytes.is_empty() {
+            ByBody::default()
+        } else {
+            body(&bytes)?
+        };
+        submit(
+            &s,
+            &id,
+            origin(&headers, b.by.as_deref())?,
+            Command::SignOut,
+        )
+        .await
     }
     .await;
     respond(r, true)

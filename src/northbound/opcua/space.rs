@@ -484,8 +484,8 @@ mod tests {
                 ..Default::default()
             },
             calendar: None,
-        parts_per_cycle: 1,
-        driver: DriverConfig::Sim { seed: None },
+            parts_per_cycle: 1,
+            driver: DriverConfig::Sim { seed: None },
         };
         let machines = vec![
             (machine("m1", "Mill 1"), vec!["spindle_speed".to_string()]),

@@ -98,7 +98,13 @@ async fn the_bridge_driver_reads_the_face() {
     let okuma = &shop.machines()[1];
     let clock = Clock::scaled(o.start, 600.0);
     let stop = CancellationToken::new();
-    let shop_task = tokio::spawn(shop_mod::run(runner, clock.clone(), None, stop.clone()));
+    let shop_task = tokio::spawn(shop_mod::run(
+        runner,
+        clock.clone(),
+        None,
+        None,
+        stop.clone(),
+    ));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr").to_string();
     let face = tokio::spawn(serve(listener, shop.clone(), 1, stop.clone()));
