@@ -238,6 +238,27 @@ impl JournalOptions {
     }
 }
 
+/// The context engine's settings from the configuration: rules, and each machine's calendar
+/// and part counting.
+pub fn engine_config(config: &Config) -> crate::context::EngineConfig {
+    crate::context::EngineConfig {
+        rules: config.context.rules.clone(),
+        machines: config
+            .machines
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    crate::context::MachineSettings {
+                        calendar: config.context.calendar_for(m.calendar.as_deref()),
+                        parts_per_cycle: m.parts_per_cycle,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
 /// Runs the bridge until SIGINT/SIGTERM or `shutdown` fires.
 pub async fn run(
     config: Config,
@@ -309,6 +330,8 @@ pub async fn run(
     let tasks = TaskTracker::new();
     // Consumers stop on `consumers`, after the pipeline has flushed.
     let consumers = CancellationToken::new();
+    // The context engine's inputs (dispatch lists, holds), as the REST API reads them.
+    let context_view = Arc::new(crate::context::ContextView::default());
     // ERP, QMS and operator input from any northbound face (REST, OPC UA methods, Sparkplug
     // DCMD).
     let commands = crate::context::commands::Commands::new(
@@ -320,6 +343,8 @@ pub async fn run(
     .with_work_centers(config.context.work_centers.clone());
     let http_state = HttpState {
         commands: Some(commands.clone()),
+        engine: Some(Arc::new(engine_config(&config))),
+        context: context_view.clone(),
         journal: journal.clone(),
         live: live.clone(),
         telemetry: telemetry.clone(),
@@ -341,27 +366,13 @@ pub async fn run(
     ));
     // The context layer: classified intervals, operations and the live context, derived from
     // the journal.
-    let engine = crate::context::Engine::new(crate::context::EngineConfig {
-        rules: config.context.rules.clone(),
-        machines: config
-            .machines
-            .iter()
-            .map(|m| {
-                (
-                    m.id.clone(),
-                    crate::context::MachineSettings {
-                        calendar: config.context.calendar_for(m.calendar.as_deref()),
-                        parts_per_cycle: m.parts_per_cycle,
-                    },
-                )
-            })
-            .collect(),
-    });
+    let engine = crate::context::Engine::new(engine_config(&config));
     let counted = telemetry.clone();
     tasks.spawn(
         crate::context::run::run(
             journal.clone(),
             engine,
+            context_view.clone(),
             clock.clone(),
             Box::new(move |out| {
                 let n = out

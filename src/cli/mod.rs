@@ -4,6 +4,7 @@ mod bench;
 mod bench_opcua;
 mod bench_protocols;
 mod bench_sparkplug;
+mod reclassify;
 mod score;
 mod simulate;
 
@@ -83,6 +84,9 @@ pub enum Command {
     /// really did (truth.jsonl); prints per-category precision and recall, and last
     /// `correct_time_pct=NN.N`.
     Score(score::ScoreArgs),
+    /// Derive a period's intervals again from the journal under today's rules and calendars,
+    /// and write what changed as revisions (`why: "reclassified"`). Prints what it did as JSON.
+    Reclassify(reclassify::ReclassifyArgs),
     /// Measure performance (see the README's "Performance" section).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -223,6 +227,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Export(a) => export_cmd(a),
         Command::Score(a) => score::run(a),
+        Command::Reclassify(a) => reclassify::run(a),
         Command::Bench(b) => {
             init_tracing("warn", false);
             bench::run(b)

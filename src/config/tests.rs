@@ -574,7 +574,7 @@ fn calendars_rules_and_work_centers_compile_and_name_their_mistakes() {
     insta::assert_snapshot!(errs(&bad), @r#"
 shopbridge.toml:7:12: machines[0].calendar: no calendar "three-shift" is configured; the [calendars.<name>] sections are: Two-Shift
 shopbridge.toml:16:32: context.work_centers.WC-MILL-1: work center "WC-MILL-1" names machine "sim-9", which is not configured (machines: okuma-1)
-shopbridge.toml:17:1: context.rules: rule 1 ("bar feeder"): when: unknown fact `programme` (at character 1); the facts a rule may read are availability, execution, controller_mode, functional_mode, emergency_stop, alarm, state, program, part_count, single_block, optional_stop, feed_override, tool_number, tool_changed, operator, signed_in, job, operation, operation_active, first_cycle_done, program_proven, hold, inspection_pending, upstream_incomplete, planned, on_shift, stop_seconds
+shopbridge.toml:17:1: context.rules: rule 1 ("bar feeder"): when: unknown fact `programme` (at character 1); the facts a rule may read are availability, execution, controller_mode, functional_mode, emergency_stop, alarm, state, program, part_count, single_block, optional_stop, feed_override, tool_number, tool_changed, operator, signed_in, job, operation, operation_active, first_cycle_done, program_proven, hold, inspection_pending, upstream_incomplete, planned, on_shift, stop_seconds, span_seconds
 shopbridge.toml:22:13: calendars.Two-Shift.time_zone: expected a time zone like "America/Chicago" or "+01:00", found "Mars/Olympus" (failed to find time zone `Mars/Olympus` in time zone database)
 shopbridge.toml:26:9: calendars.Two-Shift.shifts[0].start: expected a time of day like "06:00" or "22:30:00", found "25:00"
 "#);

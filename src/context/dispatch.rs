@@ -18,6 +18,8 @@ pub const MAX_OPERATIONS: usize = 500;
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OperationInput {
+    /// Required (a job's operations take the job's).
+    #[serde(default)]
     pub job: String,
     pub operation: String,
     pub part_number: Option<String>,

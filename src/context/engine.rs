@@ -38,6 +38,9 @@ use crate::model::{
 const MAX_OP_SEGMENTS: usize = 4096;
 /// Segments of a stop kept for an operator's reason.
 const MAX_STOP_SEGMENTS: usize = 512;
+/// An operator's reason replaces rule decisions less sure than this (and the decision of the
+/// span it was given for): a confident rule (a fault, setup mode) keeps its category.
+const REASON_OVERRIDES_BELOW: f32 = 0.75;
 /// Cycle times the robust median is taken over.
 const CYCLE_WINDOW: usize = 15;
 
@@ -54,6 +57,56 @@ impl Default for MachineSettings {
         Self {
             calendar: Arc::new(Calendar::always()),
             parts_per_cycle: 1,
+        }
+    }
+}
+
+/// A machine's context inputs as the engine holds them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct MachineInputs {
+    pub dispatch: Vec<DispatchedOperation>,
+    pub holds: Vec<String>,
+    pub inspection_pending: bool,
+}
+
+/// The engine's inputs per machine, shared read-only with the REST API (which merges jobs into
+/// dispatch lists and finds the machines a hold is open on). Kept by [`super::run`]; it is the
+/// engine's own state, so it survives restarts with it.
+#[derive(Debug, Default)]
+pub struct ContextView {
+    machines: std::sync::RwLock<HashMap<MachineId, MachineInputs>>,
+}
+
+impl ContextView {
+    pub fn get(&self, m: &MachineId) -> MachineInputs {
+        self.machines
+            .read()
+            .map(|v| v.get(m).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Open holds and the machines they are open on.
+    pub fn holds(&self) -> std::collections::BTreeMap<String, Vec<MachineId>> {
+        let mut out: std::collections::BTreeMap<String, Vec<MachineId>> = Default::default();
+        if let Ok(v) = self.machines.read() {
+            for (m, i) in v.iter() {
+                for h in &i.holds {
+                    out.entry(h.clone()).or_default().push(m.clone());
+                }
+            }
+        }
+        for ms in out.values_mut() {
+            ms.sort();
+        }
+        out
+    }
+
+    /// Refreshes `machines` from the engine.
+    pub fn update<'a>(&self, engine: &Engine, machines: impl IntoIterator<Item = &'a MachineId>) {
+        if let Ok(mut v) = self.machines.write() {
+            for m in machines {
+                v.insert(m.clone(), engine.inputs(m));
+            }
         }
     }
 }
@@ -83,6 +136,16 @@ struct Override {
     by: Option<String>,
     record: u64,
     at: Timestamp,
+    /// The rule's category of the span the reason was given for.
+    anchor: TimeCategory,
+}
+
+/// A span written for the current (or last) stop, with the rule's own decision.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StopSpan {
+    interval: StateInterval,
+    rule: TimeCategory,
+    confidence: f32,
 }
 
 /// The span of time being accumulated.
@@ -91,7 +154,7 @@ struct Segment {
     start: Timestamp,
     state: MachineState,
     context: JobContext,
-    /// The structural decision (with the stop's length taken as zero).
+    /// The decision while the span is open (its stop taken as going on: no micro-stop yet).
     category: TimeCategory,
     attribution: Attribution,
     provisional: bool,
@@ -139,7 +202,7 @@ struct MachineCtx {
     /// When the machine last left RUN (None while it runs).
     stop_start: Option<Timestamp>,
     /// The intervals written for the current (or last) stop.
-    stop_segments: Vec<StateInterval>,
+    stop_segments: Vec<StopSpan>,
     /// The intervals written since the operation started.
     op_segments: Vec<StateInterval>,
     reason: Option<Override>,
@@ -269,15 +332,26 @@ impl Engine {
             };
             let at = m.last_time.map_or(at, |l| at.max(l));
             cx.advance(m, at);
-            cx.close(m, at);
+            cx.close(m, at, false);
         }
     }
 
-    /// A machine's dispatch list (what the engine holds now).
-    pub fn dispatch(&self, machine: &MachineId) -> &[DispatchedOperation] {
+    /// What the engine holds now about a machine's inputs: its dispatch list, its open holds
+    /// and whether an inspection is pending.
+    pub fn inputs(&self, machine: &MachineId) -> MachineInputs {
         self.machines
             .get(machine)
-            .map_or(&[], |m| m.dispatch.as_slice())
+            .map(|m| MachineInputs {
+                dispatch: m.dispatch.clone(),
+                holds: m.holds.iter().map(|h| h.0.clone()).collect(),
+                inspection_pending: m.inspection_pending,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every configured machine.
+    pub fn machine_ids(&self) -> impl Iterator<Item = &MachineId> {
+        self.config.machines.keys()
     }
 }
 
@@ -306,7 +380,7 @@ impl Cx<'_> {
         match &r.kind {
             RecordKind::StateChange(s) => {
                 // The span ends with the state it had (and its stop's real length).
-                self.close(m, t);
+                self.close(m, t, false);
                 let prev_shop = m.state.shop_state();
                 let was_active = m.last_execution == Some(Execution::Active);
                 m.last_execution = s.state.execution;
@@ -448,7 +522,7 @@ impl Cx<'_> {
             if b > t || b <= o.start {
                 break;
             }
-            self.close(m, b);
+            self.close(m, b, true);
             self.open(m, b);
         }
     }
@@ -468,7 +542,7 @@ impl Cx<'_> {
         } else {
             self.settings.calendar.slot(t)
         };
-        let (category, attribution, _) = self.decide(m, &slot, 0.0);
+        let (category, attribution, _) = self.decide(m, &slot, f64::INFINITY);
         let context = self.context(m, &slot);
         let provisional = m.op.as_ref().is_some_and(|o| o.provisional);
         let same = o.category == category
@@ -477,7 +551,7 @@ impl Cx<'_> {
             && o.context == context
             && o.provisional == provisional;
         if state_changed || !same {
-            self.close(m, t);
+            self.close(m, t, true);
             self.open(m, t);
         } else {
             self.publish(m, t);
@@ -623,7 +697,7 @@ impl Cx<'_> {
 
     fn open(&mut self, m: &mut MachineCtx, t: Timestamp) {
         let slot = self.settings.calendar.slot(t);
-        let (category, attribution, facts) = self.decide(m, &slot, 0.0);
+        let (category, attribution, facts) = self.decide(m, &slot, f64::INFINITY);
         let context = self.context(m, &slot);
         m.open = Some(Segment {
             facts,
@@ -644,7 +718,12 @@ impl Cx<'_> {
         a.source != CategorySource::Planner
     }
 
-    fn close(&mut self, m: &mut MachineCtx, end: Timestamp) {
+    /// Whether reason `r` covers a span the rules gave `category` with `a`.
+    fn covers(r: &Override, category: &TimeCategory, a: &Attribution) -> bool {
+        Self::overridable(a) && (category == &r.anchor || a.confidence < REASON_OVERRIDES_BELOW)
+    }
+
+    fn close(&mut self, m: &mut MachineCtx, end: Timestamp, stop_goes_on: bool) {
         let Some(o) = m.open.take() else {
             return;
         };
@@ -657,7 +736,10 @@ impl Cx<'_> {
             until: o.slot_until,
         };
         let stopped = o.state.shop_state() != ShopState::Run;
+        // A stop cut by a shift boundary, a sign-out or a hold goes on: its length is not
+        // known yet, and it is no micro-stop.
         let stop_seconds = match (stopped, m.stop_start) {
+            (true, _) if stop_goes_on => f64::INFINITY,
             (true, Some(s)) => end.micros_since(s) as f64 / 1e6,
             _ => 0.0,
         };
@@ -669,11 +751,15 @@ impl Cx<'_> {
         if let Some(f) = facts.get_mut(super::rules::fact("span_seconds")) {
             *f = Value::Float(end.micros_since(o.start) as f64 / 1e6);
         }
-        let (mut category, mut attribution) = self.decide_on(&facts, &slot);
-        if stopped && Self::overridable(&attribution) {
-            if let Some(r) = &m.reason {
+        let (rule, rule_attribution) = self.decide_on(&facts, &slot);
+        let (mut category, mut attribution) = (rule.clone(), rule_attribution.clone());
+        if let Some(r) = m.reason.as_ref().filter(|_| stopped) {
+            if Self::covers(r, &rule, &rule_attribution) {
                 category = TimeCategory::Loss(r.category.clone());
                 attribution = operator_attribution(r);
+            } else if Self::overridable(&rule_attribution) {
+                // The situation changed (a fault, setup): the reason was for what went before.
+                m.reason = None;
             }
         }
         let interval = StateInterval {
@@ -689,7 +775,14 @@ impl Cx<'_> {
             revision: None,
         };
         if stopped {
-            push_bounded(&mut m.stop_segments, interval.clone(), MAX_STOP_SEGMENTS);
+            if m.stop_segments.len() >= MAX_STOP_SEGMENTS {
+                m.stop_segments.remove(0);
+            }
+            m.stop_segments.push(StopSpan {
+                interval: interval.clone(),
+                rule,
+                confidence: rule_attribution.confidence,
+            });
         }
         let same_op = m.op.as_ref().is_some_and(|op| {
             interval.context.job.as_ref() == Some(&op.op.job)
@@ -707,7 +800,7 @@ impl Cx<'_> {
             return;
         };
         let (category, attribution) = match (&m.reason, o.state.shop_state() != ShopState::Run) {
-            (Some(r), true) if Self::overridable(&o.attribution) => (
+            (Some(r), true) if Self::covers(r, &o.category, &o.attribution) => (
                 TimeCategory::Loss(r.category.clone()),
                 operator_attribution(r),
             ),
@@ -943,7 +1036,7 @@ impl Cx<'_> {
         by: Option<String>,
     ) {
         // The span in hand is written first, so that it is re-attributed with the rest.
-        self.close(m, t);
+        self.close(m, t, true);
         let same =
             m.op.as_ref()
                 .is_some_and(|o| o.op.job == job && o.op.operation == operation);
@@ -1035,25 +1128,61 @@ impl Cx<'_> {
         by: Option<String>,
         record: u64,
     ) {
+        // The reason is for the span in hand if the machine is stopped, else for the last stop.
+        let stopped_now = m
+            .open
+            .as_ref()
+            .filter(|o| o.state.shop_state() != ShopState::Run);
+        let anchor = match (stopped_now, m.stop_segments.last()) {
+            (Some(o), _) => o.category.clone(),
+            (None, Some(s)) => s.rule.clone(),
+            (None, None) => TimeCategory::Loss(LossCategory::UNEXPLAINED),
+        };
         let o = Override {
             category: category.clone(),
             by: by.clone(),
             record,
             at: t,
+            anchor,
         };
         let attribution = operator_attribution(&o);
+        // Spans of this stop already written are written again with the reason, back to the
+        // first one a confident rule explained otherwise.
+        let mut from = m.stop_segments.len();
+        if stopped_now.is_none_or(|s| Self::covers(&o, &s.category, &s.attribution)) {
+            while from > 0 {
+                let s = &m.stop_segments[from - 1];
+                let a = s.interval.attribution.clone().unwrap_or(Attribution {
+                    source: CategorySource::Rule,
+                    rule: None,
+                    confidence: s.confidence,
+                    by: None,
+                    record: None,
+                });
+                let a = Attribution {
+                    confidence: s.confidence,
+                    ..a
+                };
+                let planned = s
+                    .interval
+                    .attribution
+                    .as_ref()
+                    .is_some_and(|x| x.source == CategorySource::Planner);
+                if planned || !Self::covers(&o, &s.rule, &a) {
+                    break;
+                }
+                from -= 1;
+            }
+        }
         m.reason = Some(o);
-        // Spans of this stop already written are written again with the reason.
-        let mut revised = Vec::with_capacity(m.stop_segments.len());
-        for seg in &m.stop_segments {
-            let overridable = seg.attribution.as_ref().is_none_or(Self::overridable);
-            let target = TimeCategory::Loss(category.clone());
-            if !overridable || seg.category.as_ref() == Some(&target) {
-                revised.push(seg.clone());
+        let target = TimeCategory::Loss(category.clone());
+        for span in m.stop_segments[from..].iter_mut() {
+            let seg = &span.interval;
+            if seg.category.as_ref() == Some(&target) {
                 continue;
             }
             let mut next = seg.clone();
-            next.category = Some(target);
+            next.category = Some(target.clone());
             next.attribution = Some(attribution.clone());
             next.revision = Some(Revision {
                 n: seg.revision.as_ref().map_or(1, |r| r.n + 1),
@@ -1066,9 +1195,8 @@ impl Cx<'_> {
                 by: by.clone(),
             });
             self.out.push(RecordKind::Interval(Box::new(next.clone())));
-            revised.push(next);
+            span.interval = next;
         }
-        m.stop_segments = revised;
         // While the machine is stopped the reason holds for the open span too (applied when
         // it closes, and shown live now).
         self.publish(m, t);

@@ -43,6 +43,8 @@ struct Feed {
     seq: u64,
     out: Vec<RecordKind>,
     state: MachineState,
+    /// Everything as a journal would hold it: each input, then what the engine derived.
+    log: Vec<Record>,
 }
 
 impl Feed {
@@ -67,6 +69,7 @@ impl Feed {
             }),
             seq: 0,
             out: Vec::new(),
+            log: Vec::new(),
             state: MachineState {
                 availability: Availability::Available,
                 execution: Some(Execution::Ready),
@@ -86,7 +89,16 @@ impl Feed {
             seq: self.seq,
             kind,
         };
+        let before = self.out.len();
         self.engine.apply(&r, &mut self.out);
+        self.log.push(r);
+        for d in self.out[before..].to_vec() {
+            self.seq += 1;
+            self.log.push(Record {
+                seq: self.seq,
+                kind: d,
+            });
+        }
     }
 
     fn at(secs: i64) -> Timestamp {
@@ -168,7 +180,15 @@ impl Feed {
     }
 
     fn finish(&mut self, secs: i64) {
+        let before = self.out.len();
         self.engine.close_all(Self::at(secs), &mut self.out);
+        for d in self.out[before..].to_vec() {
+            self.seq += 1;
+            self.log.push(Record {
+                seq: self.seq,
+                kind: d,
+            });
+        }
     }
 
     /// The newest revision of every interval, by start.
@@ -269,6 +289,8 @@ fn modes_give_setup_prove_out_maintenance_and_tool_change() {
             operator: "ann".into(),
         },
     );
+    // Tool changes are told from setup by the operation: it is running, not new.
+    f.dispatch(0, vec![op("9", "10", "O2000", 50)]);
     f.state(0, |s| {
         s.controller_mode = Some(ControllerMode::Edit);
         s.functional_mode = Some(FunctionalMode::Setup);
@@ -681,4 +703,84 @@ fn a_restored_snapshot_continues_exactly_like_an_uninterrupted_run() {
     let mut joined = first.out.clone();
     joined.extend(second.out.clone());
     assert_eq!(joined, whole.out);
+}
+
+#[test]
+fn reclassify_under_the_same_rules_changes_nothing_and_under_new_rules_revises() {
+    use super::reclassify::reclassify;
+    let mut f = Feed::new();
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
+    f.obs(0, signals::PROGRAM, Value::text("O1"));
+    f.cycle(0, 100, 1);
+    f.cycle(130, 100, 2); // 100..130 load and unload
+    f.exec(500, Execution::Active); // 230..500: 270 s unexplained
+    f.exec(600, Execution::ProgramCompleted);
+    f.command(
+        650,
+        Command::StopReason {
+            reason: LossCategory::BLOCKED,
+            note: None,
+        },
+    );
+    f.exec(900, Execution::Active); // 600..900: blocked, said the operator
+    f.finish(1000);
+    let config = |rules: Rules| {
+        let mut machines = std::collections::HashMap::new();
+        machines.insert(m1(), MachineSettings::default());
+        EngineConfig {
+            rules: Arc::new(rules),
+            machines,
+        }
+    };
+    let (from, to, now) = (Feed::at(0), Feed::at(1000), Feed::at(2000));
+    let (same, stats) = reclassify(f.log.clone(), config(Rules::defaults()), from, to, now);
+    assert!(same.is_empty(), "{same:#?}");
+    assert_eq!(stats.revised, 0);
+    assert!(stats.intervals >= 5, "{stats:?}");
+    // A new site rule: an idle machine in automatic with a program loaded is starved.
+    let mut raw = vec![super::rules::RawRule {
+        name: "idle means no material".into(),
+        when: "state == 'IDLE' and stop_seconds >= 120".into(),
+        category: "starved".into(),
+        source: None,
+        confidence: Some(0.5),
+    }];
+    raw.extend(super::rules::default_raw());
+    let rules = Rules::compile(&raw, &Taxonomy::default()).unwrap();
+    let (revised, stats) = reclassify(f.log.clone(), config(rules), from, to, now);
+    assert_eq!(stats.revised, 1, "{revised:#?}");
+    let RecordKind::Interval(i) = &revised[0] else {
+        panic!("{revised:?}")
+    };
+    assert_eq!(i.start, Feed::at(230));
+    assert_eq!(i.category.as_ref().map(|c| c.as_str()), Some("starved"));
+    let rev = i.revision.as_ref().unwrap();
+    assert_eq!(rev.why, "reclassified");
+    assert_eq!(
+        rev.previous_category.as_ref().map(|c| c.as_str()),
+        Some("unexplained")
+    );
+    // The operator's reason still holds under the new rules.
+    let mut all = f.log.clone();
+    all.extend(revised.into_iter().enumerate().map(|(k, kind)| Record {
+        seq: 10_000 + k as u64,
+        kind,
+    }));
+    let (ivs, _) = crate::sim::score::latest(all.into_iter().filter_map(|r| match r.kind {
+        RecordKind::Interval(i) => Some(*i),
+        _ => None,
+    }));
+    let at = |s: i64| {
+        ivs.iter()
+            .find(|i| i.start <= Feed::at(s) && Feed::at(s) < i.end)
+            .and_then(|i| i.category.as_ref().map(|c| c.to_string()))
+    };
+    assert_eq!(at(300).as_deref(), Some("starved"));
+    assert_eq!(at(700).as_deref(), Some("blocked"));
+    assert_eq!(at(110).as_deref(), Some("production"));
 }

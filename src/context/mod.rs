@@ -12,10 +12,11 @@ pub mod calendar;
 pub mod commands;
 pub mod dispatch;
 pub mod engine;
+pub mod reclassify;
 pub mod rules;
 pub mod run;
 
-pub use engine::{Engine, EngineConfig, MachineSettings};
+pub use engine::{ContextView, Engine, EngineConfig, MachineInputs, MachineSettings};
 
 #[cfg(test)]
 mod engine_tests;

@@ -95,7 +95,7 @@ confidence = 0.85
 
 [[rules]]
 name = "cutting"
-when = "execution == 'ACTIVE' and controller_mode == 'AUTOMATIC'"
+when = "execution == 'ACTIVE' and (controller_mode == 'AUTOMATIC' or controller_mode == 'SEMI_AUTOMATIC' or controller_mode == UNAVAILABLE)"
 category = "production"
 confidence = 0.95
 
@@ -107,7 +107,7 @@ confidence = 0.85
 
 [[rules]]
 name = "manual mode mid-operation"
-when = "first_cycle_done and (controller_mode == 'MANUAL' or controller_mode == 'MANUAL_DATA_INPUT' or tool_changed)"
+when = "operation_active and first_cycle_done and (controller_mode == 'MANUAL' or controller_mode == 'MANUAL_DATA_INPUT' or tool_changed)"
 category = "tool_change"
 confidence = 0.6
 
@@ -131,7 +131,7 @@ confidence = 0.7
 
 [[rules]]
 name = "micro-stop"
-when = "state != 'OFF' and stop_seconds < 120"
+when = "state != 'OFF' and state != 'RUN' and stop_seconds < 120"
 category = "micro_stop"
 confidence = 0.7
 

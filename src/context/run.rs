@@ -51,11 +51,12 @@ pub fn restore(journal_state: Option<Vec<u8>>, engine: &mut Engine) -> u64 {
 pub async fn run(
     journal: Journal,
     mut engine: Engine,
+    view: std::sync::Arc<super::ContextView>,
     clock: Clock,
     written: Written,
     shutdown: CancellationToken,
 ) {
-    if let Err(e) = run_inner(&journal, &mut engine, &clock, &written, &shutdown).await {
+    if let Err(e) = run_inner(&journal, &mut engine, &view, &clock, &written, &shutdown).await {
         tracing::error!(error = %e, "the context layer stopped: intervals and categories are not being written");
     }
 }
@@ -66,6 +67,7 @@ pub type Written = Box<dyn Fn(&[RecordKind]) + Send + Sync>;
 async fn run_inner(
     journal: &Journal,
     engine: &mut Engine,
+    view: &super::ContextView,
     clock: &Clock,
     written: &Written,
     shutdown: &CancellationToken,
@@ -96,6 +98,8 @@ async fn run_inner(
             "context engine resumed from its saved state"
         );
     }
+    let all: Vec<crate::model::MachineId> = engine.machine_ids().cloned().collect();
+    view.update(engine, &all);
     let mut last_save = Instant::now();
     let mut out = Vec::new();
     loop {
@@ -116,8 +120,12 @@ async fn run_inner(
             }
             continue;
         };
+        let mut inputs_changed = Vec::new();
         for r in &batch.records {
             engine.apply(r, &mut out);
+            if matches!(r.kind, RecordKind::Dispatch(_) | RecordKind::Quality(_)) {
+                inputs_changed.push(r.kind.machine().clone());
+            }
         }
         let save = last_save.elapsed() >= SAVE_EVERY;
         let state = save.then(|| encode_state(last, engine));
@@ -128,6 +136,8 @@ async fn run_inner(
         if save {
             last_save = Instant::now();
         }
+        // After the commit: what the API reads is what the journal holds.
+        view.update(engine, &inputs_changed);
     }
     engine.close_all(clock.now(), &mut out);
     let upto = cursor.position();

@@ -63,12 +63,6 @@ pub struct LiveMachine {
     /// The context layer's view now: job, operation, operator, shift, the current span's
     /// category and how it was decided, and the running operation's schedule feedback.
     pub context: Option<crate::model::ContextRecord>,
-    /// The dispatch list the ERP sent last.
-    pub dispatch: Vec<crate::model::DispatchedOperation>,
-    /// QMS holds open on this machine or on a job (ids).
-    pub holds: Vec<String>,
-    /// An inspection was requested and not yet dispositioned.
-    pub inspection_pending: bool,
 }
 
 /// A confirmed job and operation.
@@ -164,9 +158,6 @@ impl LiveMachine {
             stop_reason: None,
             operation: None,
             context: None,
-            dispatch: Vec::new(),
-            holds: Vec::new(),
-            inspection_pending: false,
         }
     }
 }
@@ -317,20 +308,9 @@ fn apply_record(m: &mut LiveMachine, r: &crate::model::Record) {
             };
             m.context = Some((**c).clone());
         }
-        RecordKind::Dispatch(d) => m.dispatch.clone_from(&d.operations),
-        RecordKind::Quality(q) => match &q.event {
-            crate::model::QualityEvent::HoldOpened { hold, .. } => {
-                if !m.holds.contains(hold) {
-                    m.holds.push(hold.clone());
-                }
-            }
-            crate::model::QualityEvent::HoldReleased { hold } => m.holds.retain(|h| h != hold),
-            crate::model::QualityEvent::InspectionRequested { .. } => m.inspection_pending = true,
-            crate::model::QualityEvent::InspectionDispositioned { .. } => {
-                m.inspection_pending = false
-            }
-        },
-        RecordKind::Operation(_) => {}
+        // Dispatch lists and holds are the context layer's to keep (GET .../dispatch,
+        // /api/v1/holds); their effect shows in its context records.
+        RecordKind::Dispatch(_) | RecordKind::Quality(_) | RecordKind::Operation(_) => {}
         RecordKind::Asset(a) => match a.action {
             AssetAction::Changed => {
                 m.assets.insert(

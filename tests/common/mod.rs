@@ -1,4 +1,5 @@
 //! Helpers the integration tests share (each test file is its own crate and uses what it needs).
+#![allow(dead_code)] // each test crate uses the helpers it needs
 
 use std::net::TcpListener;
 use std::process::Child;

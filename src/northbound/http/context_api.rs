@@ -36,6 +36,105 @@ pub fn routes() -> Router<HttpState> {
         .route("/api/v1/machines/{id}/sign-out", post(post_sign_out))
         .route("/api/v1/machines/{id}/confirm", post(post_confirm))
         .route("/api/v1/machines/{id}/parts", post(post_parts))
+        .route("/api/v1/reclassify", post(post_reclassify))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReclassifyBody {
+    from: String,
+    to: String,
+}
+
+/// Every stored record, oldest first, page by page.
+pub fn all_records(
+    read: impl Fn(u64, usize) -> Result<Vec<crate::model::Record>, crate::journal::JournalError>,
+) -> impl Iterator<Item = Result<crate::model::Record, crate::journal::JournalError>> {
+    let mut after = 0;
+    let mut page: std::vec::IntoIter<crate::model::Record> = Vec::new().into_iter();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(r) = page.next() {
+                after = r.seq;
+                return Some(Ok(r));
+            }
+            if done {
+                return None;
+            }
+            match read(after, 20_000) {
+                Ok(p) if p.is_empty() => {
+                    done = true;
+                    return None;
+                }
+                Ok(p) => page = p.into_iter(),
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    })
+}
+
+/// `POST /api/v1/reclassify`: derives `[from, to)` again under the running bridge's rules
+/// and writes what changed as revisions.
+async fn post_reclassify(State(s): State<HttpState>, bytes: Bytes) -> Response {
+    let r = async {
+        let b: ReclassifyBody = body(&bytes)?;
+        let time = |k: &str, v: &str| {
+            crate::model::Timestamp::parse_rfc3339(v.trim()).map_err(|_| {
+                bad(
+                    "invalid_argument",
+                    format!("{k}: expected a time like \"2026-11-24T06:00:00Z\", found {v:?}"),
+                )
+            })
+        };
+        let (from, to) = (time("from", &b.from)?, time("to", &b.to)?);
+        if to <= from {
+            return Err(bad("invalid_argument", "to: expected a time after from"));
+        }
+        let engine = s.engine.clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_accepting_input",
+                "this bridge does not classify",
+            )
+        })?;
+        let c = commands(&s)?;
+        let now = c.now();
+        let journal = s.journal.clone();
+        let unavailable =
+            |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal_unavailable", e);
+        let (revisions, stats) = tokio::task::spawn_blocking(move || {
+            let mut failed = None;
+            let records = all_records(|a, m| journal.read(a, m)).map_while(|r| match r {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            });
+            let out =
+                crate::context::reclassify::reclassify(records, (*engine).clone(), from, to, now);
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(out),
+            }
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+        if !revisions.is_empty() {
+            s.journal
+                .append(revisions)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+        }
+        Ok(stats)
+    }
+    .await;
+    respond(r, false)
 }
 
 /// The answer to a write.
@@ -161,7 +260,7 @@ async fn get_dispatch(State(s): State<HttpState>, Path(id): Path<String>) -> Res
     let r = (|| {
         let c = commands(&s)?;
         let m = c.machine(&id).map_err(command_error)?;
-        let list = s.live.with(&m, |l| l.dispatch.clone()).unwrap_or_default();
+        let list = s.context.get(&m).dispatch;
         Ok(serde_json::json!({ "machine": m, "operations": list }))
     })();
     respond(r, false)
@@ -265,7 +364,7 @@ async fn post_job(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) 
         // Each machine's list gets the job's operations, replacing earlier copies of them.
         let mut lists = Vec::new();
         for (m, ops) in per_machine {
-            let mut list = s.live.with(&m, |l| l.dispatch.clone()).unwrap_or_default();
+            let mut list = s.context.get(&m).dispatch;
             list.retain(|x| {
                 !ops.iter()
                     .any(|o| o.job == x.job && o.operation == x.operation)
@@ -373,13 +472,9 @@ async fn post_hold(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes)
 }
 
 async fn get_holds(State(s): State<HttpState>) -> Response {
-    let mut holds: BTreeMap<String, Vec<MachineId>> = BTreeMap::new();
-    for m in s.live.snapshot() {
-        for h in &m.holds {
-            holds.entry(h.clone()).or_default().push(m.id.clone());
-        }
-    }
-    let list: Vec<_> = holds
+    let list: Vec<_> = s
+        .context
+        .holds()
         .into_iter()
         .map(|(hold, machines)| serde_json::json!({ "hold": hold, "machines": machines }))
         .collect();
@@ -405,13 +500,7 @@ async fn release_hold(
         } else {
             body(&bytes)?
         };
-        let machines: Vec<MachineId> = s
-            .live
-            .snapshot()
-            .into_iter()
-            .filter(|m| m.holds.iter().any(|h| h == &id))
-            .map(|m| m.id)
-            .collect();
+        let machines: Vec<MachineId> = s.context.holds().remove(&id).unwrap_or_default();
         if machines.is_empty() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -24,6 +24,7 @@ use crate::journal::Journal;
 use crate::model::{MachineId, Record};
 use crate::normalize::ClockInfo;
 
+pub use context_api::all_records;
 pub use metrics::render_metrics;
 
 /// Counters the pipeline keeps and `/metrics` shows.
@@ -85,6 +86,10 @@ pub struct HttpState {
     pub version: &'static str,
     /// Where ERP, QMS and operator input goes (None: the API only reads).
     pub commands: Option<crate::context::commands::Commands>,
+    /// The context engine's settings (today's rules), for re-classification.
+    pub engine: Option<Arc<crate::context::EngineConfig>>,
+    /// The context engine's dispatch lists and holds per machine.
+    pub context: Arc<crate::context::ContextView>,
 }
 
 /// An API error: a stable machine-readable code and a human message.
@@ -276,7 +281,8 @@ struct RecordsQuery {
     limit: Option<usize>,
     /// Only this machine's records.
     machine: Option<String>,
-    /// Only this kind (observation, state_change, link, interval, condition, asset, command).
+    /// Only this kind (observation, state_change, link, interval, condition, asset, command,
+    /// dispatch, quality, operation, context).
     kind: Option<String>,
 }
 
@@ -289,7 +295,7 @@ struct RecordsPage {
     last_seq: u64,
 }
 
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 11] = [
     "observation",
     "state_change",
     "link",
@@ -297,6 +303,10 @@ const KINDS: [&str; 7] = [
     "condition",
     "asset",
     "command",
+    "dispatch",
+    "quality",
+    "operation",
+    "context",
 ];
 
 async fn records(

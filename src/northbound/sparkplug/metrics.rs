@@ -9,7 +9,7 @@ use crate::model::{Command, Timestamp, Value};
 use crate::northbound::live::LiveMachine;
 
 /// Metrics every machine publishes, before its profile's `Signals/…`.
-pub const STATE_METRICS: [(&str, DataType); 21] = [
+pub const STATE_METRICS: [(&str, DataType); 28] = [
     ("State/Shop", DataType::String),
     ("State/Availability", DataType::String),
     ("State/Execution", DataType::String),
@@ -28,9 +28,16 @@ pub const STATE_METRICS: [(&str, DataType); 21] = [
     ("Context/Operation", DataType::String),
     ("Context/Operator", DataType::String),
     ("Context/Shift", DataType::String),
+    ("Context/PartNumber", DataType::String),
+    ("Context/Provisional", DataType::Boolean),
     ("Loss/Category", DataType::String),
     ("Loss/Since", DataType::DateTime),
+    ("Loss/Source", DataType::String),
     ("Loss/StopReason", DataType::String),
+    ("Schedule/CycleTime", DataType::Double),
+    ("Schedule/PartsRemaining", DataType::Int64),
+    ("Schedule/EstimatedCompletion", DataType::DateTime),
+    ("Schedule/AtRisk", DataType::Boolean),
 ];
 
 /// The metrics a host may write (DCMD). Values are Strings:
@@ -113,6 +120,93 @@ pub(super) fn state_values(m: &LiveMachine, at: u64) -> Vec<Update> {
     .collect()
 }
 
+/// What the context layer says about the machine now (job, operation, operator, shift, how
+/// its current span was classified, the running operation's schedule), at `at`.
+pub(super) fn context_values(m: &LiveMachine, at: u64) -> Vec<Update> {
+    let ctx = m.context.as_ref();
+    let fb = ctx.and_then(|c| c.feedback.as_ref());
+    let mut out = vec![
+        (
+            "Context/Job".to_string(),
+            text(m.operation.as_ref().map(|o| o.job.clone())),
+            at,
+        ),
+        (
+            "Context/Operation".into(),
+            text(m.operation.as_ref().map(|o| o.operation.clone())),
+            at,
+        ),
+        ("Context/Operator".into(), text(m.operator.clone()), at),
+        (
+            "Context/Shift".into(),
+            text(ctx.and_then(|c| c.context.shift.clone())),
+            at,
+        ),
+        (
+            "Context/PartNumber".into(),
+            text(ctx.and_then(|c| c.context.part_number.clone())),
+            at,
+        ),
+        (
+            "Context/Provisional".into(),
+            ctx.map(|c| MetricValue::Boolean(c.provisional)),
+            at,
+        ),
+        (
+            "Loss/Source".into(),
+            text(ctx.map(|c| c.attribution.source.as_str().to_string())),
+            at,
+        ),
+        (
+            "Loss/StopReason".into(),
+            text(
+                m.stop_reason
+                    .as_ref()
+                    .map(|r| r.reason.as_str().to_string()),
+            ),
+            at,
+        ),
+        (
+            "Counts/Scrap".into(),
+            Some(MetricValue::Int64(
+                fb.map_or(0, |f| f.parts.scrap.min(i64::MAX as u64) as i64),
+            )),
+            at,
+        ),
+        (
+            "Counts/Rework".into(),
+            Some(MetricValue::Int64(
+                fb.map_or(0, |f| f.parts.rework.min(i64::MAX as u64) as i64),
+            )),
+            at,
+        ),
+        (
+            "Schedule/CycleTime".into(),
+            fb.and_then(|f| f.cycle_seconds).map(MetricValue::Double),
+            at,
+        ),
+        (
+            "Schedule/PartsRemaining".into(),
+            fb.and_then(|f| f.remaining)
+                .map(|r| MetricValue::Int64(r.min(i64::MAX as u64) as i64)),
+            at,
+        ),
+        (
+            "Schedule/EstimatedCompletion".into(),
+            fb.and_then(|f| f.estimated_completion)
+                .map(|t| MetricValue::DateTime(ms(t))),
+            at,
+        ),
+        (
+            "Schedule/AtRisk".into(),
+            fb.map(|f| MetricValue::Boolean(f.at_risk)),
+            at,
+        ),
+    ];
+    out.extend(loss_values(m, at));
+    out
+}
+
 /// `Loss/Category` and `Loss/Since`, at `at`.
 pub(super) fn loss_values(m: &LiveMachine, at: u64) -> Vec<Update> {
     let loss = m.loss_category();
@@ -158,31 +252,8 @@ pub fn device_values(m: &LiveMachine, now: Timestamp) -> Vec<Update> {
         c.part_count.map(MetricValue::Int64),
         parts_time,
     ));
-    out.push(("Counts/Scrap".into(), Some(MetricValue::Int64(0)), since));
-    out.push(("Counts/Rework".into(), Some(MetricValue::Int64(0)), since));
-    let op_time = m.operation.as_ref().map(|o| ms(o.at)).unwrap_or(since);
-    out.push((
-        "Context/Job".into(),
-        text(m.operation.as_ref().map(|o| o.job.clone())),
-        op_time,
-    ));
-    out.push((
-        "Context/Operation".into(),
-        text(m.operation.as_ref().map(|o| o.operation.clone())),
-        op_time,
-    ));
-    out.push(("Context/Operator".into(), text(m.operator.clone()), since));
-    out.push(("Context/Shift".into(), None, since));
-    out.extend(loss_values(m, since));
-    out.push((
-        "Loss/StopReason".into(),
-        text(
-            m.stop_reason
-                .as_ref()
-                .map(|r| r.reason.as_str().to_string()),
-        ),
-        m.stop_reason.as_ref().map(|r| ms(r.at)).unwrap_or(since),
-    ));
+    let context_time = m.context.as_ref().map(|c| ms(c.at)).unwrap_or(since);
+    out.extend(context_values(m, context_time));
     for (name, s) in &m.signals {
         let v = match &s.value {
             Value::Unavailable => None,

@@ -2,7 +2,7 @@
 //! replays every record, not just the final state). The caller applies the record to its
 //! [`LiveMachine`] mirror first and passes the machine as it is after the record.
 
-use super::metrics::{loss_values, ms, state_values, text};
+use super::metrics::{context_values, loss_values, ms, state_values, text};
 use super::payload::MetricValue;
 use crate::model::{Record, RecordKind, Value, signals};
 use crate::northbound::live::LiveMachine;
@@ -47,32 +47,7 @@ pub fn update(record: &Record, m: &LiveMachine) -> DeviceUpdate {
             out.extend(loss_values(m, at));
             out
         }
-        RecordKind::Command(_) | RecordKind::Context(_) => {
-            let mut out = vec![
-                ("Context/Operator".into(), text(m.operator.clone()), at),
-                (
-                    "Context/Job".into(),
-                    text(m.operation.as_ref().map(|o| o.job.clone())),
-                    at,
-                ),
-                (
-                    "Context/Operation".into(),
-                    text(m.operation.as_ref().map(|o| o.operation.clone())),
-                    at,
-                ),
-                (
-                    "Loss/StopReason".into(),
-                    text(
-                        m.stop_reason
-                            .as_ref()
-                            .map(|r| r.reason.as_str().to_string()),
-                    ),
-                    at,
-                ),
-            ];
-            out.extend(loss_values(m, at));
-            out
-        }
+        RecordKind::Command(_) | RecordKind::Context(_) => context_values(m, at),
         RecordKind::Condition(_) => vec![(
             "State/ActiveConditions".into(),
             Some(MetricValue::Int64(m.conditions.len() as i64)),
