@@ -92,7 +92,7 @@ impl Feed {
         let before = self.out.len();
         self.engine.apply(&r, &mut self.out);
         self.log.push(r);
-        for d in self.out[before..].to_vec() {
+        for d in self.out[before..].iter().cloned() {
             self.seq += 1;
             self.log.push(Record {
                 seq: self.seq,
@@ -182,7 +182,7 @@ impl Feed {
     fn finish(&mut self, secs: i64) {
         let before = self.out.len();
         self.engine.close_all(Self::at(secs), &mut self.out);
-        for d in self.out[before..].to_vec() {
+        for d in self.out[before..].iter().cloned() {
             self.seq += 1;
             self.log.push(Record {
                 seq: self.seq,
@@ -660,7 +660,8 @@ fn nobody_signed_in_idle_in_automatic_is_no_operator() {
 #[test]
 fn a_restored_snapshot_continues_exactly_like_an_uninterrupted_run() {
     let script = |f: &mut Feed, from: usize, to: usize| {
-        let steps: Vec<Box<dyn Fn(&mut Feed)>> = vec![
+        type Step = Box<dyn Fn(&mut Feed)>;
+        let steps: Vec<Step> = vec![
             Box::new(|f| {
                 f.command(
                     0,

@@ -299,7 +299,7 @@ mod tests {
             source: None,
             confidence: None,
         };
-        let e = Rules::compile(&[bad.clone()], &Taxonomy::default()).unwrap_err();
+        let e = Rules::compile(std::slice::from_ref(&bad), &Taxonomy::default()).unwrap_err();
         assert!(e.starts_with("rule 1 (\"typo\"): when:"), "{e}");
         assert!(e.contains("execution"), "{e}");
         let e = Rules::compile(

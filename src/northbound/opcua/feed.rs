@@ -255,19 +255,36 @@ pub fn field_values(m: &LiveMachine, states: &States) -> Vec<(Field, NodeValue)>
         Field::ProgramName,
         good(m.current.program.clone().unwrap_or_default(), program_time),
     ));
-    // Context: what this bridge knows so far (dispatch lists and shifts come later).
+    // Context: the context layer's view (the operation it tracks, the shift, the schedule).
+    let ctx = m.context.as_ref();
+    let ctx_time = ctx.map(|c| c.at);
+    let feedback = ctx.and_then(|c| c.feedback.as_ref());
     let (job, operation, op_time) = match &m.operation {
         Some(o) => (o.job.clone(), o.operation.clone(), Some(o.at)),
         None => (String::new(), String::new(), None),
     };
     out.push((Field::JobId, good(job, op_time)));
     out.push((Field::OperationId, good(operation, op_time)));
-    out.push((Field::PartNumber, good(String::new(), None)));
+    out.push((
+        Field::PartNumber,
+        good(
+            ctx.and_then(|c| c.context.part_number.clone())
+                .unwrap_or_default(),
+            ctx_time,
+        ),
+    ));
     out.push((
         Field::OperatorId,
         good(m.operator.clone().unwrap_or_default(), None),
     ));
-    out.push((Field::Shift, good(String::new(), None)));
+    out.push((
+        Field::Shift,
+        good(
+            ctx.and_then(|c| c.context.shift.clone())
+                .unwrap_or_default(),
+            ctx_time,
+        ),
+    ));
     match m.loss_category() {
         Some((c, at)) => {
             out.push((Field::LossCategory, good(c.as_str().to_string(), at)));
@@ -301,17 +318,37 @@ pub fn field_values(m: &LiveMachine, states: &States) -> Vec<(Field, NodeValue)>
         }
     }
     let parts = m.signals.get(signals::PART_COUNT);
+    // Parts of the operation in process when the context layer tracks one, else the counter.
     out.push((
         Field::PartsGood,
-        match m.current.part_count {
-            Some(n) if n >= 0 => good(n as u64, parts.map(|p| p.time)),
+        match (feedback, m.current.part_count) {
+            (Some(f), _) => good(f.parts.good(), ctx_time),
+            (None, Some(n)) if n >= 0 => good(n as u64, parts.map(|p| p.time)),
             _ => waiting(),
         },
     ));
-    out.push((Field::PartsScrap, good(0u64, None)));
-    out.push((Field::PartsRework, good(0u64, None)));
-    out.push((Field::ObservedCycleTime, waiting()));
-    out.push((Field::EstimatedCompletion, waiting()));
+    out.push((
+        Field::PartsScrap,
+        good(feedback.map_or(0, |f| f.parts.scrap), ctx_time),
+    ));
+    out.push((
+        Field::PartsRework,
+        good(feedback.map_or(0, |f| f.parts.rework), ctx_time),
+    ));
+    out.push((
+        Field::ObservedCycleTime,
+        match feedback.and_then(|f| f.cycle_seconds) {
+            Some(s) => good(s * 1000.0, ctx_time),
+            None => waiting(),
+        },
+    ));
+    out.push((
+        Field::EstimatedCompletion,
+        match feedback.and_then(|f| f.estimated_completion) {
+            Some(t) => good(date_time(t), ctx_time),
+            None => waiting(),
+        },
+    ));
     out
 }
 
