@@ -341,6 +341,15 @@ pub async fn run(
         clock.clone(),
     )
     .with_work_centers(config.context.work_centers.clone());
+    if let Some(d) = &config.context.drop_folder {
+        tasks.spawn(
+            crate::context::drop_folder::run(d.clone(), commands.clone(), consumers.clone())
+                .instrument(tracing::info_span!(
+                    "drop_folder",
+                    component = "drop_folder"
+                )),
+        );
+    }
     let http_state = HttpState {
         commands: Some(commands.clone()),
         engine: Some(Arc::new(engine_config(&config))),

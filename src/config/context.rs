@@ -18,6 +18,8 @@ pub struct ContextConfig {
     /// ERP work center → machine.
     pub work_centers: BTreeMap<String, MachineId>,
     pub calendars: BTreeMap<String, Arc<Calendar>>,
+    /// `[context.drop_folder]`.
+    pub drop_folder: Option<crate::context::drop_folder::DropFolder>,
 }
 
 impl Default for ContextConfig {
@@ -26,6 +28,7 @@ impl Default for ContextConfig {
             rules: Arc::new(Rules::defaults()),
             work_centers: BTreeMap::new(),
             calendars: BTreeMap::new(),
+            drop_folder: None,
         }
     }
 }
@@ -111,12 +114,48 @@ pub(super) fn compile(
             calendars.insert(name.clone(), Arc::new(cal));
         }
     }
+    let drop_folder = raw.context.drop_folder.as_ref().and_then(|d| {
+        for field in d.columns.keys() {
+            if !crate::context::dispatch::CSV_FIELDS.contains(&field.as_str()) {
+                problem(
+                    format!("context.drop_folder.columns.{field}"),
+                    format!(
+                        "unknown field {field:?}; the fields a column may hold are {}",
+                        crate::context::dispatch::CSV_FIELDS.join(", ")
+                    ),
+                );
+            }
+        }
+        let interval = match &d.interval {
+            None => Some(std::time::Duration::from_secs(2)),
+            Some(h) => match super::human::parse_duration(&h.0) {
+                Ok(i) if !i.is_zero() => Some(i),
+                Ok(_) => {
+                    problem(
+                        "context.drop_folder.interval".into(),
+                        "expected a duration above zero, like \"2s\"".into(),
+                    );
+                    None
+                }
+                Err(e) => {
+                    problem("context.drop_folder.interval".into(), e);
+                    None
+                }
+            },
+        };
+        interval.map(|interval| crate::context::drop_folder::DropFolder {
+            dir: d.dir.clone(),
+            columns: d.columns.clone(),
+            interval,
+        })
+    });
     let ok = before_ok.get();
     match rules {
         Some(rules) if ok => Some(ContextConfig {
             rules: Arc::new(rules),
             work_centers,
             calendars,
+            drop_folder,
         }),
         _ => None,
     }

@@ -56,6 +56,19 @@ pub struct RawContext {
     pub default_rules: Option<bool>,
     /// ERP work center → machine id.
     pub work_centers: std::collections::BTreeMap<String, String>,
+    /// `[context.drop_folder]`: a directory the ERP exports dispatch files into.
+    pub drop_folder: Option<RawDropFolder>,
+}
+
+/// `[context.drop_folder]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawDropFolder {
+    pub dir: PathBuf,
+    /// Field → the CSV header that holds it.
+    #[serde(default)]
+    pub columns: std::collections::BTreeMap<String, String>,
+    pub interval: Option<Human>,
 }
 
 /// `[calendars.<name>]`

@@ -316,6 +316,30 @@ impl Engine {
         self.machines.insert(machine, m);
     }
 
+    /// Re-decides every open span as of `now` (how long it has lasted so far) and writes the
+    /// live context where that changes it: a machine idle for ten minutes is no longer shown
+    /// as loading parts. Writes no interval (those are decided when spans close).
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<RecordKind>) {
+        let rules = self.config.rules.clone();
+        for (id, m) in self.machines.iter_mut() {
+            let Some(settings) = self.config.machines.get(id).cloned() else {
+                continue;
+            };
+            let Some(o) = &m.open else { continue };
+            if now <= o.start {
+                continue;
+            }
+            let mut cx = Cx {
+                id,
+                settings: &settings,
+                rules: &rules,
+                ops: &mut self.ops,
+                out,
+            };
+            cx.publish_at(m, now);
+        }
+    }
+
     /// Closes every machine's open span at `at` (a clean shutdown).
     pub fn close_all(&mut self, at: Timestamp, out: &mut Vec<RecordKind>) {
         let rules = self.config.rules.clone();
@@ -513,6 +537,12 @@ impl Cx<'_> {
             return;
         }
         self.settle(m, t, state_changed);
+        // The span in hand carries the program and counter as they are now (a span cut by a
+        // program change kept the old program).
+        if let Some(o) = &mut m.open {
+            o.state.program.clone_from(&m.program);
+            o.state.part_count = m.part_count;
+        }
     }
 
     /// Splits the open span at every calendar boundary up to `t`.
@@ -702,7 +732,11 @@ impl Cx<'_> {
         m.open = Some(Segment {
             facts,
             start: t,
-            state: m.state.clone(),
+            state: MachineState {
+                program: m.program.clone(),
+                part_count: m.part_count,
+                ..m.state.clone()
+            },
             context,
             category,
             attribution,
@@ -799,12 +833,43 @@ impl Cx<'_> {
         let Some(o) = &m.open else {
             return;
         };
+        let decided = (o.category.clone(), o.attribution.clone());
+        self.publish_decided(m, t, decided);
+    }
+
+    /// Writes the live context with the open span decided on how long it has lasted by `now`.
+    fn publish_at(&mut self, m: &mut MachineCtx, now: Timestamp) {
+        let Some(o) = &m.open else {
+            return;
+        };
+        let mut facts = o.facts.clone();
+        if let Some(f) = facts.get_mut(super::rules::fact("span_seconds")) {
+            *f = Value::Float(now.micros_since(o.start) as f64 / 1e6);
+        }
+        let slot = Slot {
+            shift: o.context.shift.clone(),
+            planned: o.planned.clone(),
+            until: o.slot_until,
+        };
+        let decided = self.decide_on(&facts, &slot);
+        self.publish_decided(m, now, decided);
+    }
+
+    fn publish_decided(
+        &mut self,
+        m: &mut MachineCtx,
+        t: Timestamp,
+        (rule_category, rule_attribution): (TimeCategory, Attribution),
+    ) {
+        let Some(o) = &m.open else {
+            return;
+        };
         let (category, attribution) = match (&m.reason, o.state.shop_state() != ShopState::Run) {
-            (Some(r), true) if Self::covers(r, &o.category, &o.attribution) => (
+            (Some(r), true) if Self::covers(r, &rule_category, &rule_attribution) => (
                 TimeCategory::Loss(r.category.clone()),
                 operator_attribution(r),
             ),
-            _ => (o.category.clone(), o.attribution.clone()),
+            _ => (rule_category, rule_attribution),
         };
         let rec = ContextRecord {
             machine: self.id.clone(),

@@ -785,3 +785,39 @@ fn reclassify_under_the_same_rules_changes_nothing_and_under_new_rules_revises()
     assert_eq!(at(700).as_deref(), Some("blocked"));
     assert_eq!(at(110).as_deref(), Some("production"));
 }
+
+#[test]
+fn the_live_context_follows_how_long_a_span_has_lasted() {
+    let mut f = Feed::new();
+    f.command(
+        0,
+        Command::SignIn {
+            operator: "ann".into(),
+        },
+    );
+    f.obs(0, signals::PROGRAM, Value::text("O1"));
+    f.cycle(0, 100, 1);
+    let live = |f: &Feed| {
+        f.out
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                RecordKind::Context(c) => Some(c.category.to_string()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    // Just stopped after a cycle: unloading, as far as anyone can tell.
+    assert_eq!(live(&f), "production");
+    f.engine.tick(Feed::at(130), &mut f.out);
+    assert_eq!(live(&f), "production");
+    // Still idle four minutes later: not a part change any more.
+    f.engine.tick(Feed::at(340), &mut f.out);
+    assert_eq!(live(&f), "unexplained");
+    // Ticks write no intervals.
+    assert!(
+        !f.out
+            .iter()
+            .any(|r| matches!(r, RecordKind::Interval(i) if i.start == Feed::at(100)))
+    );
+}

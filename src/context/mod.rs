@@ -11,6 +11,7 @@
 pub mod calendar;
 pub mod commands;
 pub mod dispatch;
+pub mod drop_folder;
 pub mod engine;
 pub mod reclassify;
 pub mod rules;

@@ -20,6 +20,8 @@ use crate::model::RecordKind;
 pub const CURSOR: &str = "context";
 /// Records read per pass.
 const BATCH: usize = 4096;
+/// How often, when no records come, the live context is re-decided on how long spans lasted.
+const TICK: Duration = Duration::from_secs(1);
 /// How often the engine's state is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
@@ -101,6 +103,7 @@ async fn run_inner(
     let all: Vec<crate::model::MachineId> = engine.machine_ids().cloned().collect();
     view.update(engine, &all);
     let mut last_save = Instant::now();
+    let mut last_tick = Instant::now();
     let mut out = Vec::new();
     loop {
         let batch = cursor.next_batch(BATCH)?;
@@ -114,9 +117,25 @@ async fn run_inner(
             if shutdown.is_cancelled() {
                 break;
             }
-            if !cursor.wait(shutdown).await {
+            // Nothing new: let the live context catch up with how long spans have lasted.
+            let waited = tokio::select! {
+                w = cursor.wait(shutdown) => w,
+                _ = tokio::time::sleep(TICK) => true,
+            };
+            if !waited {
                 // One more pass picks up what the pipeline flushed on its way out.
                 continue;
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                engine.tick(clock.now(), &mut out);
+                if !out.is_empty() {
+                    let pos = cursor.position();
+                    written(&out);
+                    journal
+                        .append_derived(std::mem::take(&mut out), CURSOR, pos, None)
+                        .await?;
+                }
             }
             continue;
         };
@@ -126,6 +145,10 @@ async fn run_inner(
             if matches!(r.kind, RecordKind::Dispatch(_) | RecordKind::Quality(_)) {
                 inputs_changed.push(r.kind.machine().clone());
             }
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            engine.tick(clock.now(), &mut out);
         }
         let save = last_save.elapsed() >= SAVE_EVERY;
         let state = save.then(|| encode_state(last, engine));

@@ -246,12 +246,15 @@ pub fn device_values(m: &LiveMachine, now: Timestamp) -> Vec<Update> {
         c.part_count.map(MetricValue::Int64),
         parts_time,
     ));
-    // Good = counted until scrap and rework are reported (QMS, operators: the context issue).
-    out.push((
-        "Counts/Good".into(),
-        c.part_count.map(MetricValue::Int64),
-        parts_time,
-    ));
+    // Good: the operation's parts less scrap when the context layer tracks one, else the
+    // counter.
+    let good = match m.context.as_ref().and_then(|x| x.feedback.as_ref()) {
+        Some(f) => Some(MetricValue::Int64(
+            f.parts.good().min(i64::MAX as u64) as i64
+        )),
+        None => c.part_count.map(MetricValue::Int64),
+    };
+    out.push(("Counts/Good".into(), good, parts_time));
     let context_time = m.context.as_ref().map(|c| ms(c.at)).unwrap_or(since);
     out.extend(context_values(m, context_time));
     for (name, s) in &m.signals {

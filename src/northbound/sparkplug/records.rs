@@ -36,7 +36,10 @@ pub fn update(record: &Record, m: &LiveMachine) -> DeviceUpdate {
                 signals::PART_COUNT => {
                     let n = c.part_count.map(MetricValue::Int64);
                     out.push(("Counts/Parts".into(), n.clone(), at));
-                    out.push(("Counts/Good".into(), n, at));
+                    // With an operation tracked, Good follows its context record instead.
+                    if m.context.as_ref().is_none_or(|x| x.feedback.is_none()) {
+                        out.push(("Counts/Good".into(), n, at));
+                    }
                 }
                 _ => {}
             }
@@ -47,7 +50,14 @@ pub fn update(record: &Record, m: &LiveMachine) -> DeviceUpdate {
             out.extend(loss_values(m, at));
             out
         }
-        RecordKind::Command(_) | RecordKind::Context(_) => context_values(m, at),
+        RecordKind::Command(_) | RecordKind::Context(_) => {
+            let mut out = context_values(m, at);
+            if let Some(f) = m.context.as_ref().and_then(|x| x.feedback.as_ref()) {
+                let good = f.parts.good().min(i64::MAX as u64) as i64;
+                out.push(("Counts/Good".into(), Some(MetricValue::Int64(good)), at));
+            }
+            out
+        }
         RecordKind::Condition(_) => vec![(
             "State/ActiveConditions".into(),
             Some(MetricValue::Int64(m.conditions.len() as i64)),
