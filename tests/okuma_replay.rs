@@ -295,10 +295,22 @@ async fn the_okuma_capture_becomes_canonical_records() {
     run_programs.dedup();
     assert_eq!(run_programs, programs, "{running:?}");
     assert_eq!(running.len(), 5, "{running:?}");
+    // Cutting is production, except cutting in PROCESS_DEVELOPMENT before the program made a
+    // part: the context layer calls that program prove-out.
+    for i in &running {
+        let proving =
+            i.state.functional_mode == Some(shopbridge::model::FunctionalMode::ProcessDevelopment);
+        let expected = if proving {
+            TimeCategory::Loss(shopbridge::model::LossCategory::PROGRAM_PROVEOUT)
+        } else {
+            TimeCategory::Production
+        };
+        assert_eq!(i.category.as_ref(), Some(&expected), "{i:?}");
+    }
     assert!(
         running
             .iter()
-            .all(|i| i.category == Some(TimeCategory::Production))
+            .any(|i| i.category == Some(TimeCategory::Production))
     );
     let mut last = None;
     for r in &records {

@@ -232,7 +232,15 @@ pub fn parse_csv(
     text: &str,
     columns: &Columns,
 ) -> Result<Vec<(usize, OperationInput)>, Vec<Problem>> {
+    // Exports from a comma-decimal locale separate fields with ';'.
+    let header = text.lines().next().unwrap_or("");
+    let delimiter = if header.contains(';') && !header.contains(',') {
+        b';'
+    } else {
+        b','
+    };
     let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
         .flexible(false)
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());

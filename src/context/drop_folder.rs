@@ -120,14 +120,14 @@ pub fn lists(
     for (m, ops) in &per {
         if ops.len() > dispatch::MAX_OPERATIONS {
             problems.push(Problem {
-                at: name.to_string(),
+                at: "the file".into(),
                 message: format!("{m}: more than {} operations", dispatch::MAX_OPERATIONS),
             });
         }
     }
     if per.is_empty() && problems.is_empty() {
         problems.push(Problem {
-            at: name.to_string(),
+            at: "the file".into(),
             message: "the file holds no operations".into(),
         });
     }
@@ -177,6 +177,8 @@ pub async fn run(cfg: DropFolder, commands: Commands, shutdown: CancellationToke
     tracing::info!(dir = %cfg.dir.display(), "watching the dispatch drop folder");
     // What each file looked like at the last scan: taken once it holds still.
     let mut last: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
+    // Files taken but not moved away (a read-only folder): not taken again while unchanged.
+    let mut taken: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -200,8 +202,13 @@ pub async fn run(cfg: DropFolder, commands: Commands, shutdown: CancellationToke
                 meta.as_ref().map_or(0, |m| m.len()),
                 meta.and_then(|m| m.modified().ok()),
             );
+            if taken.get(&p) == Some(&sig) {
+                continue;
+            }
             if last.get(&p) == Some(&sig) {
-                take(&p, &cfg, &commands).await;
+                if !take(&p, &cfg, &commands).await {
+                    taken.insert(p, sig);
+                }
             } else {
                 now.insert(p, sig);
             }
@@ -210,7 +217,8 @@ pub async fn run(cfg: DropFolder, commands: Commands, shutdown: CancellationToke
     }
 }
 
-async fn take(p: &Path, cfg: &DropFolder, commands: &Commands) {
+/// Takes one file; false when it was handled but could not be moved away.
+async fn take(p: &Path, cfg: &DropFolder, commands: &Commands) -> bool {
     let name = p
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -237,7 +245,7 @@ async fn take(p: &Path, cfg: &DropFolder, commands: &Commands) {
                 Err(e) => {
                     // Not the file's fault: leave it to be taken again.
                     tracing::error!(file = %name, error = %e, "a dispatch file could not be written to the journal; it stays in the folder");
-                    return;
+                    return true;
                 }
             }
         }
@@ -251,8 +259,12 @@ async fn take(p: &Path, cfg: &DropFolder, commands: &Commands) {
             })
         }
     };
-    if let Err(e) = outcome {
-        tracing::error!(file = %name, dir = %cfg.dir.display(), error = %e, "cannot move a dispatch file out of the drop folder");
+    match outcome {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(file = %name, dir = %cfg.dir.display(), error = %e, "cannot move a dispatch file out of the drop folder; it is not taken again until it changes");
+            false
+        }
     }
 }
 

@@ -41,6 +41,8 @@ const MAX_STOP_SEGMENTS: usize = 512;
 /// An operator's reason replaces rule decisions less sure than this (and the decision of the
 /// span it was given for): a confident rule (a fault, setup mode) keeps its category.
 const REASON_OVERRIDES_BELOW: f32 = 0.75;
+/// A running operation whose machine stops this long is paused (and resumed when it runs).
+const PAUSE_AFTER_MICROS: i64 = 30 * 60 * 1_000_000;
 /// Cycle times the robust median is taken over.
 const CYCLE_WINDOW: usize = 15;
 
@@ -127,6 +129,9 @@ struct OpState {
     candidates: Vec<OperationRef>,
     parts: PartCounts,
     completed: bool,
+    /// Paused by a long stop (not by another operation starting).
+    #[serde(default)]
+    paused: bool,
 }
 
 /// An operator's reason for the current (or last) stop.
@@ -400,6 +405,7 @@ impl Cx<'_> {
         }
         m.last_time = Some(t);
         self.advance(m, t);
+        self.pause_on_long_stop(m, t);
         let mut state_changed = false;
         match &r.kind {
             RecordKind::StateChange(s) => {
@@ -424,6 +430,11 @@ impl Cx<'_> {
                 let shop = m.state.shop_state();
                 if shop == ShopState::Run {
                     m.stop_start = None;
+                    if let Some(op) = m.op.as_mut().filter(|o| o.paused && !o.completed) {
+                        op.paused = false;
+                        let op = op.clone();
+                        self.op_record(m, t, &op, OperationEvent::Resumed);
+                    }
                 } else if prev_shop == ShopState::Run || m.stop_start.is_none() {
                     m.stop_start = Some(t);
                     m.tool_at_stop = m.tool;
@@ -542,6 +553,21 @@ impl Cx<'_> {
         if let Some(o) = &mut m.open {
             o.state.program.clone_from(&m.program);
             o.state.part_count = m.part_count;
+        }
+    }
+
+    /// An operation whose machine has been stopped [`PAUSE_AFTER_MICROS`] is paused.
+    fn pause_on_long_stop(&mut self, m: &mut MachineCtx, t: Timestamp) {
+        let long = m
+            .stop_start
+            .is_some_and(|s| t.micros_since(s) >= PAUSE_AFTER_MICROS);
+        if !long {
+            return;
+        }
+        if let Some(op) = m.op.as_mut().filter(|o| !o.paused && !o.completed) {
+            op.paused = true;
+            let op = op.clone();
+            self.op_record(m, t, &op, OperationEvent::Paused);
         }
     }
 
@@ -1077,6 +1103,7 @@ impl Cx<'_> {
                 ..PartCounts::default()
             },
             completed: false,
+            paused: false,
         };
         m.op_segments.clear();
         let event = if resumed && by != "confirmation" {

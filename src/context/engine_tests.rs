@@ -821,3 +821,26 @@ fn the_live_context_follows_how_long_a_span_has_lasted() {
             .any(|r| matches!(r, RecordKind::Interval(i) if i.start == Feed::at(100)))
     );
 }
+
+#[test]
+fn a_long_stop_pauses_the_operation_and_running_again_resumes_it() {
+    let mut f = Feed::new();
+    f.dispatch(0, vec![op("5", "10", "P5", 10)]);
+    f.obs(0, signals::PROGRAM, Value::text("P5"));
+    f.cycle(0, 100, 1);
+    f.obs(1000, signals::TOOL_NUMBER, Value::Int(2));
+    f.obs(2000, signals::TOOL_NUMBER, Value::Int(3)); // 31 min into the stop
+    f.exec(2500, Execution::Active);
+    let events: Vec<String> = f
+        .operations()
+        .iter()
+        .map(|o| {
+            serde_json::to_value(&o.event).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(events, vec!["started", "paused", "resumed"]);
+    assert_eq!(f.operations()[1].at, Feed::at(2000));
+}

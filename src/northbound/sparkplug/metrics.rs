@@ -44,13 +44,54 @@ pub const STATE_METRICS: [(&str, DataType); 28] = [
 /// - `Commands/StopReason`: `code` or `code: note` (a loss category of the taxonomy);
 /// - `Commands/SignIn`: the operator id;
 /// - `Commands/SignOut`: anything (or Boolean true);
-/// - `Commands/ConfirmOperation`: `job/operation`.
-pub const WRITABLE: [&str; 4] = [
+/// - `Commands/ConfirmOperation`: `job/operation`;
+/// - `Commands/Dispatch`: the machine's dispatch list as JSON (as `PUT
+///   /api/v1/machines/{id}/dispatch` takes it), replacing the previous one.
+pub const WRITABLE: [&str; 5] = [
     "Commands/StopReason",
     "Commands/SignIn",
     "Commands/SignOut",
     "Commands/ConfirmOperation",
+    "Commands/Dispatch",
 ];
+
+/// A `Commands/Dispatch` value: `[operation, …]` or `{"operations": […]}`, checked whole.
+pub fn dispatch_list(
+    value: &MetricValue,
+) -> Result<Vec<crate::model::DispatchedOperation>, CommandError> {
+    use crate::context::dispatch::{OperationInput, check_list};
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        List(Vec<OperationInput>),
+        Object { operations: Vec<OperationInput> },
+    }
+    let bad = |why: String| CommandError::BadArgument {
+        argument: "Commands/Dispatch",
+        why,
+    };
+    let MetricValue::String(text) = value else {
+        return Err(bad(format!(
+            "expected a String holding the list as JSON, found {value:?}"
+        )));
+    };
+    let ops = match serde_json::from_str::<Body>(text) {
+        Ok(Body::List(l)) => l,
+        Ok(Body::Object { operations }) => operations,
+        Err(e) => {
+            return Err(bad(format!(
+                "expected [operation, …] or {{\"operations\": […]}} as JSON: {e}"
+            )));
+        }
+    };
+    check_list(&ops, "operations").map_err(|ps| {
+        bad(ps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "))
+    })
+}
 
 /// The whole metric list of a machine whose profile has `signals`: state, counts, context,
 /// the writable commands (published as empty strings) and `Signals/<signal>` as Strings
@@ -308,6 +349,21 @@ mod tests {
     use crate::clock::Clock;
     use crate::journal::{Journal, JournalOptions};
     use crate::model::{MachineId, ShopState, Taxonomy};
+
+    #[test]
+    fn a_dispatch_dcmd_is_a_json_list_checked_whole() {
+        let ok = MetricValue::String(
+            r#"{"operations":[{"job":"24173","operation":"20","programs":["O1"],"quantity":5}]}"#
+                .into(),
+        );
+        let list = dispatch_list(&ok).unwrap();
+        assert_eq!((list[0].job.as_str(), list[0].quantity), ("24173", Some(5)));
+        let bad = MetricValue::String(r#"[{"job":"1","operation":"10","quantity":0}]"#.into());
+        let e = dispatch_list(&bad).unwrap_err().to_string();
+        assert!(e.contains("operations[0].quantity"), "{e}");
+        assert!(dispatch_list(&MetricValue::Int64(3)).is_err());
+        assert!(dispatch_list(&MetricValue::String("not json".into())).is_err());
+    }
 
     #[test]
     fn every_value_published_is_declared_in_the_birth_with_its_type() {

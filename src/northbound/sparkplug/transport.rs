@@ -785,15 +785,23 @@ impl Session<'_> {
             }
         };
         for (name, value) in metrics {
-            let result = match command(&self.w.commands, &name, &value) {
-                Ok(c) => {
-                    let origin = CommandOrigin {
-                        channel: "sparkplug".into(),
-                        user: None,
-                    };
-                    self.w.commands.submit(device, origin, c).await
+            let origin = CommandOrigin {
+                channel: "sparkplug".into(),
+                user: None,
+            };
+            let result = if name == "Commands/Dispatch" {
+                match (
+                    self.w.commands.machine(device),
+                    super::metrics::dispatch_list(&value),
+                ) {
+                    (Ok(m), Ok(list)) => self.w.commands.dispatch(vec![(m, list)], origin).await,
+                    (Err(e), _) | (_, Err(e)) => Err(e),
                 }
-                Err(e) => Err(e),
+            } else {
+                match command(&self.w.commands, &name, &value) {
+                    Ok(c) => self.w.commands.submit(device, origin, c).await,
+                    Err(e) => Err(e),
+                }
             };
             match result {
                 Ok(seq) => {
