@@ -1,4 +1,5 @@
-//! Commands from the north (OPC UA methods today; Sparkplug DCMD and REST later) enter here.
+//! Commands from the north (OPC UA methods, Sparkplug DCMD, REST) and the ERP and QMS inputs
+//! (dispatch lists, holds, inspections) enter here.
 //!
 //! Every command is checked against the configuration (the machine exists, a stop reason is a
 //! category of the shop's taxonomy, identifiers are short printable text), then written to the

@@ -1,5 +1,5 @@
-//! Dispatch lists as the ERP sends them (JSON through REST or MQTT, CSV or JSON files in the
-//! drop folder), checked into [`DispatchedOperation`]s. A list is taken whole or refused whole:
+//! Dispatch lists as the ERP sends them (JSON through REST or a Sparkplug DCMD, CSV or JSON
+//! files in the drop folder), checked into [`DispatchedOperation`]s. A list is taken whole or refused whole:
 //! every problem is reported with where it is (`operations[3].due`, `line 7, column
 //! "Due Date"`), and nothing of a refused list is applied.
 

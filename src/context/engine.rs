@@ -1041,7 +1041,7 @@ impl Cx<'_> {
     /// The operation in hand ends: paused if its quantity is not made.
     fn leave_op(&mut self, m: &mut MachineCtx, t: Timestamp) {
         if let Some(op) = m.op.take() {
-            if !op.completed {
+            if !op.completed && !op.paused {
                 self.op_record(m, t, &op, OperationEvent::Paused);
             }
         }

@@ -140,7 +140,7 @@ pub struct Attribution {
 pub struct Revision {
     /// 1 for the first revision, then 2, 3 …
     pub n: u32,
-    /// Why: `operator reason`, `operation confirmed`, `reclassified`.
+    /// Why: `operator reason`, `operation confirmed`, `operation corrected`, `reclassified`.
     pub why: String,
     /// The category and attribution it had before.
     pub previous_category: Option<TimeCategory>,
@@ -194,8 +194,9 @@ pub struct ScheduleFeedback {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum OperationEvent {
-    /// Started: `by` is `program` (its program was loaded), `confirmation` (someone said so)
-    /// or `resumed` (the bridge found it running).
+    /// Started: `by` is `program` (its program was loaded), `dispatch` (its list arrived with
+    /// its program already loaded), `confirmation` (someone said so) or `resumed` (the bridge
+    /// found it running).
     Started {
         by: String,
     },

@@ -97,9 +97,15 @@
 //! | finished-parts rack full | blocked | `parts rack full` |
 //! | maintenance | maintenance | `preventive maintenance` |
 //! | lunch, off shift, weekend | planned_downtime | `lunch break`, `off shift` |
-//! | feed hold for chip clearing, idle nobody explains | unexplained | `chip clearing`, `idle` |
+//! | the QMS holds the job (until released, or the working period ends) | quality_hold | `quality hold` |
+//! | feed hold for chip clearing (under two minutes) | micro_stop | `chip clearing` |
+//! | idle nobody explains | unexplained | `idle` |
 //!
-//! `quality_hold` is not simulated (it needs a QMS).
+//! Around the machines, the floor ([`machine::Floor`]): the ERP sends each machine's dispatch
+//! list (now and then with a repeat order under the same program, which the operator then
+//! confirms), the QMS opens and releases holds and requests and decides first-article
+//! inspections, and operators sign in per shift and say why their machine waited (mostly;
+//! not always). The demo sends all of it to the bridge's REST API ([`floor`]).
 
 pub mod agent_face;
 pub mod dialect;
