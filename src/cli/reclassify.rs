@@ -53,15 +53,14 @@ pub fn run(a: ReclassifyArgs) -> anyhow::Result<i32> {
             rt.block_on(async move {
                 let journal = Journal::open(&a.data_dir, JournalOptions::default())?;
                 let mut failed = None;
-                let records =
-                    crate::northbound::http::all_records(|after, max| journal.read(after, max))
-                        .map_while(|r| match r {
-                            Ok(r) => Some(r),
-                            Err(e) => {
-                                failed = Some(e);
-                                None
-                            }
-                        });
+                let records = crate::journal::all_records(|after, max| journal.read(after, max))
+                    .map_while(|r| match r {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            failed = Some(e);
+                            None
+                        }
+                    });
                 let now = crate::clock::Clock::system().now();
                 let (revisions, stats) =
                     crate::context::reclassify::reclassify(records, engine, from, to, now);

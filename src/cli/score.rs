@@ -44,17 +44,11 @@ pub fn run(a: ScoreArgs) -> anyhow::Result<i32> {
     })?;
     let mut intervals = Vec::new();
     let mut operations = Vec::new();
-    let mut after = 0;
-    loop {
-        let batch = journal.read(after, 20_000)?;
-        let Some(last) = batch.last() else { break };
-        after = last.seq;
-        for r in batch {
-            match r.kind {
-                RecordKind::Interval(i) => intervals.push(*i),
-                RecordKind::Operation(o) => operations.push(*o),
-                _ => {}
-            }
+    for r in crate::journal::all_records(|after, max| journal.read(after, max)) {
+        match r?.kind {
+            RecordKind::Interval(i) => intervals.push(*i),
+            RecordKind::Operation(o) => operations.push(*o),
+            _ => {}
         }
     }
     let (intervals, revisions) = latest(intervals);

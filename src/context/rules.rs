@@ -107,7 +107,7 @@ confidence = 0.85
 
 [[rules]]
 name = "manual mode mid-operation"
-when = "operation_active and first_cycle_done and (controller_mode == 'MANUAL' or controller_mode == 'MANUAL_DATA_INPUT' or tool_changed)"
+when = "operation_active and first_cycle_done and (controller_mode == 'MANUAL' or controller_mode == 'MANUAL_DATA_INPUT')"
 category = "tool_change"
 confidence = 0.6
 

@@ -41,5 +41,38 @@ pub use store::{
     ReadOnlyJournal,
 };
 
+/// Every stored record, oldest first, read through `read(after, max)` page by page (a
+/// re-derivation reads the whole journal without holding it in memory). An error ends the
+/// iteration with that error.
+pub fn all_records(
+    read: impl Fn(u64, usize) -> Result<Vec<crate::model::Record>, JournalError>,
+) -> impl Iterator<Item = Result<crate::model::Record, JournalError>> {
+    let mut after = 0;
+    let mut page: std::vec::IntoIter<crate::model::Record> = Vec::new().into_iter();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(r) = page.next() {
+                after = r.seq;
+                return Some(Ok(r));
+            }
+            if done {
+                return None;
+            }
+            match read(after, 20_000) {
+                Ok(p) if p.is_empty() => {
+                    done = true;
+                    return None;
+                }
+                Ok(p) => page = p.into_iter(),
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -237,7 +237,8 @@ pub fn score(
     }
     for o in operations {
         match &o.event {
-            OperationEvent::Started { .. } | OperationEvent::Resumed => s.operation_starts += 1,
+            // (A resumption after a pause is no new start.)
+            OperationEvent::Started { .. } => s.operation_starts += 1,
             OperationEvent::Ambiguous { .. } => s.ambiguous_starts += 1,
             OperationEvent::Confirmed { .. } => s.confirmations += 1,
             _ => {}

@@ -46,37 +46,6 @@ struct ReclassifyBody {
     to: String,
 }
 
-/// Every stored record, oldest first, page by page.
-pub fn all_records(
-    read: impl Fn(u64, usize) -> Result<Vec<crate::model::Record>, crate::journal::JournalError>,
-) -> impl Iterator<Item = Result<crate::model::Record, crate::journal::JournalError>> {
-    let mut after = 0;
-    let mut page: std::vec::IntoIter<crate::model::Record> = Vec::new().into_iter();
-    let mut done = false;
-    std::iter::from_fn(move || {
-        loop {
-            if let Some(r) = page.next() {
-                after = r.seq;
-                return Some(Ok(r));
-            }
-            if done {
-                return None;
-            }
-            match read(after, 20_000) {
-                Ok(p) if p.is_empty() => {
-                    done = true;
-                    return None;
-                }
-                Ok(p) => page = p.into_iter(),
-                Err(e) => {
-                    done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    })
-}
-
 /// `POST /api/v1/reclassify`: derives `[from, to)` again under the running bridge's rules
 /// and writes what changed as revisions.
 async fn post_reclassify(State(s): State<HttpState>, bytes: Bytes) -> Response {
@@ -108,13 +77,14 @@ async fn post_reclassify(State(s): State<HttpState>, bytes: Bytes) -> Response {
             |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal_unavailable", e);
         let (revisions, stats) = tokio::task::spawn_blocking(move || {
             let mut failed = None;
-            let records = all_records(|a, m| journal.read(a, m)).map_while(|r| match r {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    failed = Some(e);
-                    None
-                }
-            });
+            let records =
+                crate::journal::all_records(|a, m| journal.read(a, m)).map_while(|r| match r {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        failed = Some(e);
+                        None
+                    }
+                });
             let out =
                 crate::context::reclassify::reclassify(records, (*engine).clone(), from, to, now);
             match failed {
@@ -608,7 +578,7 @@ async fn post_inspection(State(s): State<HttpState>, headers: HeaderMap, bytes: 
 
 // ---- at the machine -------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     reason: String,
@@ -616,13 +586,13 @@ struct ReasonBody {
     by: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct SignInBody {
     operator: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ConfirmBody {
     job: String,
@@ -630,7 +600,7 @@ struct ConfirmBody {
     by: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PartsBody {
     #[serde(default)]
@@ -655,22 +625,45 @@ async fn submit(
     Ok(written(seq, vec![m]))
 }
 
+/// A command at the machine: the body parsed (an empty body as `T::default()` when
+/// `empty_ok`), the command built from it, written for machine `id`.
+async fn at_machine<T: DeserializeOwned + Default>(
+    s: HttpState,
+    id: String,
+    headers: HeaderMap,
+    bytes: Bytes,
+    empty_ok: bool,
+    build: impl FnOnce(
+        T,
+        &crate::context::commands::Commands,
+    ) -> Result<(Command, Option<String>), ApiError>,
+) -> Response {
+    let r = async {
+        let b: T = if empty_ok && bytes.is_empty() {
+            T::default()
+        } else {
+            body(&bytes)?
+        };
+        let (command, by) = build(b, commands(&s)?)?;
+        submit(&s, &id, origin(&headers, by.as_deref())?, command).await
+    }
+    .await;
+    respond(r, true)
+}
+
 async fn post_reason(
     State(s): State<HttpState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let r = async {
-        let b: ReasonBody = body(&bytes)?;
-        let c = commands(&s)?;
+    at_machine(s, id, headers, bytes, false, |b: ReasonBody, c| {
         let command = c
             .stop_reason(&b.reason, b.note.as_deref().unwrap_or(""))
             .map_err(command_error)?;
-        submit(&s, &id, origin(&headers, b.by.as_deref())?, command).await
-    }
-    .await;
-    respond(r, true)
+        Ok((command, b.by))
+    })
+    .await
 }
 
 async fn post_sign_in(
@@ -679,14 +672,16 @@ async fn post_sign_in(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let r = async {
-        let b: SignInBody = body(&bytes)?;
+    at_machine(s, id, headers, bytes, false, |b: SignInBody, _| {
         let operator = b.operator.trim().to_string();
-        let o = origin(&headers, Some(&operator))?;
-        submit(&s, &id, o, Command::SignIn { operator }).await
-    }
-    .await;
-    respond(r, true)
+        Ok((
+            Command::SignIn {
+                operator: operator.clone(),
+            },
+            Some(operator),
+        ))
+    })
+    .await
 }
 
 async fn post_sign_out(
@@ -695,22 +690,10 @@ async fn post_sign_out(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let r = async {
-        let b: ByBody = if bytes.is_empty() {
-            ByBody::default()
-        } else {
-            body(&bytes)?
-        };
-        submit(
-            &s,
-            &id,
-            origin(&headers, b.by.as_deref())?,
-            Command::SignOut,
-        )
-        .await
-    }
-    .await;
-    respond(r, true)
+    at_machine(s, id, headers, bytes, true, |b: ByBody, _| {
+        Ok((Command::SignOut, b.by))
+    })
+    .await
 }
 
 async fn post_confirm(
@@ -719,16 +702,14 @@ async fn post_confirm(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let r = async {
-        let b: ConfirmBody = body(&bytes)?;
+    at_machine(s, id, headers, bytes, false, |b: ConfirmBody, _| {
         let command = Command::ConfirmOperation {
             job: b.job.trim().to_string(),
             operation: b.operation.trim().to_string(),
         };
-        submit(&s, &id, origin(&headers, b.by.as_deref())?, command).await
-    }
-    .await;
-    respond(r, true)
+        Ok((command, b.by))
+    })
+    .await
 }
 
 async fn post_parts(
@@ -737,14 +718,12 @@ async fn post_parts(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let r = async {
-        let b: PartsBody = body(&bytes)?;
+    at_machine(s, id, headers, bytes, false, |b: PartsBody, _| {
         let command = Command::Parts {
             scrap: b.scrap,
             rework: b.rework,
         };
-        submit(&s, &id, origin(&headers, b.by.as_deref())?, command).await
-    }
-    .await;
-    respond(r, true)
+        Ok((command, b.by))
+    })
+    .await
 }

@@ -24,7 +24,6 @@ use crate::journal::Journal;
 use crate::model::{MachineId, Record};
 use crate::normalize::ClockInfo;
 
-pub use context_api::all_records;
 pub use metrics::render_metrics;
 
 /// Counters the pipeline keeps and `/metrics` shows.
