@@ -289,25 +289,20 @@ pub fn parse_time_of_day(s: &str) -> Result<i64, String> {
 
 /// Parses weekday names (`mon`, `Tuesday`) and ranges (`mon-fri`), Monday first.
 pub fn parse_days(items: &[String]) -> Result<[bool; 7], String> {
-    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    const FULL: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    // A day is its name or a prefix of it of three letters or more ("tue", "thurs").
     let day = |w: &str| {
         let w = w.trim().to_ascii_lowercase();
-        NAMES
-            .iter()
-            .position(|n| {
-                w.len() >= 3 && n.starts_with(&w[..3]) && {
-                    let full = [
-                        "monday",
-                        "tuesday",
-                        "wednesday",
-                        "thursday",
-                        "friday",
-                        "saturday",
-                        "sunday",
-                    ];
-                    full.iter().any(|f| f.starts_with(&w))
-                }
-            })
+        FULL.iter()
+            .position(|f| w.len() >= 3 && f.starts_with(w.as_str()))
             .ok_or_else(|| {
                 format!("expected a weekday like \"mon\" or a range like \"mon-fri\", found {w:?}")
             })
@@ -448,6 +443,11 @@ mod tests {
             [true, false, false, false, true, true, true]
         );
         assert!(parse_days(&["funday".into()]).is_err());
+        assert!(parse_days(&["mé".into(), "é-fri".into()]).is_err());
+        assert_eq!(
+            parse_days(&["Thurs".into()]).unwrap(),
+            [false, false, false, true, false, false, false]
+        );
         assert!(parse_time_of_day("25:00").is_err());
     }
 }

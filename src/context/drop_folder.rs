@@ -251,7 +251,11 @@ async fn take(p: &Path, cfg: &DropFolder, commands: &Commands) -> bool {
         }
         Err(problems) => {
             let text: String = problems.iter().map(|p| format!("{name}: {p}\n")).collect();
-            tracing::warn!(file = %name, problems = problems.len(), first = %problems[0], "dispatch file refused whole; see rejected/{name}.error.txt");
+            let first = problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::warn!(file = %name, problems = problems.len(), %first, "dispatch file refused whole; see rejected/{name}.error.txt");
             move_into(p, "rejected").and_then(|dest| {
                 let mut err = dest.clone().into_os_string();
                 err.push(".error.txt");
