@@ -226,12 +226,14 @@ pub const CSV_FIELDS: &[&str] = &[
     "after",
 ];
 
+/// A CSV export's operations with their line numbers, and the problems of its lines.
+pub type CsvRows = (Vec<(usize, OperationInput)>, Vec<Problem>);
+
 /// Reads a CSV export into operations, each with the line it came from (1-based, the header
-/// is line 1). Problems name the line and the column header.
-pub fn parse_csv(
-    text: &str,
-    columns: &Columns,
-) -> Result<Vec<(usize, OperationInput)>, Vec<Problem>> {
+/// is line 1), and the problems of its lines (naming the line and the column header), so that
+/// the caller can check the rest and report everything at once. A header that lacks what is
+/// needed is an error of its own.
+pub fn parse_csv(text: &str, columns: &Columns) -> Result<CsvRows, Vec<Problem>> {
     // Exports from a comma-decimal locale separate fields with ';'.
     let header = text.lines().next().unwrap_or("");
     let delimiter = if header.contains(';') && !header.contains(',') {
@@ -366,11 +368,7 @@ pub fn parse_csv(
             },
         ));
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    Ok((out, problems))
 }
 
 #[cfg(test)]
@@ -430,10 +428,12 @@ mod tests {
         ] {
             cols.insert(f.into(), h.into());
         }
-        let e = parse_csv(text, &cols).unwrap_err();
+        let (rows, e) = parse_csv(text, &cols).unwrap();
         assert_eq!(e[0].at, "line 4, column \"Qty\"", "{e:?}");
+        assert_eq!(rows.len(), 2, "the line is kept for the other checks");
         let fixed = text.replace(",x,", ",12,");
-        let rows = parse_csv(&fixed, &cols).unwrap();
+        let (rows, e) = parse_csv(&fixed, &cols).unwrap();
+        assert!(e.is_empty(), "{e:?}");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].0, 4);
         assert_eq!(rows[1].1.part_number.as_deref(), Some("BR-2002-B, rev"));

@@ -43,6 +43,7 @@ pub fn lists(
     columns: &Columns,
     commands: &Commands,
 ) -> Result<Vec<(MachineId, Vec<DispatchedOperation>)>, Vec<Problem>> {
+    let mut problems = Vec::new();
     // (where, the operation, its machine as written)
     let rows: Vec<(String, OperationInput, Option<String>)> = if name.ends_with(".json") {
         match serde_json::from_str::<JsonFile>(text) {
@@ -72,15 +73,15 @@ pub fn lists(
             }
         }
     } else {
-        dispatch::parse_csv(text, columns)?
-            .into_iter()
+        let (rows, line_problems) = dispatch::parse_csv(text, columns)?;
+        problems.extend(line_problems);
+        rows.into_iter()
             .map(|(line, o)| {
                 let m = o.machine.clone().or(o.work_center.clone());
                 (format!("line {line}"), o, m)
             })
             .collect()
     };
-    let mut problems = Vec::new();
     let mut per: BTreeMap<MachineId, Vec<DispatchedOperation>> = BTreeMap::new();
     let mut seen: HashMap<(MachineId, String, String), String> = HashMap::new();
     for (at, o, m) in rows {
@@ -334,8 +335,13 @@ mod tests {
         let _ = task.await;
         let errors =
             std::fs::read_to_string(drop.path().join("rejected/bad.csv.error.txt")).unwrap();
+        // Every problem at once: the unknown work center and the bad number.
         assert!(
             errors.contains("bad.csv: line 3, column \"Qty\": expected a number"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("bad.csv: line 2: no machine \"WC-99\" is configured"),
             "{errors}"
         );
         let lists: Vec<_> = journal

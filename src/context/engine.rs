@@ -301,7 +301,21 @@ impl Engine {
     /// Applies one record; derived records go to `out`. Records the engine derives itself are
     /// ignored (it reads its own output back from the journal).
     pub fn apply(&mut self, r: &Record, out: &mut Vec<RecordKind>) {
-        if r.kind.is_derived() {
+        // Most records are observations of signals no rule reads: leave them at the door.
+        let relevant = match &r.kind {
+            RecordKind::Observation(o) => matches!(
+                o.signal.as_str(),
+                signals::PROGRAM
+                    | signals::PART_COUNT
+                    | signals::SINGLE_BLOCK
+                    | signals::OPTIONAL_STOP
+                    | signals::FEED_OVERRIDE
+                    | signals::TOOL_NUMBER
+            ),
+            RecordKind::Condition(_) | RecordKind::Asset(_) => false,
+            k => !k.is_derived(),
+        };
+        if !relevant {
             return;
         }
         let machine = r.kind.machine().clone();
