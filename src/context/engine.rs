@@ -339,28 +339,35 @@ impl Engine {
     /// live context where that changes it: a machine idle for ten minutes is no longer shown
     /// as loading parts. Writes no interval (those are decided when spans close).
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<RecordKind>) {
-        let rules = self.config.rules.clone();
-        for (id, m) in self.machines.iter_mut() {
-            let Some(settings) = self.config.machines.get(id).cloned() else {
-                continue;
-            };
-            let Some(o) = &m.open else { continue };
-            if now <= o.start {
-                continue;
+        self.each_machine(out, |cx, m| {
+            if m.open.as_ref().is_some_and(|o| now > o.start) {
+                cx.publish_at(m, now);
             }
-            let mut cx = Cx {
-                id,
-                settings: &settings,
-                rules: &rules,
-                ops: &mut self.ops,
-                out,
-            };
-            cx.publish_at(m, now);
-        }
+        });
     }
 
     /// Closes every machine's open span at `at` (a clean shutdown).
     pub fn close_all(&mut self, at: Timestamp, out: &mut Vec<RecordKind>) {
+        let from = out.len();
+        self.each_machine(out, |cx, m| {
+            let at = m.last_time.map_or(at, |l| at.max(l));
+            cx.advance(m, at);
+            cx.close(m, at, false);
+        });
+        // Only the intervals: a live context for spans that close at once helps nobody.
+        let tail = out.split_off(from);
+        out.extend(
+            tail.into_iter()
+                .filter(|r| matches!(r, RecordKind::Interval(_))),
+        );
+    }
+
+    /// Runs `f` for every configured machine the engine knows.
+    fn each_machine(
+        &mut self,
+        out: &mut Vec<RecordKind>,
+        mut f: impl FnMut(&mut Cx<'_>, &mut MachineCtx),
+    ) {
         let rules = self.config.rules.clone();
         for (id, m) in self.machines.iter_mut() {
             let Some(settings) = self.config.machines.get(id).cloned() else {
@@ -371,11 +378,9 @@ impl Engine {
                 settings: &settings,
                 rules: &rules,
                 ops: &mut self.ops,
-                out,
+                out: &mut *out,
             };
-            let at = m.last_time.map_or(at, |l| at.max(l));
-            cx.advance(m, at);
-            cx.close(m, at, false);
+            f(&mut cx, m);
         }
     }
 
