@@ -219,6 +219,8 @@ struct MachineCtx {
 #[derive(Clone, Debug)]
 pub struct Engine {
     config: EngineConfig,
+    /// The newest journal record applied.
+    last_seq: u64,
     machines: HashMap<MachineId, MachineCtx>,
     ops: HashMap<(String, String), OpStatus>,
 }
@@ -268,6 +270,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
             config,
+            last_seq: 0,
             machines: HashMap::new(),
             ops: HashMap::new(),
         }
@@ -324,7 +327,9 @@ impl Engine {
         };
         let rules = self.config.rules.clone();
         let mut m = self.machines.remove(&machine).unwrap_or_default();
+        self.last_seq = self.last_seq.max(r.seq);
         let mut cx = Cx {
+            seq: r.seq,
             id: &machine,
             settings: &settings,
             rules: &rules,
@@ -374,6 +379,7 @@ impl Engine {
                 continue;
             };
             let mut cx = Cx {
+                seq: self.last_seq,
                 id,
                 settings: &settings,
                 rules: &rules,
@@ -405,6 +411,8 @@ impl Engine {
 
 /// One machine's processing, with what it needs borrowed.
 struct Cx<'a> {
+    /// The journal record being applied (the newest one, for a tick or a shutdown).
+    seq: u64,
     id: &'a MachineId,
     settings: &'a MachineSettings,
     rules: &'a Rules,
@@ -919,6 +927,7 @@ impl Cx<'_> {
         let rec = ContextRecord {
             machine: self.id.clone(),
             at: t,
+            through: self.seq,
             context: o.context.clone(),
             category,
             attribution,

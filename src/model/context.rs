@@ -242,6 +242,9 @@ pub struct OperationRecord {
 pub struct ContextRecord {
     pub machine: MachineId,
     pub at: Timestamp,
+    /// The journal record it is derived through: commands after it are not in it yet.
+    #[serde(default)]
+    pub through: u64,
     #[serde(default, skip_serializing_if = "JobContext::is_empty")]
     pub context: JobContext,
     /// The current span's category (final once the span closes: some rules need its length).

@@ -55,6 +55,9 @@ pub struct LiveMachine {
     pub clock: Option<LiveClock>,
     /// The operator signed in at the machine.
     pub operator: Option<String>,
+    /// The journal record `operator` comes from.
+    #[serde(skip)]
+    pub operator_seq: u64,
     /// The reason given for the current or last stop.
     pub stop_reason: Option<LiveReason>,
     /// The operation in process: the context layer's (matched from the dispatch list by
@@ -71,6 +74,9 @@ pub struct LiveOperation {
     pub job: String,
     pub operation: String,
     pub at: Timestamp,
+    /// The journal record it comes from.
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 /// A stop reason someone gave.
@@ -155,6 +161,7 @@ impl LiveMachine {
             assets: BTreeMap::new(),
             clock: None,
             operator: None,
+            operator_seq: 0,
             stop_reason: None,
             operation: None,
             context: None,
@@ -281,31 +288,45 @@ fn apply_record(m: &mut LiveMachine, r: &crate::model::Record) {
                     by: c.origin.user.clone(),
                 })
             }
-            Command::SignIn { operator } => m.operator = Some(operator.clone()),
-            Command::SignOut => m.operator = None,
+            Command::SignIn { operator } => {
+                m.operator = Some(operator.clone());
+                m.operator_seq = r.seq;
+            }
+            Command::SignOut => {
+                m.operator = None;
+                m.operator_seq = r.seq;
+            }
             Command::ConfirmOperation { job, operation } => {
                 m.operation = Some(LiveOperation {
                     job: job.clone(),
                     operation: operation.clone(),
                     at: c.at,
+                    seq: r.seq,
                 })
             }
             Command::Parts { .. } => {}
         },
         RecordKind::Context(c) => {
-            m.operator.clone_from(&c.context.operator);
-            m.operation = match (&c.context.job, &c.context.operation) {
-                (Some(job), Some(operation)) => Some(LiveOperation {
-                    job: job.clone(),
-                    operation: operation.clone(),
-                    at: m
-                        .operation
-                        .as_ref()
-                        .filter(|o| &o.job == job && &o.operation == operation)
-                        .map_or(c.at, |o| o.at),
-                }),
-                _ => None,
-            };
+            // A command the context layer has not read yet wins over its older view.
+            if c.through >= m.operator_seq {
+                m.operator.clone_from(&c.context.operator);
+                m.operator_seq = c.through;
+            }
+            if m.operation.as_ref().is_none_or(|o| c.through >= o.seq) {
+                m.operation = match (&c.context.job, &c.context.operation) {
+                    (Some(job), Some(operation)) => Some(LiveOperation {
+                        job: job.clone(),
+                        operation: operation.clone(),
+                        at: m
+                            .operation
+                            .as_ref()
+                            .filter(|o| &o.job == job && &o.operation == operation)
+                            .map_or(c.at, |o| o.at),
+                        seq: c.through,
+                    }),
+                    _ => None,
+                };
+            }
             m.context = Some((**c).clone());
         }
         // Dispatch lists and holds are the context layer's to keep (GET .../dispatch,
