@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,20 +33,7 @@ fn start(dir: &std::path::Path) -> (KillOnDrop, String) {
         .spawn()
         .expect("start the demo");
     let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("http://") {
-                if line.contains("/api/v1/machines") {
-                    let url = line[i..].trim_end_matches("/api/v1/machines").to_string();
-                    let _ = tx.send(url);
-                }
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the demo announced its HTTP address");
+    let (base, _) = common::announced(stdout, false);
     (KillOnDrop(child), base)
 }
 

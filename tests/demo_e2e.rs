@@ -3,7 +3,8 @@
 //! export. The OPC UA side is checked by Python asyncua, a client no one here wrote
 //! (`tests/opcua/client.py`).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,32 +52,11 @@ fn start_demo(dir: &std::path::Path, machines: u32, speed: &str) -> (Child, Demo
         .spawn()
         .expect("start the demo");
     let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut http = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("http://") {
-                if line.contains("/api/v1/machines") {
-                    let url = &line[i..];
-                    http = Some(url.trim_end_matches("/api/v1/machines").to_string());
-                }
-            }
-            if let (Some(i), Some(h)) = (line.find("opc.tcp://"), &http) {
-                let opcua = line[i..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let _ = tx.send(Demo {
-                    http: h.clone(),
-                    opcua,
-                });
-            }
-        }
-    });
-    let demo = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the demo announced its HTTP and OPC UA addresses");
+    let (http, opcua) = common::announced(stdout, true);
+    let demo = Demo {
+        http,
+        opcua: opcua.unwrap_or_default(),
+    };
     (child, demo)
 }
 

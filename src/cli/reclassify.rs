@@ -79,15 +79,13 @@ pub fn run(a: ReclassifyArgs) -> anyhow::Result<i32> {
 }
 
 fn through_bridge(a: &ReclassifyArgs, from: Timestamp, to: Timestamp) -> anyhow::Result<i32> {
-    let file = a.data_dir.join(crate::northbound::export::BRIDGE_FILE);
-    let text = std::fs::read_to_string(&file).with_context(|| {
-        format!(
-            "a bridge holds the journal, but {} cannot be read",
-            file.display()
+    let bf = crate::northbound::export::BridgeFile::read(&a.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "a bridge holds the journal, but its {} in {} cannot be read: {e}",
+            crate::northbound::export::BRIDGE_FILE,
+            a.data_dir.display()
         )
     })?;
-    let bf: crate::northbound::export::BridgeFile = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a bridge file", file.display()))?;
     let rt = super::runtime()?;
     rt.block_on(async move {
         let url = format!("http://{}/api/v1/reclassify", bf.http);

@@ -150,7 +150,7 @@ struct Override {
 struct StopSpan {
     interval: StateInterval,
     rule: TimeCategory,
-    confidence: f32,
+    rule_attribution: Attribution,
 }
 
 /// The span of time being accumulated.
@@ -868,7 +868,7 @@ impl Cx<'_> {
             m.stop_segments.push(StopSpan {
                 interval: interval.clone(),
                 rule,
-                confidence: rule_attribution.confidence,
+                rule_attribution,
             });
         }
         let same_op = m.op.as_ref().is_some_and(|op| {
@@ -1272,23 +1272,7 @@ impl Cx<'_> {
         if stopped_now.is_none_or(|s| Self::covers(&o, &s.category, &s.attribution)) {
             while from > 0 {
                 let s = &m.stop_segments[from - 1];
-                let a = s.interval.attribution.clone().unwrap_or(Attribution {
-                    source: CategorySource::Rule,
-                    rule: None,
-                    confidence: s.confidence,
-                    by: None,
-                    record: None,
-                });
-                let a = Attribution {
-                    confidence: s.confidence,
-                    ..a
-                };
-                let planned = s
-                    .interval
-                    .attribution
-                    .as_ref()
-                    .is_some_and(|x| x.source == CategorySource::Planner);
-                if planned || !Self::covers(&o, &s.rule, &a) {
+                if !Self::covers(&o, &s.rule, &s.rule_attribution) {
                     break;
                 }
                 from -= 1;

@@ -24,6 +24,15 @@ pub struct BridgeFile {
 
 pub const BRIDGE_FILE: &str = "bridge.json";
 
+impl BridgeFile {
+    /// The bridge file of the bridge running on data directory `dir`; the error says why it
+    /// cannot be read.
+    pub fn read(dir: &Path) -> Result<BridgeFile, String> {
+        let text = std::fs::read_to_string(dir.join(BRIDGE_FILE)).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Jsonl,
@@ -193,17 +202,10 @@ pub async fn export<W: Write>(
     let source = match ReadOnlyJournal::open(dir) {
         Ok(j) => Source::File(j),
         Err(JournalError::AlreadyOpen { .. }) => {
-            let text = std::fs::read_to_string(dir.join(BRIDGE_FILE)).map_err(|e| {
-                ExportError::NoBridgeFile {
-                    dir: dirs.clone(),
-                    detail: e.to_string(),
-                }
+            let bf = BridgeFile::read(dir).map_err(|detail| ExportError::NoBridgeFile {
+                dir: dirs.clone(),
+                detail,
             })?;
-            let bf: BridgeFile =
-                serde_json::from_str(&text).map_err(|e| ExportError::NoBridgeFile {
-                    dir: dirs.clone(),
-                    detail: e.to_string(),
-                })?;
             let client = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()

@@ -21,3 +21,37 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap()
 }
+
+/// Where a starting `shopbridge demo` or `run` says it listens: reads its standard output (on
+/// a thread, draining it afterwards) until it has announced its HTTP API and, when
+/// `want_opcua`, its OPC UA endpoint. Panics after 60 s without them.
+pub fn announced(stdout: std::process::ChildStdout, want_opcua: bool) -> (String, Option<String>) {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut http = None;
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("http://") {
+                if line.contains("/api/v1/machines") {
+                    http = Some(line[i..].trim_end_matches("/api/v1/machines").to_string());
+                }
+            }
+            let opcua = line.find("opc.tcp://").map(|i| {
+                line[i..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            });
+            if let (false, Some(h)) = (sent, &http) {
+                if !want_opcua || opcua.is_some() {
+                    let _ = tx.send((h.clone(), opcua));
+                    sent = true;
+                }
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the bridge announced where it listens")
+}
