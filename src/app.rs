@@ -544,6 +544,19 @@ pub async fn run(
         let span = tracing::info_span!("driver", component = "mtconnect", url = %spec.url);
         drivers.spawn(crate::drivers::mtconnect::run(spec, ctx).instrument(span));
     }
+    for m in &config.machines {
+        if let DriverConfig::Haas { spec, interval } = &m.driver {
+            let source = spec.source();
+            let ctx = context(vec![m.id.clone()], "haas", &source);
+            let span = tracing::info_span!("driver", component = "haas", machine = %m.id, source = %source);
+            let timing = crate::drivers::poll::Timing {
+                interval: *interval,
+                connect_timeout: spec.timeout.max(Duration::from_secs(5)),
+            };
+            let poller = crate::drivers::haas::Haas::new(spec.clone());
+            drivers.spawn(crate::drivers::poll::run(poller, timing, ctx).instrument(span));
+        }
+    }
     drop(tx);
     drop(truth_sink);
     drivers.close();
@@ -653,7 +666,7 @@ fn driver_specs(
     let mut specs = DriverSpecs::default();
     for (m, (_, profile)) in config.machines.iter().zip(profiles) {
         match &m.driver {
-            DriverConfig::Sim { .. } => {}
+            DriverConfig::Sim { .. } | DriverConfig::Haas { .. } => {}
             DriverConfig::Shdr {
                 address,
                 heartbeat,

@@ -157,6 +157,15 @@ fn config_text(machines: &[MachineConfig]) -> String {
                 }
             }
             DriverConfig::Sim { .. } => out.push_str("type = \"sim\"\n"),
+            DriverConfig::Haas { spec, .. } => {
+                if let crate::drivers::haas::Transport::Tcp(a) = &spec.transport {
+                    out.push_str(&format!("type = \"haas\"\naddress = \"{a}\"\n"));
+                }
+                if !spec.macros.is_empty() {
+                    let list: Vec<String> = spec.macros.iter().map(|v| v.to_string()).collect();
+                    out.push_str(&format!("macros = [{}]\n", list.join(", ")));
+                }
+            }
         }
     }
     out

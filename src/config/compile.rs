@@ -737,6 +737,7 @@ fn compile_machines(
                     _ => None,
                 }
             }
+            RawDriver::Haas(h) => haas_driver(p, &at, h),
         };
         if let (Some(id), Some(driver)) = (id, driver) {
             let text = |s: &Option<String>| {
@@ -787,6 +788,176 @@ fn optional_duration(
             None
         }
     }
+}
+
+/// `type = "haas"`: exactly one of `address` and `serial`; macro variables 1-99999.
+fn haas_driver(
+    p: &mut Problems,
+    at: &dyn Fn(&str) -> String,
+    h: &super::schema::RawHaasDriver,
+) -> Option<DriverConfig> {
+    use crate::drivers::haas::{HaasSpec, Transport};
+    let transport = match (&h.address, &h.serial) {
+        (Some(a), None) => match check_host_port(a) {
+            Ok(()) => Some(Transport::Tcp(a.trim().to_string())),
+            Err(()) => {
+                p.at(
+                    at("driver.address"),
+                    format!(
+                        "expected \"host:port\" (the port of the control's Setting 143, often 5051), found {a:?}"
+                    ),
+                );
+                None
+            }
+        },
+        (None, Some(s)) => {
+            serial(p, &at("driver.serial"), s, HAAS_SERIAL_DEFAULTS).map(Transport::Serial)
+        }
+        (Some(_), Some(_)) => {
+            p.at(
+                at("driver.serial"),
+                "give either `address` (Ethernet) or `serial` (RS-232), not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.at(
+                at("driver"),
+                "missing `address = \"host:5051\"` (Ethernet) or `serial = { port = \"/dev/ttyUSB0\" }` (RS-232)",
+            );
+            None
+        }
+    };
+    let interval = optional_duration(p, &at("driver.interval"), h.interval.as_ref());
+    let timeout = optional_duration(p, &at("driver.timeout"), h.timeout.as_ref());
+    let mut macros = Vec::with_capacity(h.macros.len());
+    let mut ok = true;
+    for (i, v) in h.macros.iter().enumerate() {
+        match u32::try_from(*v) {
+            Ok(v) if (1..=99_999).contains(&v) => {
+                if !macros.contains(&v) {
+                    macros.push(v);
+                }
+            }
+            _ => {
+                p.at(
+                    at(&format!("driver.macros[{i}]")),
+                    format!("expected a macro variable number 1-99999 (like 3027), found {v}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    let (transport, interval, timeout) = (transport?, interval?, timeout?);
+    ok.then(|| DriverConfig::Haas {
+        spec: HaasSpec {
+            transport,
+            macros,
+            timeout: timeout.unwrap_or(Duration::from_secs(2)),
+        },
+        interval: interval.unwrap_or(Duration::from_secs(1)),
+    })
+}
+
+/// A serial line's defaults (where the key is left out).
+#[derive(Clone, Copy)]
+struct SerialDefaults {
+    baud: u32,
+    data_bits: u8,
+    parity: crate::drivers::serial::Parity,
+    stop_bits: u8,
+}
+
+/// A Haas control's factory RS-232 settings: 9600 baud, 7 data bits, even parity, 1 stop bit
+/// (Settings 11, 37, 12 and 13).
+const HAAS_SERIAL_DEFAULTS: SerialDefaults = SerialDefaults {
+    baud: 9600,
+    data_bits: 7,
+    parity: crate::drivers::serial::Parity::Even,
+    stop_bits: 1,
+};
+
+/// `serial = { port, baud, data_bits, parity, stop_bits, flow }`.
+fn serial(
+    p: &mut Problems,
+    key: &str,
+    s: &super::schema::RawSerial,
+    d: SerialDefaults,
+) -> Option<crate::drivers::serial::SerialSettings> {
+    use crate::drivers::serial::{Flow, Parity, SerialSettings};
+    let before = p.0.len();
+    let port = s.port.trim();
+    if port.is_empty() {
+        p.at(
+            format!("{key}.port"),
+            "expected a serial device like \"/dev/ttyUSB0\", found an empty string",
+        );
+    }
+    const BAUDS: [u32; 10] = [
+        300, 1200, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200, 230_400,
+    ];
+    let baud = s.baud.unwrap_or(d.baud);
+    if !BAUDS.contains(&baud) {
+        p.at(
+            format!("{key}.baud"),
+            format!(
+                "expected a baud rate (one of {}), found {baud}",
+                BAUDS.map(|b| b.to_string()).join(", ")
+            ),
+        );
+    }
+    let data_bits = s.data_bits.unwrap_or(d.data_bits);
+    if !(7..=8).contains(&data_bits) {
+        p.at(
+            format!("{key}.data_bits"),
+            format!("expected 7 or 8, found {data_bits}"),
+        );
+    }
+    let stop_bits = s.stop_bits.unwrap_or(d.stop_bits);
+    if !(1..=2).contains(&stop_bits) {
+        p.at(
+            format!("{key}.stop_bits"),
+            format!("expected 1 or 2, found {stop_bits}"),
+        );
+    }
+    let parity = match s.parity.as_deref().map(|x| x.trim().to_ascii_lowercase()) {
+        None => d.parity,
+        Some(x) => match x.as_str() {
+            "none" => Parity::None,
+            "even" => Parity::Even,
+            "odd" => Parity::Odd,
+            _ => {
+                p.at(
+                    format!("{key}.parity"),
+                    format!("expected \"none\", \"even\" or \"odd\", found {x:?}"),
+                );
+                Parity::None
+            }
+        },
+    };
+    let flow = match s.flow.as_deref().map(|x| x.trim().to_ascii_lowercase()) {
+        None => Flow::None,
+        Some(x) => match x.as_str() {
+            "none" => Flow::None,
+            "xonxoff" | "software" => Flow::Software,
+            "rtscts" | "hardware" => Flow::Hardware,
+            _ => {
+                p.at(
+                    format!("{key}.flow"),
+                    format!("expected \"none\", \"xonxoff\" or \"rtscts\", found {x:?}"),
+                );
+                Flow::None
+            }
+        },
+    };
+    (p.0.len() == before).then(|| SerialSettings {
+        port: port.to_string(),
+        baud,
+        data_bits,
+        parity,
+        stop_bits,
+        flow,
+    })
 }
 
 /// An optional device name (MTConnect device name or uuid): non-empty, no spaces or `:`/`|`

@@ -17,9 +17,9 @@ use super::Config;
 use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
-    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHttp, RawJournal,
-    RawLog, RawMachine, RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim,
-    RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
+    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHaasDriver, RawHttp,
+    RawJournal, RawLog, RawMachine, RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles,
+    RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -373,6 +373,7 @@ fn check_driver(
         "sim" => check_table::<RawSimDriver>(&rest, driver.span(), root, path, errors),
         "shdr" => check_table::<RawShdrDriver>(&rest, driver.span(), root, path, errors),
         "mtconnect" => check_table::<RawMtconnectDriver>(&rest, driver.span(), root, path, errors),
+        "haas" => check_table::<RawHaasDriver>(&rest, driver.span(), root, path, errors),
         other => {
             errors.at_span(
                 ty.span(),

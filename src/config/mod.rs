@@ -391,6 +391,12 @@ pub enum DriverConfig {
         /// long means the stream is dead.
         heartbeat: Duration,
     },
+    /// A Haas control's Machine Data Collection, over Ethernet or RS-232.
+    Haas {
+        spec: crate::drivers::haas::HaasSpec,
+        /// How often the whole query set is read.
+        interval: Duration,
+    },
 }
 
 impl DriverConfig {
@@ -400,6 +406,7 @@ impl DriverConfig {
             DriverConfig::Sim { .. } => "sim",
             DriverConfig::Shdr { .. } => "shdr",
             DriverConfig::Mtconnect { .. } => "mtconnect",
+            DriverConfig::Haas { .. } => "haas",
         }
     }
 

@@ -254,14 +254,15 @@ pub enum RawDriver {
     Sim(RawSimDriver),
     Shdr(RawShdrDriver),
     Mtconnect(RawMtconnectDriver),
+    Haas(RawHaasDriver),
 }
 
 /// The driver types this build knows, as written in `type = "..."`.
-pub const DRIVER_TYPES: [&str; 3] = ["sim", "shdr", "mtconnect"];
+pub const DRIVER_TYPES: [&str; 4] = ["sim", "shdr", "mtconnect", "haas"];
 
 /// Driver types that are planned but not in this build yet; named in the error for an unknown
 /// type so that nobody goes looking for a typo.
-pub const PLANNED_DRIVER_TYPES: [&str; 5] = ["haas", "modbus", "focas", "opcua", "plugin"];
+pub const PLANNED_DRIVER_TYPES: [&str; 4] = ["modbus", "focas", "opcua", "plugin"];
 
 /// `type = "sim"`: a simulated machine, for demos and tests.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -288,6 +289,31 @@ pub struct RawMtconnectDriver {
     pub device: Option<String>,
     pub interval: Option<Human>,
     pub heartbeat: Option<Human>,
+}
+
+/// `type = "haas"`: a Haas control's Machine Data Collection (Q-commands), over Ethernet
+/// (`address`) or RS-232 (`serial`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawHaasDriver {
+    pub address: Option<String>,
+    pub serial: Option<RawSerial>,
+    pub interval: Option<Human>,
+    pub timeout: Option<Human>,
+    #[serde(default)]
+    pub macros: Vec<i64>,
+}
+
+/// A serial line (`serial = { port = "/dev/ttyUSB0", baud = 9600 }`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSerial {
+    pub port: String,
+    pub baud: Option<u32>,
+    pub data_bits: Option<u8>,
+    pub parity: Option<String>,
+    pub stop_bits: Option<u8>,
+    pub flow: Option<String>,
 }
 
 /// A human-written value, kept as text until compiled: a string (`"2GiB"`, `"30d"`) or a plain

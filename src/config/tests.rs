@@ -157,9 +157,9 @@ fn wrong_type() {
 
 #[test]
 fn unknown_driver_type_lists_the_known_types() {
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbus\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"focas\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
 }
 
 #[test]
@@ -264,12 +264,12 @@ type = "shdr"
 address = "127.0.0.1:99999"
 
 [[machines]]
-id = "haas-1"
-nmae = "Haas VF-2"
-profile = "haas"
+id = "fanuc-1"
+nmae = "Fanuc 0i"
+profile = "fanuc"
 [machines.driver]
-type = "haas"
-address = "10.0.0.5:5051"
+type = "focas"
+address = "10.0.0.5:8193"
 
 [[machines]]
 id = "sim-1"
@@ -289,7 +289,7 @@ shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may ho
 shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
 shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
 shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `identification`, `calendar`, `parts_per_cycle`, `driver`
-shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "haas" ("haas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`
+shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`
 shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
 "#);
 }
@@ -348,7 +348,7 @@ fn bad_env_values_name_the_variable() {
 #[test]
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "modbus")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "modbus" ("modbus" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "focas")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
@@ -578,4 +578,60 @@ shopbridge.toml:17:1: context.rules: rule 1 ("bar feeder"): when: unknown fact `
 shopbridge.toml:22:13: calendars.Two-Shift.time_zone: expected a time zone like "America/Chicago" or "+01:00", found "Mars/Olympus" (failed to find time zone `Mars/Olympus` in time zone database)
 shopbridge.toml:26:9: calendars.Two-Shift.shifts[0].start: expected a time of day like "06:00" or "22:30:00", found "25:00"
 "#);
+}
+
+#[test]
+fn haas_over_ethernet_or_rs232() {
+    use crate::drivers::haas::{HaasSpec, Transport};
+    use crate::drivers::serial::{Flow, Parity, SerialSettings};
+    let c = ok(&ONE_SHDR.replace(
+        "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+        "type = \"haas\"\naddress = \"10.0.0.5:5051\"\nmacros = [3027, 5021, 3027]",
+    ));
+    assert_eq!(
+        c.machines[0].driver,
+        DriverConfig::Haas {
+            spec: HaasSpec {
+                transport: Transport::Tcp("10.0.0.5:5051".into()),
+                macros: vec![3027, 5021],
+                timeout: Duration::from_secs(2),
+            },
+            interval: Duration::from_secs(1),
+        }
+    );
+    let c = ok(&ONE_SHDR.replace(
+        "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+        "type = \"haas\"\nserial = { port = \"/dev/ttyUSB0\", flow = \"xonxoff\" }\ninterval = \"2s\"",
+    ));
+    let DriverConfig::Haas { spec, interval } = &c.machines[0].driver else {
+        panic!("{:?}", c.machines[0].driver);
+    };
+    assert_eq!(*interval, Duration::from_secs(2));
+    assert_eq!(
+        spec.transport,
+        Transport::Serial(SerialSettings {
+            port: "/dev/ttyUSB0".into(),
+            baud: 9600,
+            data_bits: 7,
+            parity: Parity::Even,
+            stop_bits: 1,
+            flow: Flow::Software,
+        })
+    );
+    let bad = |driver: &str| {
+        errs(&ONE_SHDR.replace(
+            "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+            &format!("type = \"haas\"\n{driver}"),
+        ))
+    };
+    insta::assert_snapshot!(bad("macros = [3027]"), @r#"shopbridge.toml:10:1: machines[0].driver: missing `address = "host:5051"` (Ethernet) or `serial = { port = "/dev/ttyUSB0" }` (RS-232)"#);
+    insta::assert_snapshot!(bad("address = \"10.0.0.5\""), @r#"shopbridge.toml:12:11: machines[0].driver.address: expected "host:port" (the port of the control's Setting 143, often 5051), found "10.0.0.5""#);
+    insta::assert_snapshot!(bad("address = \"10.0.0.5:5051\"\nserial = { port = \"/dev/ttyS0\" }"), @r#"shopbridge.toml:13:10: machines[0].driver.serial: give either `address` (Ethernet) or `serial` (RS-232), not both"#);
+    insta::assert_snapshot!(bad("serial = { port = \"/dev/ttyS0\", baud = 9601, parity = \"mark\", data_bits = 9 }\nmacros = [0]"), @r#"
+    shopbridge.toml:12:40: machines[0].driver.serial.baud: expected a baud rate (one of 300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400), found 9601
+    shopbridge.toml:12:55: machines[0].driver.serial.parity: expected "none", "even" or "odd", found "mark"
+    shopbridge.toml:12:75: machines[0].driver.serial.data_bits: expected 7 or 8, found 9
+    shopbridge.toml:13:11: machines[0].driver.macros[0]: expected a macro variable number 1-99999 (like 3027), found 0
+    "#);
+    insta::assert_snapshot!(bad("address = \"10.0.0.5:5051\"\nbaud = 9600"), @"shopbridge.toml:13:1: machines[0].driver.baud: unknown key `baud`, expected one of `address`, `serial`, `interval`, `timeout`, `macros`");
 }

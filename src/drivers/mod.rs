@@ -5,8 +5,11 @@
 //! it reads; normalization does. Link loss is reported as [`DriverEvent::Link`] with
 //! [`LinkStatus::Lost`]; a driver never invents values.
 
+pub mod haas;
 pub mod mtconnect;
+pub mod poll;
 pub mod retry;
+pub mod serial;
 pub mod shdr;
 pub mod sim;
 
@@ -199,6 +202,9 @@ pub struct DriverCounters {
     pub link_errors: std::sync::atomic::AtomicU64,
     /// Holes in the source's data (an agent restart, a buffer overrun).
     pub gaps: std::sync::atomic::AtomicU64,
+    /// Reads the device refused (a Modbus exception, a Haas `?` or `INVALID NUMBER`), counted
+    /// when an item turns Bad.
+    pub device_errors: std::sync::atomic::AtomicU64,
 }
 
 impl DriverCounters {

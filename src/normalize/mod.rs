@@ -56,6 +56,24 @@ struct Filter {
     pending: Option<Pending>,
     /// No change is accepted before this (aligned time).
     hold_until: Option<Timestamp>,
+    /// `advancing` and `blink`: the last number read (a lamp as 0 or 1).
+    last_raw: Option<f64>,
+    /// `blink`: when the lamp changed, within the window.
+    edges: Vec<Timestamp>,
+    /// `advancing` and `blink`: the value the signal takes at this time unless a reading
+    /// comes first (not advancing any more; a lamp that settled).
+    timer: Option<(Timestamp, Value)>,
+}
+
+impl Filter {
+    fn is_waiting(&self) -> bool {
+        self.pending.is_some() || self.timer.is_some()
+    }
+}
+
+/// A lamp's steady word.
+fn lamp(on: bool) -> Value {
+    Value::text(if on { "ON" } else { "OFF" })
 }
 
 /// Per-machine normalization state.
@@ -136,7 +154,7 @@ impl Track {
     }
 
     fn has_pending(&self) -> bool {
-        self.filters.values().any(|f| f.pending.is_some())
+        self.filters.values().any(Filter::is_waiting)
     }
 }
 
@@ -513,7 +531,19 @@ impl Normalizer {
             return;
         };
         self.stats.observations += 1;
-        match track.route(&raw.key, raw.meta.as_deref()) {
+        let route = track.route(&raw.key, raw.meta.as_deref());
+        if let (Quality::Bad(_), Route::Rule(_) | Route::Canonical(_)) = (raw.quality, route) {
+            // The device refused the read: no transform or filter applies to its answer.
+            let sig = match route {
+                Route::Rule(r) => track.profile.sources[r].signal,
+                Route::Canonical(i) => i,
+                Route::Pass => return,
+            };
+            track.filters.remove(&sig);
+            self.commit(&machine, sig, raw.value, raw.quality, time, out);
+            return;
+        }
+        match route {
             Route::Pass => out.push(RecordKind::Observation(Observation {
                 machine,
                 signal: raw.key,
@@ -666,9 +696,79 @@ impl Normalizer {
     }
 
     /// Offers a signal value: through the time filters when the signal has them, else
-    /// committed at once.
+    /// committed at once. `advancing` and `blink` first turn the reading into the signal's
+    /// value (or into nothing, when it does not change it).
     #[allow(clippy::too_many_arguments)]
     fn offer(
+        &mut self,
+        machine: &MachineId,
+        sig: usize,
+        value: Value,
+        quality: Quality,
+        time: Timestamps,
+        transform: Option<&profile::Transform>,
+        out: &mut Vec<RecordKind>,
+    ) {
+        let (advancing, blink) = transform.map_or((None, None), |t| (t.advancing, t.blink));
+        if (advancing.is_some() || blink.is_some()) && !value.is_unavailable() {
+            let Some(track) = self.tracks.get_mut(machine) else {
+                return;
+            };
+            let current = track.values[sig].clone();
+            let f = track.filters.entry(sig).or_default();
+            let Some(x) = profile::as_number(&value) else {
+                self.stats.decode_errors += 1;
+                out.push(RecordKind::Observation(Observation {
+                    machine: machine.clone(),
+                    signal: track.profile.signals[sig].clone(),
+                    value,
+                    quality: Quality::Uncertain(QualityReason::DecodeError),
+                    time,
+                }));
+                return;
+            };
+            let previous = f.last_raw.replace(x);
+            let next = if let Some(window) = advancing {
+                match previous {
+                    Some(p) if x > p => {
+                        f.timer = Some((time.aligned.saturating_add(window), Value::Bool(false)));
+                        Value::Bool(true)
+                    }
+                    // A first reading says nothing about motion yet; a reset is no advance.
+                    None => Value::Bool(false),
+                    Some(_) => return,
+                }
+            } else {
+                let window = blink.unwrap_or_default();
+                let on = x != 0.0;
+                if previous.is_some_and(|p| (p != 0.0) != on) {
+                    f.edges.push(time.aligned);
+                }
+                let since = time.aligned.saturating_sub(window);
+                f.edges.retain(|t| *t >= since);
+                if f.edges.len() >= profile::BLINK_EDGES {
+                    f.timer = Some((time.aligned.saturating_add(window), lamp(on)));
+                    Value::text("BLINKING")
+                } else if f.timer.is_some() {
+                    // Still within a blink's window: the settled word comes with the timer.
+                    f.timer = Some((time.aligned.saturating_add(window), lamp(on)));
+                    return;
+                } else {
+                    lamp(on)
+                }
+            };
+            if next == current && f.pending.is_none() {
+                return;
+            }
+            self.offer_filtered(machine, sig, next, quality, time, transform, out);
+            return;
+        }
+        self.offer_filtered(machine, sig, value, quality, time, transform, out);
+    }
+
+    /// The debounce and hold filters, then the signal.
+    #[allow(clippy::too_many_arguments)]
+    fn offer_filtered(
         &mut self,
         machine: &MachineId,
         sig: usize,
@@ -719,20 +819,14 @@ impl Normalizer {
         }
         let profile = track.profile.clone();
         let mut due = Vec::new();
+        let mut timers = Vec::new();
         for (sig, f) in track.filters.iter_mut() {
+            if let Some((at, v)) = f.timer.take_if(|(at, _)| *at <= now) {
+                f.edges.clear();
+                timers.push((*sig, at, v));
+            }
             let Some(p) = &f.pending else { continue };
-            let transform = profile
-                .sources
-                .iter()
-                .find(|r| r.signal == *sig)
-                .map(|r| &r.transform)
-                .or_else(|| {
-                    profile
-                        .derived
-                        .iter()
-                        .find(|d| d.signal == *sig)
-                        .map(|d| &d.transform)
-                });
+            let transform = profile.transform_of(*sig);
             let debounce = transform.and_then(|t| t.debounce).unwrap_or_default();
             let hold = transform.and_then(|t| t.min_hold);
             let confirmed = p.time.aligned.saturating_add(debounce);
@@ -755,6 +849,30 @@ impl Normalizer {
         for (sig, p) in due {
             self.commit(machine, sig, p.value, p.quality, p.time, out);
         }
+        timers.sort_by_key(|(_, at, _)| *at);
+        for (sig, at, v) in timers {
+            let Some(track) = self.tracks.get(machine) else {
+                return;
+            };
+            if track.values[sig] == v {
+                continue;
+            }
+            let transform = profile.transform_of(sig).cloned();
+            let time = Timestamps {
+                source: None,
+                received: at,
+                aligned: at,
+            };
+            self.offer_filtered(
+                machine,
+                sig,
+                v,
+                Quality::Good,
+                time,
+                transform.as_ref(),
+                out,
+            );
+        }
     }
 
     /// Sets a signal, records it, recomputes the signals computed from it and the state.
@@ -772,13 +890,19 @@ impl Normalizer {
         };
         let profile = track.profile.clone();
         let id = &profile.signals[sig];
-        if !valid_for(id.as_str(), &value) {
+        // A device's refusal is journaled as it said it, and the signal is unknown meanwhile.
+        let refused = matches!(quality, Quality::Bad(_));
+        if !refused && !valid_for(id.as_str(), &value) {
             self.stats.decode_errors += 1;
             if quality.is_good() {
                 quality = Quality::Uncertain(QualityReason::DecodeError);
             }
         }
-        track.values[sig] = value.clone();
+        track.values[sig] = if refused {
+            Value::Unavailable
+        } else {
+            value.clone()
+        };
         out.push(RecordKind::Observation(Observation {
             machine: machine.clone(),
             signal: id.clone(),
@@ -801,7 +925,7 @@ impl Normalizer {
             if v == track.values[d.signal] {
                 continue;
             }
-            if d.transform.debounce.is_some() || d.transform.min_hold.is_some() {
+            if d.transform.is_timed() {
                 deferred.push((d.signal, v));
                 continue;
             }

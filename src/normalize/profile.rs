@@ -75,6 +75,8 @@ struct RawSignal {
     threshold: Option<Spanned<RawThreshold>>,
     debounce: Option<Spanned<String>>,
     min_hold: Option<Spanned<String>>,
+    advancing: Option<Spanned<String>>,
+    blink: Option<Spanned<String>>,
     alarm_level: Option<Spanned<String>>,
 }
 
@@ -243,6 +245,26 @@ pub struct Transform {
     pub threshold: Option<(f64, f64)>,
     pub debounce: Option<Duration>,
     pub min_hold: Option<Duration>,
+    /// A counter or timer becomes `true` when it goes up, and `false` once it has not gone
+    /// up for this long (a Haas motion timer that advances while a cycle moves axes).
+    pub advancing: Option<Duration>,
+    /// A lamp becomes `ON`, `OFF`, or `BLINKING` while it has changed at least
+    /// [`BLINK_EDGES`] times within this window; it settles on ON or OFF a window after its
+    /// last change.
+    pub blink: Option<Duration>,
+}
+
+/// Changes within the blink window that make a lamp `BLINKING` (on, off, on).
+pub const BLINK_EDGES: usize = 3;
+
+impl Transform {
+    /// Whether the value goes through the time filters (not straight to the signal).
+    pub fn is_timed(&self) -> bool {
+        self.debounce.is_some()
+            || self.min_hold.is_some()
+            || self.advancing.is_some()
+            || self.blink.is_some()
+    }
 }
 
 impl Transform {
@@ -292,6 +314,14 @@ fn numeric(v: &Value) -> Option<f64> {
         Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
         other => other.as_f64(),
     }
+}
+
+/// A reading as a number: numbers, numbers sent as text, and the boolean words (`ON` = 1).
+pub fn as_number(v: &Value) -> Option<f64> {
+    numeric(v).or_else(|| match coerce(v.clone(), ValueType::Bool) {
+        Ok(Value::Bool(b)) => Some(f64::from(u8::from(b))),
+        _ => None,
+    })
 }
 
 fn coerce(v: Value, t: ValueType) -> Result<Value, String> {
@@ -382,6 +412,22 @@ pub struct Profile {
     pub state: [Option<Vec<Rule>>; 6],
     /// SHDR keys whose values are not plain (conditions, messages, time series).
     pub shapes: BTreeMap<String, ItemShape>,
+}
+
+impl Profile {
+    /// The transform of signal `sig` (its first source rule's, or its expression's).
+    pub fn transform_of(&self, sig: usize) -> Option<&Transform> {
+        self.sources
+            .iter()
+            .find(|r| r.signal == sig)
+            .map(|r| &r.transform)
+            .or_else(|| {
+                self.derived
+                    .iter()
+                    .find(|d| d.signal == sig)
+                    .map(|d| &d.transform)
+            })
+    }
 }
 
 impl Profile {
@@ -778,6 +824,22 @@ fn compile(
         }
         transform.debounce = cx.duration(&sig.debounce, &format!("{key}.debounce"));
         transform.min_hold = cx.duration(&sig.min_hold, &format!("{key}.min_hold"));
+        transform.advancing = cx.duration(&sig.advancing, &format!("{key}.advancing"));
+        transform.blink = cx.duration(&sig.blink, &format!("{key}.blink"));
+        if let (Some(_), Some(b)) = (&sig.advancing, &sig.blink) {
+            cx.err(
+                b.span(),
+                &format!("{key}.blink"),
+                "a signal is either `advancing` (a counter going up) or `blink` (a lamp), not both",
+            );
+        }
+        if let (Some(a), Some(_)) = (&sig.advancing, &sig.threshold) {
+            cx.err(
+                a.span(),
+                &format!("{key}.advancing"),
+                "`advancing` reads the number itself; it cannot follow a `threshold`",
+            );
+        }
         let alarm_level = match &sig.alarm_level {
             None => ConditionLevel::Fault,
             Some(l) => match ConditionLevel::parse(l.get_ref()) {

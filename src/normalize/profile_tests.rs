@@ -69,7 +69,7 @@ fn every_profile_in_the_profiles_folder_compiles() {
 
 #[test]
 fn errors_name_the_file_line_column_and_what_was_expected() {
-    insta::assert_snapshot!(compile("[[signal]]\nid = \"execution\"\nfrom = { key = \"exec\" }\nmpa = {}\n").unwrap_err(), @"profiles/test.toml:4:1: unknown field `mpa`, expected one of `id`, `from`, `expr`, `map`, `unmapped`, `type`, `scale`, `offset`, `threshold`, `debounce`, `min_hold`, `alarm_level`");
+    insta::assert_snapshot!(compile("[[signal]]\nid = \"execution\"\nfrom = { key = \"exec\" }\nmpa = {}\n").unwrap_err(), @"profiles/test.toml:4:1: unknown field `mpa`, expected one of `id`, `from`, `expr`, `map`, `unmapped`, `type`, `scale`, `offset`, `threshold`, `debounce`, `min_hold`, `advancing`, `blink`, `alarm_level`");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"running\"\nexpr = \"execution = 'ACTIVE'\"\n").unwrap_err(), @"profiles/test.toml:3:19: signal[0].expr: expected `==` to compare, found a single `=`");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"running\"\nexpr = \"exection == 'ACTIVE'\"\n").unwrap_err(), @"profiles/test.toml:3:9: signal[0].expr: unknown signal `exection`: expected a canonical signal or one this profile defines above (quote words: 'exection')");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"spindle_on\"\nfrom = { key = \"amps\" }\nthreshold = { on = 2.0, off = 5.0 }\ndebounce = \"2 parsecs\"\n").unwrap_err(), @r#"
@@ -225,6 +225,138 @@ debounce = "2s"
         })
         .unwrap_or_else(|| panic!("no state change"));
     assert_eq!(change.at, Timestamp::from_millis(30_000));
+}
+
+#[test]
+fn advancing_turns_a_timer_that_goes_up_into_motion() {
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "motion_time"
+from = { key = "Q301" }
+type = "int"
+
+[[signal]]
+id = "motion"
+expr = "motion_time"
+advancing = "3s"
+
+[state]
+availability = [{ value = "AVAILABLE" }]
+execution = [{ when = "motion", value = "ACTIVE" }, { value = "READY" }]
+"#,
+    );
+    let mut out = Vec::new();
+    // The first reading says nothing; then the timer goes up every second, then stops.
+    for (i, secs) in [100, 101, 102, 103, 103, 103].iter().enumerate() {
+        let t = i as i64 * 1_000;
+        n.process_batch([obs("Q301", Value::Int(*secs), t)], &mut out);
+        n.tick(Timestamp::from_millis(t), &mut out);
+    }
+    assert_eq!(
+        values_of(&out, "motion"),
+        vec![&Value::Bool(false), &Value::Bool(true)]
+    );
+    assert_eq!(
+        n.state(&m()).and_then(|s| s.execution),
+        Some(Execution::Active)
+    );
+    // Three seconds after the last advance (at 3 s) it is over, at that time.
+    n.tick(Timestamp::from_millis(5_999), &mut out);
+    assert_eq!(values_of(&out, "motion").len(), 2);
+    n.tick(Timestamp::from_millis(6_000), &mut out);
+    assert_eq!(
+        values_of(&out, "motion"),
+        vec![&Value::Bool(false), &Value::Bool(true), &Value::Bool(false)]
+    );
+    assert_eq!(
+        n.state(&m()).and_then(|s| s.execution),
+        Some(Execution::Ready)
+    );
+    let change = out
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            RecordKind::StateChange(s) => Some(s),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no state change"));
+    assert_eq!(change.at, Timestamp::from_millis(6_000));
+    // The timer itself is journaled under its own signal.
+    assert_eq!(values_of(&out, "motion_time").len(), 6);
+}
+
+#[test]
+fn blink_tells_a_flashing_lamp_from_a_steady_one() {
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "amber"
+from = { key = "di1" }
+type = "bool"
+blink = "2s"
+"#,
+    );
+    let mut out = Vec::new();
+    let at = |n: &mut Normalizer, v: bool, t: i64, out: &mut Vec<RecordKind>| {
+        n.process_batch([obs("di1", Value::Bool(v), t)], out);
+        n.tick(Timestamp::from_millis(t), out);
+    };
+    at(&mut n, false, 0, &mut out);
+    at(&mut n, true, 1_000, &mut out);
+    // Flashing at 1 Hz: on, off, on within the window is BLINKING, and it stays so.
+    for (i, v) in [false, true, false, true, false].iter().enumerate() {
+        at(&mut n, *v, 1_500 + i as i64 * 500, &mut out);
+    }
+    assert_eq!(
+        values_of(&out, "amber"),
+        vec![
+            &Value::text("OFF"),
+            &Value::text("ON"),
+            &Value::text("OFF"),
+            &Value::text("BLINKING"),
+        ]
+    );
+    // It stops flashing, off: a window after the last change it is OFF.
+    n.tick(Timestamp::from_millis(5_000), &mut out);
+    assert_eq!(values_of(&out, "amber").len(), 4);
+    n.tick(Timestamp::from_millis(5_500), &mut out);
+    assert_eq!(values_of(&out, "amber").last(), Some(&&Value::text("OFF")));
+    // A steady lamp is ON and stays ON.
+    at(&mut n, true, 20_000, &mut out);
+    n.tick(Timestamp::from_millis(30_000), &mut out);
+    assert_eq!(values_of(&out, "amber").last(), Some(&&Value::text("ON")));
+    assert_eq!(values_of(&out, "amber").len(), 6);
+}
+
+#[test]
+fn a_refused_read_is_journaled_as_said_and_the_signal_is_unknown() {
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "part_count"
+from = { key = "Q402" }
+type = "int"
+"#,
+    );
+    let mut out = Vec::new();
+    n.process_batch([obs("Q402", Value::Int(7), 0)], &mut out);
+    assert_eq!(n.state(&m()).and_then(|s| s.part_count), Some(7));
+    let mut bad = obs("Q402", Value::text("Q402: ?, ?Q402"), 1_000);
+    if let DriverEvent::Observation(o) = &mut bad {
+        o.quality = Quality::Bad(QualityReason::DeviceError);
+    }
+    n.process_batch([bad], &mut out);
+    match out.last() {
+        Some(RecordKind::Observation(o)) => {
+            assert_eq!(o.signal.as_str(), "part_count");
+            assert_eq!(o.value, Value::text("Q402: ?, ?Q402"));
+            assert_eq!(o.quality, Quality::Bad(QualityReason::DeviceError));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(n.stats.decode_errors, 0);
+    assert_eq!(n.state(&m()).and_then(|s| s.part_count), None);
 }
 
 #[test]

@@ -299,7 +299,7 @@ pub fn render_metrics(s: &HttpState) -> String {
     }
     let drivers = t.drivers.read().map(|d| d.clone()).unwrap_or_default();
     type Read = fn(&DriverCounters) -> u64;
-    let counters: [(&str, &str, Read); 5] = [
+    let counters: [(&str, &str, Read); 6] = [
         (
             "shopbridge_driver_messages_total",
             "Protocol units read from the source (SHDR lines, MTConnect documents).",
@@ -324,6 +324,11 @@ pub fn render_metrics(s: &HttpState) -> String {
             "shopbridge_driver_gaps_total",
             "Holes in the source's data (agent restarts, buffer overruns), each recorded as a gap.",
             |c| c.gaps.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_driver_device_errors_total",
+            "Reads the device refused (Modbus exceptions, Haas error replies); the item is Bad until it answers.",
+            |c| c.device_errors.load(Ordering::Relaxed),
         ),
     ];
     for (name, help, get) in counters {

@@ -1,0 +1,286 @@
+//! The one polling runner that every request/response protocol shares (Haas MDC, Modbus, and
+//! later FOCAS). A polling driver implements only [`Poller::connect`] and [`Poller::poll`];
+//! the runner owns everything around them:
+//!
+//! - the poll interval, on the app's clock (a sped-up demo polls faster in wall time, down to
+//!   [`WALL_FLOOR`]), with a late poll delaying the next one rather than bunching;
+//! - connecting, with a timeout, and reconnecting with jittered exponential backoff;
+//! - link status: `Connected` once per connection, `Lost` once per outage (with the reason),
+//!   never a second connection while one is open (some controls allow only two clients);
+//! - report by exception: a value is sent when it differs from the last one sent for that key
+//!   (value or quality), and every key again after a reconnect, so the journal holds changes,
+//!   not a sample per poll;
+//! - counters and rate-limited logs.
+//!
+//! Errors are kept apart in the types, the way tokio-modbus does it: a [`LinkError`] from
+//! `connect` or `poll` ends the connection (reconnect), while a device's answer that one item is
+//! wrong (a Modbus exception, a Haas `?`) is a reading with quality Bad
+//! ([`Readings::bad`]); polling goes on.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use super::retry::{Backoff, LogLimiter};
+use super::{DriverContext, DriverCounters, DriverEvent, RawObservation};
+use crate::model::{LinkStatus, Quality, QualityReason, SignalId, Value};
+
+/// The least wall time between two polls, however fast a demo clock runs.
+pub const WALL_FLOOR: Duration = Duration::from_millis(20);
+/// The first reconnect delay; it doubles per failed attempt up to [`BACKOFF_MAX`].
+pub const BACKOFF_START: Duration = Duration::from_millis(500);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Repeated complaints about the same thing are logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Why a connection ended or could not be made: the runner reconnects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkError(pub String);
+
+impl LinkError {
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+/// One value a poll read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub key: SignalId,
+    pub value: Value,
+    pub quality: Quality,
+}
+
+/// What one poll read, in the order read.
+#[derive(Debug, Default)]
+pub struct Readings {
+    items: Vec<Reading>,
+    /// Protocol replies this poll took (for `shopbridge_driver_messages_total`).
+    pub replies: u64,
+    /// Bytes read (for `shopbridge_driver_bytes_total`).
+    pub bytes: u64,
+}
+
+impl Readings {
+    pub fn good(&mut self, key: &SignalId, value: Value) {
+        self.items.push(Reading {
+            key: key.clone(),
+            value,
+            quality: Quality::Good,
+        });
+    }
+
+    /// The device answered that this item is wrong (`why` names the answer, e.g.
+    /// `modbus exception 2 (illegal data address)`): the value is journaled as that text with
+    /// quality Bad, and the signal is unknown until a good reading.
+    pub fn bad(&mut self, key: &SignalId, why: impl Into<String>) {
+        self.items.push(Reading {
+            key: key.clone(),
+            value: Value::text(&why.into()),
+            quality: Quality::Bad(QualityReason::DeviceError),
+        });
+    }
+
+    pub fn items(&self) -> &[Reading] {
+        &self.items
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// A request/response protocol, as the runner drives it.
+pub trait Poller: Send {
+    /// An open connection.
+    type Link: Send;
+    /// The address or port polled (logs, `/metrics`).
+    fn source(&self) -> &str;
+    /// Opens the connection (the runner bounds it with its own timeout too).
+    fn connect(&mut self) -> impl Future<Output = Result<Self::Link, LinkError>> + Send;
+    /// Reads everything once into `out`. A `LinkError` drops the connection.
+    fn poll(
+        &mut self,
+        link: &mut Self::Link,
+        out: &mut Readings,
+    ) -> impl Future<Output = Result<(), LinkError>> + Send;
+}
+
+/// How often to poll and how long a connection attempt may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub interval: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// The wall time a duration of the app's clock takes, never below `floor` (nor below `d`
+/// itself when `d` is shorter than the floor).
+fn wall(ctx: &DriverContext, d: Duration, floor: Duration) -> Duration {
+    ctx.clock.to_wall(d).max(d.min(floor))
+}
+
+/// Polls until shutdown, feeding the context's first machine.
+pub async fn run<P: Poller>(mut poller: P, timing: Timing, ctx: DriverContext) {
+    let Some(machine) = ctx.machines.first().cloned() else {
+        tracing::error!(
+            source = poller.source(),
+            "polling driver has no machine to feed; not started"
+        );
+        return;
+    };
+    let source = poller.source().to_string();
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX, 0.8..=1.2);
+    let mut connect_log = LogLimiter::new(LOG_EVERY);
+    let mut lost_reported = false;
+    let mut sent: HashMap<SignalId, (Value, Quality)> = HashMap::new();
+    loop {
+        let attempt = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = tokio::time::timeout(wall(&ctx, timing.connect_timeout, Duration::from_secs(1)), poller.connect()) => r,
+        };
+        let why = match attempt {
+            Ok(Ok(mut link)) => {
+                tracing::info!(%machine, source = %source, "connected");
+                if !link_event(
+                    &ctx,
+                    &machine,
+                    LinkStatus::Connected,
+                    format!("connected to {source}"),
+                )
+                .await
+                {
+                    return;
+                }
+                lost_reported = false;
+                connect_log = LogLimiter::new(LOG_EVERY);
+                sent.clear();
+                let (why, delivered) =
+                    match connection(&mut poller, &mut link, timing, &ctx, &machine, &mut sent)
+                        .await
+                    {
+                        Some(r) => r,
+                        None => return,
+                    };
+                // Closed before the next attempt: never two connections to one control.
+                drop(link);
+                if delivered {
+                    backoff.reset();
+                }
+                tracing::warn!(%machine, source = %source, reason = %why, "link lost; reconnecting");
+                why
+            }
+            Ok(Err(e)) => {
+                if let Some(more) = connect_log.allow() {
+                    tracing::warn!(%machine, source = %source, reason = %e, failed_attempts_since_last_log = more, "cannot connect; retrying with backoff");
+                }
+                e.0
+            }
+            Err(_) => {
+                let why = format!(
+                    "no answer from {source} within {} ms",
+                    timing.connect_timeout.as_millis()
+                );
+                if let Some(more) = connect_log.allow() {
+                    tracing::warn!(%machine, source = %source, reason = %why, failed_attempts_since_last_log = more, "cannot connect; retrying with backoff");
+                }
+                why
+            }
+        };
+        DriverCounters::add(&ctx.counters.link_errors, 1);
+        if !lost_reported {
+            if !link_event(&ctx, &machine, LinkStatus::Lost, why).await {
+                return;
+            }
+            lost_reported = true;
+        }
+        let delay = backoff.next_wait();
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.clock.sleep(delay) => {}
+        }
+    }
+}
+
+/// Polls one connection until it fails: `Some((why, anything delivered))`, or `None` to stop.
+async fn connection<P: Poller>(
+    poller: &mut P,
+    link: &mut P::Link,
+    timing: Timing,
+    ctx: &DriverContext,
+    machine: &crate::model::MachineId,
+    sent: &mut HashMap<SignalId, (Value, Quality)>,
+) -> Option<(String, bool)> {
+    let mut ticker = tokio::time::interval(wall(ctx, timing.interval, WALL_FLOOR));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut delivered = false;
+    let mut device_log = LogLimiter::new(LOG_EVERY);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return None,
+            _ = ticker.tick() => {}
+        }
+        let mut out = Readings::default();
+        let polled = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return None,
+            r = poller.poll(link, &mut out) => r,
+        };
+        DriverCounters::add(&ctx.counters.messages, out.replies);
+        DriverCounters::add(&ctx.counters.bytes, out.bytes);
+        let received = ctx.clock.now();
+        let mut batch = Vec::new();
+        for r in out.items {
+            if let Quality::Bad(_) = r.quality {
+                if sent.get(&r.key).is_none_or(|(v, _)| *v != r.value) {
+                    DriverCounters::add(&ctx.counters.device_errors, 1);
+                    if let Some(more) = device_log.allow() {
+                        tracing::warn!(%machine, key = %r.key, answer = %r.value, errors_since_last_log = more, "device refused a read; the value is Bad until it answers");
+                    }
+                }
+            }
+            if sent
+                .get(&r.key)
+                .is_some_and(|(v, q)| *v == r.value && *q == r.quality)
+            {
+                continue;
+            }
+            sent.insert(r.key.clone(), (r.value.clone(), r.quality));
+            batch.push(DriverEvent::Observation(RawObservation {
+                machine: machine.clone(),
+                key: r.key,
+                value: r.value,
+                quality: r.quality,
+                source_time: None,
+                received,
+                meta: None,
+            }));
+        }
+        if !batch.is_empty() {
+            delivered = true;
+            if !ctx.send(batch).await {
+                return None;
+            }
+        }
+        if let Err(e) = polled {
+            return Some((e.0, delivered));
+        }
+    }
+}
+
+async fn link_event(
+    ctx: &DriverContext,
+    machine: &crate::model::MachineId,
+    status: LinkStatus,
+    detail: String,
+) -> bool {
+    ctx.send(vec![DriverEvent::Link {
+        machine: machine.clone(),
+        status,
+        at: ctx.clock.now(),
+        detail: Some(detail),
+        missed: None,
+    }])
+    .await
+}
