@@ -38,6 +38,10 @@ pub struct DemoArgs {
     /// The simulated MTConnect agent's port on 127.0.0.1; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub mtconnect_port: u16,
+    /// Haas machine i's MDC port (Q-commands) listens on 127.0.0.1:(this + i); 0 picks free
+    /// ports. The bridge reads the Haas machines through it.
+    #[arg(long, default_value_t = 0)]
+    pub haas_base_port: u16,
     /// Give machine INDEX (0-based) a clock that is off, e.g. `2=3m` (3 minutes fast) or
     /// `5=-90s` (90 seconds slow). Repeatable.
     #[arg(long, value_name = "INDEX=OFFSET")]
@@ -84,6 +88,10 @@ pub struct SimulateArgs {
     /// The MTConnect agent's port on 127.0.0.1 (serves every machine as a device).
     #[arg(long, default_value_t = 5000)]
     pub mtconnect_port: u16,
+    /// Haas machine i's MDC port (Q-commands, as Setting 143 opens it) listens on
+    /// 127.0.0.1:(this + i).
+    #[arg(long, default_value_t = 5051)]
+    pub haas_base_port: u16,
     /// Give machine INDEX (0-based) a clock that is off, e.g. `2=3m` or `5=-90s`. Repeatable.
     #[arg(long, value_name = "INDEX=OFFSET")]
     pub skew: Vec<String>,
@@ -194,8 +202,21 @@ fn describe(server: &SimServer) -> String {
             format!("{}{more}", list.join(", "))
         }
     };
+    let haas: Vec<String> = server
+        .shop
+        .machines()
+        .iter()
+        .zip(&server.haas)
+        .filter_map(|(m, a)| a.map(|a| format!("{} {a}", m.id)))
+        .take(12)
+        .collect();
+    let haas = if haas.is_empty() {
+        String::new()
+    } else {
+        format!("; Haas MDC ports: {}", haas.join(", "))
+    };
     format!(
-        "simulated shop: {n} machines; SHDR adapters: {adapters}; MTConnect agent with every machine: http://{}/probe",
+        "simulated shop: {n} machines; SHDR adapters: {adapters}; MTConnect agent with every machine: http://{}/probe{haas}",
         server.agent
     )
 }
@@ -233,6 +254,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
         let ports = Ports {
             shdr_base: a.shdr_base_port,
             mtconnect: a.mtconnect_port,
+            haas_base: a.haas_base_port,
         };
         let stop_floor = CancellationToken::new();
         let floor = a.bridge.map(|addr| {
@@ -275,6 +297,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         let ports = Ports {
             shdr_base: a.shdr_base_port,
             mtconnect: a.mtconnect_port,
+            haas_base: a.haas_base_port,
         };
         // The simulated ERP, QMS and operators talk to the bridge's REST API once it listens.
         let (bound, known) = tokio::sync::watch::channel(None);

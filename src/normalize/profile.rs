@@ -33,6 +33,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "fanuc-mtconnect",
         include_str!("../../profiles/fanuc-mtconnect.toml"),
     ),
+    ("haas-ngc", include_str!("../../profiles/haas-ngc.toml")),
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -110,6 +110,7 @@
 pub mod agent_face;
 pub mod dialect;
 pub mod floor;
+pub mod haas_face;
 pub mod machine;
 pub mod rng;
 pub mod score;
@@ -154,7 +155,7 @@ pub const FLEET: &[ModelSpec] = &[
     ModelSpec {
         id_prefix: "haas-vf2",
         name: "Haas VF-2",
-        profile: "mtconnect-generic",
+        profile: "haas-ngc",
         lathe: false,
         max_rpm: 8100.0,
         programs: ProgramStyle::ONumber,
@@ -194,7 +195,7 @@ pub const FLEET: &[ModelSpec] = &[
     ModelSpec {
         id_prefix: "haas-st20",
         name: "Haas ST-20",
-        profile: "mtconnect-generic",
+        profile: "haas-ngc",
         lathe: true,
         max_rpm: 4000.0,
         programs: ProgramStyle::ONumber,

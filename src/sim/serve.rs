@@ -14,7 +14,10 @@ use tracing::Instrument;
 
 use super::agent_face::{self, AgentOptions};
 use super::shop::{self, ShopOptions, SimShop};
-use super::{TruthSink, shdr_face};
+use super::{TruthSink, haas_face, shdr_face};
+
+/// The profile of the machines that get a Haas MDC face.
+pub const HAAS_PROFILE: &str = "haas-ngc";
 use crate::clock::Clock;
 use crate::config::{DriverConfig, MachineConfig};
 
@@ -25,6 +28,8 @@ pub struct Ports {
     pub shdr_base: u16,
     /// The MTConnect agent (0: a free port).
     pub mtconnect: u16,
+    /// Machine `i`'s Haas MDC port, for Haas machines, is this + i (0: free ports).
+    pub haas_base: u16,
 }
 
 /// A running simulated shop.
@@ -34,6 +39,8 @@ pub struct SimServer {
     pub shdr: Vec<SocketAddr>,
     /// The MTConnect agent's address.
     pub agent: SocketAddr,
+    /// Each machine's Haas MDC port (Haas machines only), in machine order.
+    pub haas: Vec<Option<SocketAddr>>,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -48,8 +55,13 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("SHDR ports {base}+{count} go past 65535; pick a lower --shdr-base-port")]
-    PortRange { base: u16, count: usize },
+    #[error("{what} ports {base}+{count} go past 65535; pick a lower {flag}")]
+    PortRange {
+        what: &'static str,
+        flag: &'static str,
+        base: u16,
+        count: usize,
+    },
 }
 
 async fn bind(port: u16, what: String) -> Result<TcpListener, ServeError> {
@@ -71,11 +83,18 @@ impl SimServer {
     ) -> Result<SimServer, ServeError> {
         let (shop, runner) = SimShop::new(opts);
         let n = shop.machines().len();
-        if ports.shdr_base != 0 && usize::from(ports.shdr_base) + n > 65_536 {
-            return Err(ServeError::PortRange {
-                base: ports.shdr_base,
-                count: n,
-            });
+        for (what, flag, base) in [
+            ("SHDR", "--shdr-base-port", ports.shdr_base),
+            ("Haas MDC", "--haas-base-port", ports.haas_base),
+        ] {
+            if base != 0 && usize::from(base) + n > 65_536 {
+                return Err(ServeError::PortRange {
+                    what,
+                    flag,
+                    base,
+                    count: n,
+                });
+            }
         }
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -94,6 +113,25 @@ impl SimServer {
             );
             listeners.push(l);
         }
+        let mut haas = Vec::with_capacity(n);
+        let mut haas_listeners = Vec::new();
+        for (i, m) in shop.machines().iter().enumerate() {
+            if m.profile != HAAS_PROFILE {
+                haas.push(None);
+                continue;
+            }
+            let port = if ports.haas_base == 0 {
+                0
+            } else {
+                ports.haas_base + i as u16
+            };
+            let l = bind(port, format!("machine {}'s Haas MDC port", m.id)).await?;
+            haas.push(Some(
+                l.local_addr()
+                    .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+            ));
+            haas_listeners.push((i, l));
+        }
         let agent_listener = bind(ports.mtconnect, "the MTConnect agent".into()).await?;
         let agent = agent_listener
             .local_addr()
@@ -102,6 +140,11 @@ impl SimServer {
             let span =
                 tracing::info_span!("sim_face", face = "shdr", machine = %shop.machines()[i].id);
             tasks.spawn(shdr_face::serve(l, shop.clone(), i, stop.clone()).instrument(span));
+        }
+        for (i, l) in haas_listeners {
+            let span =
+                tracing::info_span!("sim_face", face = "haas", machine = %shop.machines()[i].id);
+            tasks.spawn(haas_face::serve(l, shop.clone(), i, stop.clone()).instrument(span));
         }
         let span = tracing::info_span!("sim_face", face = "mtconnect");
         tasks.spawn(
@@ -119,20 +162,31 @@ impl SimServer {
             shop,
             shdr,
             agent,
+            haas,
             tasks,
             stop,
         })
     }
 
-    /// The shop's machines as a bridge configures them: even ones through their SHDR adapter,
-    /// odd ones through the agent (which serves them all on one connection).
+    /// The shop's machines as a bridge configures them: Haas machines through their MDC port,
+    /// the others even ones through their SHDR adapter, odd ones through the agent (which
+    /// serves them all on one connection).
     pub fn machine_configs(&self) -> Vec<MachineConfig> {
         self.shop
             .machines()
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
-                let driver = if i % 2 == 0 {
+                let driver = if let Some(Some(addr)) = self.haas.get(i) {
+                    DriverConfig::Haas {
+                        spec: crate::drivers::haas::HaasSpec {
+                            transport: crate::drivers::haas::Transport::Tcp(addr.to_string()),
+                            macros: vec![3027],
+                            timeout: std::time::Duration::from_secs(2),
+                        },
+                        interval: std::time::Duration::from_secs(1),
+                    }
+                } else if i % 2 == 0 {
                     DriverConfig::Shdr {
                         address: self.shdr.get(i)?.to_string(),
                         heartbeat: None,

@@ -224,6 +224,11 @@ impl SimShop {
 }
 
 impl ShopMachine {
+    /// The canonical signal item `item` carries.
+    pub fn signal_of(&self, item: usize) -> Option<&'static str> {
+        self.defs.get(item).map(|d| d.signal)
+    }
+
     /// A canonical signal's value as this machine's item says it, or None when the family has
     /// no such item.
     fn face_event(&self, signal: &str, value: Value, at: Timestamp) -> Option<FaceEvent> {

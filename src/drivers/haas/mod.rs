@@ -159,7 +159,8 @@ impl Poller for Haas {
                     }
                 }
                 Err(ReplyError::Refused(answer)) => {
-                    for key in &q.keys {
+                    // The query's first value (Q500's status) is unknown; others keep theirs.
+                    if let Some(key) = q.keys.first() {
                         out.bad(key, format!("{}: {answer}", q.query));
                     }
                 }

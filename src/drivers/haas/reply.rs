@@ -85,7 +85,7 @@ impl Query {
         }
     }
 
-    /// The keys this query's reply fills; an error reply marks all of them Bad.
+    /// The keys this query's reply fills; an error reply marks the first one Bad.
     pub fn keys(self) -> Vec<String> {
         match self {
             Query::Q500 => vec![
