@@ -120,13 +120,18 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
             m["id"]
         );
         // Read over the network by the real drivers, through each family's profile.
-        assert!(
-            ["shdr", "mtconnect"].contains(&m["driver"].as_str().unwrap_or_default()),
-            "{m}"
-        );
+        let driver = m["driver"].as_str().unwrap_or_default();
+        assert!(["shdr", "mtconnect", "haas"].contains(&driver), "{m}");
         assert_eq!(m["link"], "connected", "{m}");
-        assert!(m["clock"]["offset_ms"].is_number(), "{m}");
-        for signal in ["execution", "program", "part_count", "availability"] {
+        // Haas MDC tells no machine time: nothing to estimate a clock offset from.
+        assert_eq!(m["clock"]["offset_ms"].is_number(), driver != "haas", "{m}");
+        // A Haas says its state in Q500's status word, from which the profile derives it.
+        let signals: &[&str] = if driver == "haas" {
+            &["haas_status", "program", "part_count", "motion_time"]
+        } else {
+            &["execution", "program", "part_count", "availability"]
+        };
+        for signal in signals {
             assert!(
                 m["signals"].get(signal).is_some(),
                 "{} lacks {signal}: {m}",
@@ -140,8 +145,8 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         .collect();
     assert_eq!(
         drivers.len(),
-        2,
-        "both SHDR and MTConnect machines: {drivers:?}"
+        3,
+        "SHDR, MTConnect and Haas MDC machines: {drivers:?}"
     );
 
     // Records: sequence numbers from 1, gap-free, paging with next_after.

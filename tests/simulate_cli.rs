@@ -32,6 +32,8 @@ async fn simulate_prints_a_configuration_that_run_reads() {
                 "0",
                 "--mtconnect-port",
                 "0",
+                "--haas-base-port",
+                "0",
                 "--print-config",
             ])
             .stdout(Stdio::piped())
@@ -50,7 +52,9 @@ async fn simulate_prints_a_configuration_that_run_reads() {
         config.push('\n');
     }
     assert!(
-        config.contains("type = \"shdr\"") && config.contains("type = \"mtconnect\""),
+        config.contains("type = \"shdr\"")
+            && config.contains("type = \"mtconnect\"")
+            && config.contains("type = \"haas\""),
         "{config}"
     );
     let data = dir.path().join("data");
@@ -113,7 +117,7 @@ async fn simulate_prints_a_configuration_that_run_reads() {
         .collect();
     assert_eq!(
         drivers.into_iter().collect::<Vec<_>>(),
-        ["mtconnect", "shdr"]
+        ["haas", "mtconnect", "shdr"]
     );
     drop(run);
     drop(sim);

@@ -74,6 +74,9 @@ pub enum BenchCommand {
     /// Sparkplug B: DDATA metrics/s to Mosquitto (500 machines × 50 signals), SHDR line →
     /// DDATA latency through a real bridge, and the backlog replay after a 1-hour outage.
     Sparkplug(super::bench_sparkplug::SparkplugArgs),
+    /// Haas MDC: a full Q-command set per second from N simulated controls (a child
+    /// `shopbridge simulate`), and the CPU the bridge's drivers spend on it.
+    Haas(super::bench_polling::HaasArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
@@ -125,6 +128,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::ShdrLatency(a) => super::bench_protocols::shdr_latency(a),
         BenchCommand::Opcua(a) => super::bench_opcua::run(a),
         BenchCommand::Sparkplug(a) => super::bench_sparkplug::run(a),
+        BenchCommand::Haas(a) => super::bench_polling::haas(a),
     }
 }
 

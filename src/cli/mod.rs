@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_opcua;
+mod bench_polling;
 mod bench_protocols;
 mod bench_sparkplug;
 mod reclassify;

@@ -265,9 +265,10 @@ pub async fn serve(
         return;
     };
     let id = m.id.clone();
+    let model = super::model_of(machine).name;
     let control = Arc::new(Mutex::new(Control::new(
         &m.uuid,
-        &m.name,
+        model.strip_prefix("Haas ").unwrap_or(model),
         machine,
         shop.now(machine),
     )));
@@ -279,43 +280,27 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // The control serves two clients; a third is hung up on.
-                if open.load(std::sync::atomic::Ordering::SeqCst) >= MAX_CLIENTS {
-                    tracing::debug!(machine = %id, %peer, "Haas face: third client refused");
-                    drop(stream);
-                    continue;
-                }
-                open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let _ = stream.set_nodelay(true);
-                let (shop, control, stop, open) = (
-                    shop.clone(),
-                    control.clone(),
-                    shutdown.clone(),
-                    open.clone(),
-                );
-                clients.spawn(async move {
-                    let _ = answer(stream, &shop, machine, &control, false, stop).await;
-                    open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(machine = %id, error = %e, "Haas face cannot accept; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                }
-            }
+    let tasks = clients.clone();
+    super::serve::accept_loop(listener, "haas", &shutdown, &clients, |stream, peer| {
+        // The control serves two clients; a third is hung up on.
+        if open.load(std::sync::atomic::Ordering::SeqCst) >= MAX_CLIENTS {
+            tracing::debug!(machine = %id, %peer, "Haas face: third client refused");
+            return;
         }
-    }
-    clients.close();
-    clients.wait().await;
+        open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = stream.set_nodelay(true);
+        let (shop, control, stop, open) = (
+            shop.clone(),
+            control.clone(),
+            shutdown.clone(),
+            open.clone(),
+        );
+        tasks.spawn(async move {
+            let _ = answer(stream, &shop, machine, &control, false, stop).await;
+            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    })
+    .await;
 }
 
 /// Answers requests on one stream until it closes or `stop`: Ethernet framing (`>` reply CR

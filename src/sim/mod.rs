@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(ids.len(), 1000);
         assert_eq!(fleet[0].0.as_str(), "haas-vf2-01");
         assert_eq!(fleet[0].1, "Haas VF-2 #1");
-        assert_eq!(fleet[0].2, "mtconnect-generic");
+        assert_eq!(fleet[0].2, "haas-ngc");
         assert_eq!(fleet[1].0.as_str(), "okuma-lb3000-02");
         assert_eq!(fleet[4].0.as_str(), "fanuc-robodrill-05");
         assert_eq!(fleet[999].0.as_str(), "doosan-puma-1000");

@@ -220,3 +220,33 @@ impl SimServer {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.tasks.wait()).await;
     }
 }
+
+/// Accepts clients on `listener` until `shutdown`, handing each to `client` (which spawns its
+/// task on `clients`), then waits for every client task. An accept error (out of file
+/// descriptors and the like) waits a moment rather than spinning.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    face: &str,
+    shutdown: &CancellationToken,
+    clients: &TaskTracker,
+    mut client: impl FnMut(tokio::net::TcpStream, SocketAddr),
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => client(stream, peer),
+            Err(e) => {
+                tracing::warn!(face, error = %e, "face cannot accept; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+    clients.close();
+    clients.wait().await;
+}

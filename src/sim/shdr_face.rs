@@ -49,36 +49,20 @@ pub async fn serve(
     };
     let id = m.id.clone();
     let clients = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                tracing::debug!(machine = %id, %peer, "SHDR client connected");
-                let _ = stream.set_nodelay(true);
-                let shop = shop.clone();
-                let stop = shutdown.clone();
-                let id = id.clone();
-                clients.spawn(async move {
-                    if let Err(e) = client(stream, shop, machine, stop).await {
-                        tracing::debug!(machine = %id, %peer, error = %e, "SHDR client gone");
-                    }
-                });
+    let tasks = clients.clone();
+    super::serve::accept_loop(listener, "shdr", &shutdown, &clients, |stream, peer| {
+        tracing::debug!(machine = %id, %peer, "SHDR client connected");
+        let _ = stream.set_nodelay(true);
+        let shop = shop.clone();
+        let stop = shutdown.clone();
+        let id = id.clone();
+        tasks.spawn(async move {
+            if let Err(e) = client(stream, shop, machine, stop).await {
+                tracing::debug!(machine = %id, %peer, error = %e, "SHDR client gone");
             }
-            Err(e) => {
-                // Out of file descriptors and the like: wait a moment rather than spin.
-                tracing::warn!(machine = %id, error = %e, "SHDR face cannot accept; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                }
-            }
-        }
-    }
-    clients.close();
-    clients.wait().await;
+        });
+    })
+    .await;
 }
 
 /// One client: header, snapshot, then changes, answering pings.
