@@ -53,6 +53,8 @@ pub enum AppError {
         profile: String,
         error: crate::normalize::ProfileLoadError,
     },
+    #[error("machine {machine:?}: {}", crate::config::no_register_map(profile))]
+    NoRegisterMap { machine: String, profile: String },
     #[error(transparent)]
     Truth(#[from] crate::sim::TruthError),
     #[error("cannot install the signal handler: {0}")]
@@ -284,6 +286,12 @@ pub async fn run(
                 p
             }
         };
+        if matches!(m.driver, DriverConfig::Modbus { .. }) && p.registers.is_empty() {
+            return Err(AppError::NoRegisterMap {
+                machine: m.id.to_string(),
+                profile: m.profile.clone(),
+            });
+        }
         profiles.push((m.id.clone(), p));
     }
     let journal = Journal::open(
@@ -557,6 +565,31 @@ pub async fn run(
             drivers.spawn(crate::drivers::poll::run(poller, timing, ctx).instrument(span));
         }
     }
+    for (m, (_, profile)) in config.machines.iter().zip(&profiles) {
+        if let DriverConfig::Modbus {
+            transport,
+            unit,
+            interval,
+            timeout,
+        } = &m.driver
+        {
+            let spec = crate::drivers::modbus::ModbusSpec {
+                transport: transport.clone(),
+                unit: *unit,
+                timeout: *timeout,
+                map: profile.registers.clone().into(),
+            };
+            let source = spec.source();
+            let ctx = context(vec![m.id.clone()], "modbus", &source);
+            let span = tracing::info_span!("driver", component = "modbus", machine = %m.id, source = %source);
+            let timing = crate::drivers::poll::Timing {
+                interval: *interval,
+                connect_timeout: (*timeout).max(Duration::from_secs(3)),
+            };
+            let poller = crate::drivers::modbus::Modbus::new(spec);
+            drivers.spawn(crate::drivers::poll::run(poller, timing, ctx).instrument(span));
+        }
+    }
     drop(tx);
     drop(truth_sink);
     drivers.close();
@@ -666,7 +699,7 @@ fn driver_specs(
     let mut specs = DriverSpecs::default();
     for (m, (_, profile)) in config.machines.iter().zip(profiles) {
         match &m.driver {
-            DriverConfig::Sim { .. } | DriverConfig::Haas { .. } => {}
+            DriverConfig::Sim { .. } | DriverConfig::Haas { .. } | DriverConfig::Modbus { .. } => {}
             DriverConfig::Shdr {
                 address,
                 heartbeat,

@@ -165,6 +165,15 @@ fn config_text(machines: &[MachineConfig]) -> String {
                 }
             }
             DriverConfig::Sim { .. } => out.push_str("type = \"sim\"\n"),
+            DriverConfig::Modbus {
+                transport, unit, ..
+            } => {
+                if let crate::drivers::modbus::Transport::Tcp(a) = transport {
+                    out.push_str(&format!(
+                        "type = \"modbus\"\naddress = \"{a}\"\nunit = {unit}\n"
+                    ));
+                }
+            }
             DriverConfig::Haas { spec, .. } => {
                 if let crate::drivers::haas::Transport::Tcp(a) = &spec.transport {
                     out.push_str(&format!("type = \"haas\"\naddress = \"{a}\"\n"));

@@ -738,6 +738,7 @@ fn compile_machines(
                 }
             }
             RawDriver::Haas(h) => haas_driver(p, &at, h),
+            RawDriver::Modbus(m) => modbus_driver(p, &at, m),
         };
         if let (Some(id), Some(driver)) = (id, driver) {
             let text = |s: &Option<String>| {
@@ -858,6 +859,75 @@ fn haas_driver(
         interval: interval.unwrap_or(Duration::from_secs(1)),
     })
 }
+
+/// `type = "modbus"`: exactly one of `address` (TCP) and `serial` (RTU); unit 0-247.
+fn modbus_driver(
+    p: &mut Problems,
+    at: &dyn Fn(&str) -> String,
+    m: &super::schema::RawModbusDriver,
+) -> Option<DriverConfig> {
+    use crate::drivers::modbus::Transport;
+    let transport = match (&m.address, &m.serial) {
+        (Some(a), None) => match check_host_port(a) {
+            Ok(()) => Some(Transport::Tcp(a.trim().to_string())),
+            Err(()) => {
+                p.at(
+                    at("driver.address"),
+                    format!("expected \"host:port\" (Modbus TCP, usually port 502), found {a:?}"),
+                );
+                None
+            }
+        },
+        (None, Some(s)) => {
+            serial(p, &at("driver.serial"), s, MODBUS_RTU_DEFAULTS).map(Transport::Rtu)
+        }
+        (Some(_), Some(_)) => {
+            p.at(
+                at("driver.serial"),
+                "give either `address` (Modbus TCP) or `serial` (Modbus RTU), not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.at(
+                at("driver"),
+                "missing `address = \"host:502\"` (Modbus TCP) or `serial = { port = \"/dev/ttyUSB0\" }` (Modbus RTU)",
+            );
+            None
+        }
+    };
+    let unit = match m.unit {
+        None => Some(1),
+        Some(u) => match u8::try_from(u) {
+            Ok(u) if u <= 247 => Some(u),
+            _ => {
+                p.at(
+                    at("driver.unit"),
+                    format!("expected a unit (slave) id 0-247, found {u}"),
+                );
+                None
+            }
+        },
+    };
+    let interval = optional_duration(p, &at("driver.interval"), m.interval.as_ref());
+    let timeout = optional_duration(p, &at("driver.timeout"), m.timeout.as_ref());
+    let (transport, unit, interval, timeout) = (transport?, unit?, interval?, timeout?);
+    Some(DriverConfig::Modbus {
+        transport,
+        unit,
+        interval: interval.unwrap_or(Duration::from_millis(250)),
+        timeout: timeout.unwrap_or(Duration::from_secs(1)),
+    })
+}
+
+/// Modbus RTU's usual line: 19200 baud, 8 data bits, even parity, 1 stop bit (the Modbus
+/// serial line specification's default).
+const MODBUS_RTU_DEFAULTS: SerialDefaults = SerialDefaults {
+    baud: 19_200,
+    data_bits: 8,
+    parity: crate::drivers::serial::Parity::Even,
+    stop_bits: 1,
+};
 
 /// A serial line's defaults (where the key is left out).
 #[derive(Clone, Copy)]

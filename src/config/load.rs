@@ -18,8 +18,8 @@ use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
     DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHaasDriver, RawHttp,
-    RawJournal, RawLog, RawMachine, RawMqtt, RawMtconnectDriver, RawOpcua, RawProfiles,
-    RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
+    RawJournal, RawLog, RawMachine, RawModbusDriver, RawMqtt, RawMtconnectDriver, RawOpcua,
+    RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -374,6 +374,7 @@ fn check_driver(
         "shdr" => check_table::<RawShdrDriver>(&rest, driver.span(), root, path, errors),
         "mtconnect" => check_table::<RawMtconnectDriver>(&rest, driver.span(), root, path, errors),
         "haas" => check_table::<RawHaasDriver>(&rest, driver.span(), root, path, errors),
+        "modbus" => check_table::<RawModbusDriver>(&rest, driver.span(), root, path, errors),
         other => {
             errors.at_span(
                 ty.span(),

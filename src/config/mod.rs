@@ -397,6 +397,16 @@ pub enum DriverConfig {
         /// How often the whole query set is read.
         interval: Duration,
     },
+    /// A Modbus TCP or RTU device; the register map is the machine profile's.
+    Modbus {
+        transport: crate::drivers::modbus::Transport,
+        /// The unit (slave) id of registers that do not name their own.
+        unit: u8,
+        /// How often the whole map is read.
+        interval: Duration,
+        /// How long one request may take.
+        timeout: Duration,
+    },
 }
 
 impl DriverConfig {
@@ -407,6 +417,7 @@ impl DriverConfig {
             DriverConfig::Shdr { .. } => "shdr",
             DriverConfig::Mtconnect { .. } => "mtconnect",
             DriverConfig::Haas { .. } => "haas",
+            DriverConfig::Modbus { .. } => "modbus",
         }
     }
 
@@ -455,6 +466,13 @@ impl Config {
 
 /// Loads and checks a configuration file, environment overrides included: what
 /// `shopbridge check` runs. Same as [`load`].
+/// Why a Modbus machine's profile will not do.
+pub fn no_register_map(profile: &str) -> String {
+    format!(
+        "profile {profile:?} has no [[register]] map, and a Modbus device is read only where its profile's map says (use a Modbus profile, such as moxa-e1212 or advantech-adam-6050, or add [[register]] entries)"
+    )
+}
+
 pub fn check(path: &Path) -> Result<Config, ConfigErrors> {
     load(path)
 }
@@ -476,7 +494,22 @@ fn check_report(path: &Path, result: Result<Config, ConfigErrors>) -> (String, i
         let mut errors = Vec::new();
         for name in names {
             match source.load(name) {
-                Ok(_) => {}
+                Ok(profile) => {
+                    for (i, m) in config.machines.iter().enumerate() {
+                        if m.profile == name
+                            && matches!(m.driver, DriverConfig::Modbus { .. })
+                            && profile.registers.is_empty()
+                        {
+                            errors.push(ConfigError {
+                                location: Location::FileOnly {
+                                    file: path.display().to_string(),
+                                },
+                                key: Some(format!("machines[{i}].profile")),
+                                message: no_register_map(name),
+                            });
+                        }
+                    }
+                }
                 Err(crate::normalize::ProfileLoadError::Invalid(e)) => {
                     errors.extend(e.errors().iter().cloned())
                 }

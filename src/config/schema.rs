@@ -255,14 +255,15 @@ pub enum RawDriver {
     Shdr(RawShdrDriver),
     Mtconnect(RawMtconnectDriver),
     Haas(RawHaasDriver),
+    Modbus(RawModbusDriver),
 }
 
 /// The driver types this build knows, as written in `type = "..."`.
-pub const DRIVER_TYPES: [&str; 4] = ["sim", "shdr", "mtconnect", "haas"];
+pub const DRIVER_TYPES: [&str; 5] = ["sim", "shdr", "mtconnect", "haas", "modbus"];
 
 /// Driver types that are planned but not in this build yet; named in the error for an unknown
 /// type so that nobody goes looking for a typo.
-pub const PLANNED_DRIVER_TYPES: [&str; 4] = ["modbus", "focas", "opcua", "plugin"];
+pub const PLANNED_DRIVER_TYPES: [&str; 3] = ["focas", "opcua", "plugin"];
 
 /// `type = "sim"`: a simulated machine, for demos and tests.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -302,6 +303,18 @@ pub struct RawHaasDriver {
     pub timeout: Option<Human>,
     #[serde(default)]
     pub macros: Vec<i64>,
+}
+
+/// `type = "modbus"`: a Modbus TCP device (`address`) or Modbus RTU on a serial line
+/// (`serial`); the register map is the profile's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawModbusDriver {
+    pub address: Option<String>,
+    pub serial: Option<RawSerial>,
+    pub unit: Option<i64>,
+    pub interval: Option<Human>,
+    pub timeout: Option<Human>,
 }
 
 /// A serial line (`serial = { port = "/dev/ttyUSB0", baud = 9600 }`).

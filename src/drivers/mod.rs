@@ -6,6 +6,7 @@
 //! [`LinkStatus::Lost`]; a driver never invents values.
 
 pub mod haas;
+pub mod modbus;
 pub mod mtconnect;
 pub mod poll;
 pub mod retry;

@@ -84,6 +84,15 @@ impl Readings {
         });
     }
 
+    /// A value with a quality of its own (a value the driver could not decode).
+    pub fn push(&mut self, key: &SignalId, value: Value, quality: Quality) {
+        self.items.push(Reading {
+            key: key.clone(),
+            value,
+            quality,
+        });
+    }
+
     pub fn items(&self) -> &[Reading] {
         &self.items
     }

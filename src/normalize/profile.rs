@@ -34,6 +34,15 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../profiles/fanuc-mtconnect.toml"),
     ),
     ("haas-ngc", include_str!("../../profiles/haas-ngc.toml")),
+    ("moxa-e1212", include_str!("../../profiles/moxa-e1212.toml")),
+    (
+        "advantech-adam-6050",
+        include_str!("../../profiles/advantech-adam-6050.toml"),
+    ),
+    (
+        "moxa-e1240-current",
+        include_str!("../../profiles/moxa-e1240-current.toml"),
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -51,6 +60,26 @@ struct RawProfile {
     signal: Vec<Spanned<RawSignal>>,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    register: Vec<Spanned<RawRegister>>,
+}
+
+/// `[[register]]`: one item of a Modbus register map.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    key: Spanned<String>,
+    table: Spanned<String>,
+    address: Spanned<i64>,
+    #[serde(rename = "type")]
+    data_type: Option<Spanned<String>>,
+    length: Option<Spanned<i64>>,
+    word_order: Option<Spanned<String>>,
+    byte_order: Option<Spanned<String>>,
+    bit: Option<Spanned<i64>>,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    unit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,7 +107,17 @@ struct RawSignal {
     min_hold: Option<Spanned<String>>,
     advancing: Option<Spanned<String>>,
     blink: Option<Spanned<String>>,
+    levels: Option<Spanned<Vec<RawLevel>>>,
+    hysteresis: Option<Spanned<f64>>,
     alarm_level: Option<Spanned<String>>,
+}
+
+/// One band of `levels`: the value for numbers below `below` (the last band has none).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLevel {
+    below: Option<f64>,
+    value: toml::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +283,9 @@ pub struct Transform {
     pub offset: Option<f64>,
     /// `(on, off)`: an analog value becomes true at or above `on`, false at or below `off`.
     pub threshold: Option<(f64, f64)>,
+    /// Bands of an analog value (`(below, value)`, the last without `below`) and the
+    /// hysteresis a value must cross a band's edge by to leave the band it is in.
+    pub levels: Option<(Vec<Band>, f64)>,
     pub debounce: Option<Duration>,
     pub min_hold: Option<Duration>,
     /// A counter or timer becomes `true` when it goes up, and `false` once it has not gone
@@ -254,6 +296,9 @@ pub struct Transform {
     /// last change.
     pub blink: Option<Duration>,
 }
+
+/// One band of `levels`: numbers below the bound (none for the last band) take the value.
+pub type Band = (Option<f64>, Value);
 
 /// Changes within the blink window that make a lamp `BLINKING` (on, off, on).
 pub const BLINK_EDGES: usize = 3;
@@ -304,6 +349,25 @@ impl Transform {
                 numeric(&v).ok_or_else(|| format!("expected a number to compare, found {v}"))?;
             let was_on = matches!(previous, Value::Bool(true));
             v = Value::Bool(if was_on { x > off } else { x >= on });
+        }
+        if let Some((levels, h)) = &self.levels {
+            let x = numeric(&v).ok_or_else(|| format!("expected a number to place, found {v}"))?;
+            let band = |x: f64| {
+                levels
+                    .iter()
+                    .position(|(below, _)| below.is_none_or(|b| x < b))
+                    .unwrap_or(levels.len().saturating_sub(1))
+            };
+            let mut i = band(x);
+            // Stay in the band the signal is in while within the hysteresis of its edges.
+            if let Some(j) = levels.iter().position(|(_, w)| w == previous) {
+                if (band(x - h)..=band(x + h)).contains(&j) {
+                    i = j;
+                }
+            }
+            if let Some((_, w)) = levels.get(i) {
+                v = w.clone();
+            }
         }
         Ok(v)
     }
@@ -413,6 +477,8 @@ pub struct Profile {
     pub state: [Option<Vec<Rule>>; 6],
     /// SHDR keys whose values are not plain (conditions, messages, time series).
     pub shapes: BTreeMap<String, ItemShape>,
+    /// The Modbus register map (`[[register]]`), for the Modbus driver.
+    pub registers: Vec<crate::drivers::modbus::map::Register>,
 }
 
 impl Profile {
@@ -823,6 +889,72 @@ fn compile(
             }
             transform.threshold = Some((on, off));
         }
+        if let Some(ls) = &sig.levels {
+            let mut bands = Vec::new();
+            let mut last: Option<f64> = None;
+            let n = ls.get_ref().len();
+            for (j, l) in ls.get_ref().iter().enumerate() {
+                let Some(value) = toml_value(&l.value) else {
+                    cx.err(
+                        ls.span(),
+                        &format!("{key}.levels[{j}].value"),
+                        "expected a word, number or boolean",
+                    );
+                    continue;
+                };
+                match (l.below, j + 1 == n) {
+                    (Some(b), false) if last.is_none_or(|p| b > p) => last = Some(b),
+                    (None, true) => {}
+                    (Some(_), false) => cx.err(
+                        ls.span(),
+                        &format!("{key}.levels[{j}].below"),
+                        "expected the bands in rising order of `below`",
+                    ),
+                    (_, false) => cx.err(
+                        ls.span(),
+                        &format!("{key}.levels[{j}].below"),
+                        "every band but the last needs `below`",
+                    ),
+                    (Some(_), true) => cx.err(
+                        ls.span(),
+                        &format!("{key}.levels[{j}].below"),
+                        "the last band takes everything above the others: leave `below` out",
+                    ),
+                }
+                bands.push((l.below, value));
+            }
+            if n < 2 {
+                cx.err(
+                    ls.span(),
+                    &format!("{key}.levels"),
+                    "expected at least two bands",
+                );
+            }
+            let h = sig.hysteresis.as_ref().map_or(0.0, |h| *h.get_ref());
+            if let Some(hs) = &sig.hysteresis {
+                if !(h >= 0.0 && h.is_finite()) {
+                    cx.err(
+                        hs.span(),
+                        &format!("{key}.hysteresis"),
+                        format!("expected a number of 0 or more, found {h}"),
+                    );
+                }
+            }
+            if sig.threshold.is_some() {
+                cx.err(
+                    ls.span(),
+                    &format!("{key}.levels"),
+                    "a signal has either `threshold` (on/off) or `levels` (bands), not both",
+                );
+            }
+            transform.levels = Some((bands, h));
+        } else if let Some(hs) = &sig.hysteresis {
+            cx.err(
+                hs.span(),
+                &format!("{key}.hysteresis"),
+                "`hysteresis` goes with `levels`",
+            );
+        }
         transform.debounce = cx.duration(&sig.debounce, &format!("{key}.debounce"));
         transform.min_hold = cx.duration(&sig.min_hold, &format!("{key}.min_hold"));
         transform.advancing = cx.duration(&sig.advancing, &format!("{key}.advancing"));
@@ -1067,10 +1199,22 @@ fn compile(
             shapes.entry(k.clone()).or_insert(*v);
         }
     }
+    let mut registers = compile_registers(&mut cx, &raw.register);
+    if let Some(p) = parent {
+        let mut inherited: Vec<_> = p
+            .registers
+            .iter()
+            .filter(|r| !registers.iter().any(|o| o.key == r.key))
+            .cloned()
+            .collect();
+        inherited.append(&mut registers);
+        registers = inherited;
+    }
     if !cx.errors.is_empty() {
         return Err(ConfigErrors::new(cx.errors));
     }
     Ok(Profile {
+        registers,
         name: name.to_string(),
         description: raw
             .description
@@ -1117,5 +1261,170 @@ pub fn identity() -> Profile {
         derived: Vec::new(),
         state: Default::default(),
         shapes: BTreeMap::new(),
+        registers: Vec::new(),
     }
+}
+
+/// `[[register]]` entries, checked: a known table and type, an address 0-65535, a bit only
+/// in a register, `string` with its length, one entry per key.
+fn compile_registers(
+    cx: &mut Ctx<'_>,
+    raw: &[Spanned<RawRegister>],
+) -> Vec<crate::drivers::modbus::map::Register> {
+    use crate::drivers::modbus::map::{DataType, Register, Table};
+    let mut out: Vec<Register> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("register[{i}]");
+        let r = r.get_ref();
+        let before = cx.errors.len();
+        let name = r.key.get_ref().trim();
+        if name.is_empty() {
+            cx.err(
+                r.key.span(),
+                &format!("{key}.key"),
+                "expected the key its values are journaled under, found an empty string",
+            );
+        } else if out.iter().any(|o| &*o.key == name) {
+            cx.err(
+                r.key.span(),
+                &format!("{key}.key"),
+                format!("{name:?} is already the key of another register"),
+            );
+        }
+        let table = Table::parse(r.table.get_ref());
+        if table.is_none() {
+            cx.err(r.table.span(), &format!("{key}.table"), format!("expected \"coil\" (function 1), \"discrete_input\" (2), \"holding\" (3) or \"input\" (4), found {:?}", r.table.get_ref()));
+        }
+        let address = u16::try_from(*r.address.get_ref()).ok();
+        if address.is_none() {
+            cx.err(
+                r.address.span(),
+                &format!("{key}.address"),
+                format!(
+                    "expected a 0-based address 0-65535 (holding register 40001 is 0), found {}",
+                    r.address.get_ref()
+                ),
+            );
+        }
+        let length = match &r.length {
+            None => None,
+            Some(l) => match u16::try_from(*l.get_ref()) {
+                Ok(n) if (1..=125).contains(&n) => Some(n),
+                _ => {
+                    cx.err(
+                        l.span(),
+                        &format!("{key}.length"),
+                        format!(
+                            "expected the registers a string spans, 1-125, found {}",
+                            l.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let bits = table.is_some_and(Table::is_bits);
+        let data_type = match &r.data_type {
+            None if bits || r.bit.is_some() => Some(DataType::Bool),
+            None => Some(DataType::U16),
+            Some(t) => {
+                match DataType::parse(t.get_ref(), length) {
+                    Some(d) => {
+                        if matches!(d, DataType::String(_))
+                            && length.is_none()
+                            && r.length.is_none()
+                        {
+                            cx.err(
+                                t.span(),
+                                &format!("{key}.type"),
+                                "a string needs `length`: the registers it spans",
+                            );
+                        }
+                        if bits && d != DataType::Bool {
+                            cx.err(t.span(), &format!("{key}.type"), format!("coils and discrete inputs are bits: expected \"bool\", found {:?}", t.get_ref()));
+                        }
+                        Some(d)
+                    }
+                    None => {
+                        cx.err(t.span(), &format!("{key}.type"), format!("expected one of bool, u16, i16, u32, i32, f32, f64, string, found {:?}", t.get_ref()));
+                        None
+                    }
+                }
+            }
+        };
+        let bit = match &r.bit {
+            None => None,
+            Some(b) => match u8::try_from(*b.get_ref()) {
+                Ok(n) if n < 16 && !bits && data_type == Some(DataType::Bool) => Some(n),
+                Ok(n) if n < 16 => {
+                    cx.err(
+                        b.span(),
+                        &format!("{key}.bit"),
+                        "`bit` picks one bit of a holding or input register, read as a bool",
+                    );
+                    Some(n)
+                }
+                _ => {
+                    cx.err(
+                        b.span(),
+                        &format!("{key}.bit"),
+                        format!(
+                            "expected a bit 0-15 (0 = least significant), found {}",
+                            b.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let mut order = |o: &Option<Spanned<String>>, what: &str| match o {
+            None => true,
+            Some(v) => match v.get_ref().trim().to_ascii_lowercase().as_str() {
+                "big" => true,
+                "little" => false,
+                other => {
+                    cx.err(
+                        v.span(),
+                        &format!("{key}.{what}"),
+                        format!("expected \"big\" or \"little\", found {other:?}"),
+                    );
+                    true
+                }
+            },
+        };
+        let word_big = order(&r.word_order, "word_order");
+        let byte_big = order(&r.byte_order, "byte_order");
+        let unit = match &r.unit {
+            None => None,
+            Some(u) => match u8::try_from(*u.get_ref()) {
+                Ok(n) if n <= 247 => Some(n),
+                _ => {
+                    cx.err(
+                        u.span(),
+                        &format!("{key}.unit"),
+                        format!("expected a unit id 0-247, found {}", u.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+        if cx.errors.len() > before {
+            continue;
+        }
+        if let (Some(table), Some(address), Some(data_type)) = (table, address, data_type) {
+            out.push(Register {
+                key: Arc::from(name),
+                table,
+                address,
+                data_type,
+                word_big,
+                byte_big,
+                bit,
+                scale: r.scale,
+                offset: r.offset,
+                unit,
+            });
+        }
+    }
+    out
 }

@@ -69,7 +69,7 @@ fn every_profile_in_the_profiles_folder_compiles() {
 
 #[test]
 fn errors_name_the_file_line_column_and_what_was_expected() {
-    insta::assert_snapshot!(compile("[[signal]]\nid = \"execution\"\nfrom = { key = \"exec\" }\nmpa = {}\n").unwrap_err(), @"profiles/test.toml:4:1: unknown field `mpa`, expected one of `id`, `from`, `expr`, `map`, `unmapped`, `type`, `scale`, `offset`, `threshold`, `debounce`, `min_hold`, `advancing`, `blink`, `alarm_level`");
+    insta::assert_snapshot!(compile("[[signal]]\nid = \"execution\"\nfrom = { key = \"exec\" }\nmpa = {}\n").unwrap_err(), @"profiles/test.toml:4:1: unknown field `mpa`, expected one of `id`, `from`, `expr`, `map`, `unmapped`, `type`, `scale`, `offset`, `threshold`, `debounce`, `min_hold`, `advancing`, `blink`, `levels`, `hysteresis`, `alarm_level`");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"running\"\nexpr = \"execution = 'ACTIVE'\"\n").unwrap_err(), @"profiles/test.toml:3:19: signal[0].expr: expected `==` to compare, found a single `=`");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"running\"\nexpr = \"exection == 'ACTIVE'\"\n").unwrap_err(), @"profiles/test.toml:3:9: signal[0].expr: unknown signal `exection`: expected a canonical signal or one this profile defines above (quote words: 'exection')");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"spindle_on\"\nfrom = { key = \"amps\" }\nthreshold = { on = 2.0, off = 5.0 }\ndebounce = \"2 parsecs\"\n").unwrap_err(), @r#"
@@ -77,7 +77,7 @@ fn errors_name_the_file_line_column_and_what_was_expected() {
     profiles/test.toml:5:12: signal[0].debounce: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "2 parsecs" (unknown unit "parsecs")
     "#);
     insta::assert_snapshot!(compile("[state]\nexecution = [{ when = \"true\", value = \"RUNNING\" }]\n").unwrap_err(), @"profiles/test.toml:2:39: state.execution[0].value: expected one of READY, ACTIVE, INTERRUPTED, FEED_HOLD, STOPPED, OPTIONAL_STOP, PROGRAM_STOPPED, PROGRAM_COMPLETED, WAIT, found \"RUNNING\"");
-    insta::assert_snapshot!(compile("extends = \"okuma\"\n").unwrap_err(), @"profiles/test.toml:1:11: extends: unknown profile \"okuma\"; known: fanuc-mtconnect, haas-ngc, mazak, mtconnect-generic, okuma-osp");
+    insta::assert_snapshot!(compile("extends = \"okuma\"\n").unwrap_err(), @"profiles/test.toml:1:11: extends: unknown profile \"okuma\"; known: advantech-adam-6050, fanuc-mtconnect, haas-ngc, mazak, moxa-e1212, moxa-e1240-current, mtconnect-generic, okuma-osp");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"x\"\n").unwrap_err(), @"profiles/test.toml:1:1: signal[0]: signal \"x\" needs `from` (which source items feed it) or `expr` (how to compute it)");
 }
 
@@ -533,4 +533,99 @@ fn a_state_rule_may_say_an_emergency_stop_is_true_as_the_reference_says() {
     compile("[state]\nemergency_stop = [{ when = \"true\", value = true }]\n")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(compile("[state]\nalarm = [{ value = \"FAULT\" }]\n").is_err());
+}
+
+#[test]
+fn levels_place_an_analog_value_in_bands_with_hysteresis() {
+    let mut n = normalizer(
+        r#"
+[[signal]]
+id = "spindle_state"
+from = { key = "amps" }
+levels = [{ below = 1.0, value = "OFF" }, { below = 6.0, value = "IDLE" }, { value = "RUNNING" }]
+hysteresis = 0.5
+"#,
+    );
+    let mut out = Vec::new();
+    for (i, amps) in [0.2, 1.2, 5.8, 6.2, 5.7, 6.6, 5.4, 0.7, 0.4]
+        .iter()
+        .enumerate()
+    {
+        n.process_batch(
+            [obs("amps", Value::Float(*amps), i as i64 * 1_000)],
+            &mut out,
+        );
+    }
+    let words: Vec<String> = values_of(&out, "spindle_state")
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    // 1.2 is within 0.5 of the OFF/IDLE edge, so it stays OFF; 6.2 stays IDLE; 5.7 stays RUNNING.
+    assert_eq!(
+        words,
+        [
+            "OFF", "OFF", "IDLE", "IDLE", "IDLE", "RUNNING", "IDLE", "IDLE", "OFF"
+        ]
+    );
+    let e = compile(
+        "[[signal]]\nid = \"s\"\nfrom = { key = \"a\" }\nlevels = [{ below = 5.0, value = \"A\" }, { below = 2.0, value = \"B\" }, { value = \"C\" }]\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("signal[0].levels[1].below: expected the bands in rising order"),
+        "{e}"
+    );
+}
+
+#[test]
+fn register_maps_are_checked_and_inherited_by_key() {
+    let p = ProfileSource::default()
+        .load("advantech-adam-6050")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<&str> = p.registers.iter().map(|r| &*r.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "di0_red",
+            "di1_amber",
+            "di2_green",
+            "di3_cycle",
+            "di4_counter"
+        ]
+    );
+    let counter = &p.registers[4];
+    assert_eq!(counter.address, 8);
+    assert!(!counter.word_big);
+    insta::assert_snapshot!(compile(r#"
+[[register]]
+key = "a"
+table = "holdings"
+address = 70000
+
+[[register]]
+key = "b"
+table = "coil"
+address = 1
+type = "u16"
+
+[[register]]
+key = "c"
+table = "input"
+address = 2
+type = "string"
+
+[[register]]
+key = "d"
+table = "holding"
+address = 3
+bit = 16
+word_order = "middle"
+"#).unwrap_err(), @r#"
+profiles/test.toml:4:9: register[0].table: expected "coil" (function 1), "discrete_input" (2), "holding" (3) or "input" (4), found "holdings"
+profiles/test.toml:5:11: register[0].address: expected a 0-based address 0-65535 (holding register 40001 is 0), found 70000
+profiles/test.toml:11:8: register[1].type: coils and discrete inputs are bits: expected "bool", found "u16"
+profiles/test.toml:17:8: register[2].type: a string needs `length`: the registers it spans
+profiles/test.toml:23:7: register[3].bit: expected a bit 0-15 (0 = least significant), found 16
+profiles/test.toml:24:14: register[3].word_order: expected "big" or "little", found "middle"
+"#);
 }
