@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// ports. The bridge reads the Haas machines through it.
     #[arg(long, default_value_t = 0)]
     pub haas_base_port: u16,
+    /// Retrofitted machine i's Modbus I/O module listens on 127.0.0.1:(this + i); 0 picks
+    /// free ports. The bridge reads the retrofitted machines through it.
+    #[arg(long, default_value_t = 0)]
+    pub modbus_base_port: u16,
     /// Give machine INDEX (0-based) a clock that is off, e.g. `2=3m` (3 minutes fast) or
     /// `5=-90s` (90 seconds slow). Repeatable.
     #[arg(long, value_name = "INDEX=OFFSET")]
@@ -92,6 +96,10 @@ pub struct SimulateArgs {
     /// 127.0.0.1:(this + i).
     #[arg(long, default_value_t = 5051)]
     pub haas_base_port: u16,
+    /// Retrofitted machine i's Modbus TCP I/O module (a stack light, cycle relay and spindle
+    /// current on a Moxa ioLogik) listens on 127.0.0.1:(this + i).
+    #[arg(long, default_value_t = 5020)]
+    pub modbus_base_port: u16,
     /// Give machine INDEX (0-based) a clock that is off, e.g. `2=3m` or `5=-90s`. Repeatable.
     #[arg(long, value_name = "INDEX=OFFSET")]
     pub skew: Vec<String>,
@@ -224,6 +232,19 @@ fn describe(server: &SimServer) -> String {
     } else {
         format!("; Haas MDC ports: {}", haas.join(", "))
     };
+    let modbus: Vec<String> = server
+        .shop
+        .machines()
+        .iter()
+        .zip(&server.modbus)
+        .filter_map(|(m, a)| a.map(|a| format!("{} {a}", m.id)))
+        .take(12)
+        .collect();
+    let haas = if modbus.is_empty() {
+        haas
+    } else {
+        format!("{haas}; Modbus retrofit modules: {}", modbus.join(", "))
+    };
     format!(
         "simulated shop: {n} machines; SHDR adapters: {adapters}; MTConnect agent with every machine: http://{}/probe{haas}",
         server.agent
@@ -264,6 +285,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
             shdr_base: a.shdr_base_port,
             mtconnect: a.mtconnect_port,
             haas_base: a.haas_base_port,
+            modbus_base: a.modbus_base_port,
         };
         let stop_floor = CancellationToken::new();
         let floor = a.bridge.map(|addr| {
@@ -307,6 +329,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             shdr_base: a.shdr_base_port,
             mtconnect: a.mtconnect_port,
             haas_base: a.haas_base_port,
+            modbus_base: a.modbus_base_port,
         };
         // The simulated ERP, QMS and operators talk to the bridge's REST API once it listens.
         let (bound, known) = tokio::sync::watch::channel(None);

@@ -23,11 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::shop::{FaceEvent, FaceValue, SimShop};
+use super::shop::{FaceValue, SimShop};
 use crate::model::{ConditionLevel, Timestamp, signals};
 
 /// The clients a Haas control serves at once.
@@ -55,6 +54,12 @@ pub struct Control {
     powered_on: Timestamp,
     /// Power-on hours before the simulation.
     power_on_base_micros: i64,
+}
+
+impl super::shop::Follow for Control {
+    fn apply(&mut self, signal: &str, value: &FaceValue, at: Timestamp) {
+        Control::apply(self, signal, value, at);
+    }
 }
 
 impl Control {
@@ -211,45 +216,6 @@ impl Control {
 /// One machine's control, shared by its clients and kept current by [`follow`].
 pub type SharedControl = Arc<Mutex<Control>>;
 
-/// Keeps `control` current with machine `machine` of `shop` until `stop`.
-pub async fn follow(
-    shop: SimShop,
-    machine: usize,
-    control: SharedControl,
-    stop: CancellationToken,
-) {
-    let Some(m) = shop.machines().get(machine) else {
-        return;
-    };
-    let apply = |events: &[FaceEvent]| {
-        let mut c = match control.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        for e in events {
-            if let Some(signal) = m.signal_of(e.item) {
-                c.apply(signal, &e.value, e.at);
-            }
-        }
-    };
-    let (snapshot, mut rx) = shop.subscribe(machine);
-    apply(&snapshot);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            batch = rx.recv() => match batch {
-                Ok(events) => apply(&events),
-                Err(RecvError::Lagged(_)) => {
-                    let (snapshot, fresh) = shop.subscribe(machine);
-                    rx = fresh;
-                    apply(&snapshot);
-                }
-                Err(RecvError::Closed) => return,
-            },
-        }
-    }
-}
-
 /// Serves machine `machine`'s MDC port on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -273,7 +239,7 @@ pub async fn serve(
         shop.now(machine),
     )));
     let clients = TaskTracker::new();
-    clients.spawn(follow(
+    clients.spawn(super::shop::follow(
         shop.clone(),
         machine,
         control.clone(),

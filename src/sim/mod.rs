@@ -112,6 +112,7 @@ pub mod dialect;
 pub mod floor;
 pub mod haas_face;
 pub mod machine;
+pub mod modbus_face;
 pub mod rng;
 pub mod score;
 pub mod serve;
@@ -209,9 +210,9 @@ pub const FLEET: &[ModelSpec] = &[
         programs: ProgramStyle::Okuma,
     },
     ModelSpec {
-        id_prefix: "doosan-puma",
-        name: "Doosan Puma 2600",
-        profile: "fanuc-mtconnect",
+        id_prefix: "mori-sl25",
+        name: "Mori Seiki SL-25 (1996, stack-light retrofit)",
+        profile: "moxa-e1212",
         lathe: true,
         max_rpm: 3500.0,
         programs: ProgramStyle::ONumber,
@@ -353,6 +354,6 @@ mod tests {
         assert_eq!(fleet[0].2, "haas-ngc");
         assert_eq!(fleet[1].0.as_str(), "okuma-lb3000-02");
         assert_eq!(fleet[4].0.as_str(), "fanuc-robodrill-05");
-        assert_eq!(fleet[999].0.as_str(), "doosan-puma-1000");
+        assert_eq!(fleet[999].0.as_str(), "mori-sl25-1000");
     }
 }

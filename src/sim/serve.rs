@@ -14,10 +14,37 @@ use tracing::Instrument;
 
 use super::agent_face::{self, AgentOptions};
 use super::shop::{self, ShopOptions, SimShop};
-use super::{TruthSink, haas_face, shdr_face};
+use super::{TruthSink, haas_face, modbus_face, shdr_face};
 
 /// The profile of the machines that get a Haas MDC face.
 pub const HAAS_PROFILE: &str = "haas-ngc";
+/// The profile of the retrofitted machines, which get a Modbus face (a stack-light module).
+pub const MODBUS_PROFILE: &str = "moxa-e1212";
+
+/// Binds a face for every machine with `profile`: machine `i` on `base + i` (0: free ports).
+async fn bind_faces(
+    shop: &SimShop,
+    profile: &str,
+    base: u16,
+    what: &str,
+) -> Result<(Vec<Option<SocketAddr>>, Vec<(usize, TcpListener)>), ServeError> {
+    let mut addrs = Vec::with_capacity(shop.machines().len());
+    let mut listeners = Vec::new();
+    for (i, m) in shop.machines().iter().enumerate() {
+        if m.profile != profile {
+            addrs.push(None);
+            continue;
+        }
+        let port = if base == 0 { 0 } else { base + i as u16 };
+        let l = bind(port, format!("machine {}'s {what}", m.id)).await?;
+        addrs.push(Some(
+            l.local_addr()
+                .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        ));
+        listeners.push((i, l));
+    }
+    Ok((addrs, listeners))
+}
 use crate::clock::Clock;
 use crate::config::{DriverConfig, MachineConfig};
 
@@ -30,6 +57,9 @@ pub struct Ports {
     pub mtconnect: u16,
     /// Machine `i`'s Haas MDC port, for Haas machines, is this + i (0: free ports).
     pub haas_base: u16,
+    /// Machine `i`'s retrofit Modbus module, for retrofitted machines, is this + i (0: free
+    /// ports).
+    pub modbus_base: u16,
 }
 
 /// A running simulated shop.
@@ -41,6 +71,8 @@ pub struct SimServer {
     pub agent: SocketAddr,
     /// Each machine's Haas MDC port (Haas machines only), in machine order.
     pub haas: Vec<Option<SocketAddr>>,
+    /// Each machine's retrofit Modbus module (retrofitted machines only), in machine order.
+    pub modbus: Vec<Option<SocketAddr>>,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -86,6 +118,7 @@ impl SimServer {
         for (what, flag, base) in [
             ("SHDR", "--shdr-base-port", ports.shdr_base),
             ("Haas MDC", "--haas-base-port", ports.haas_base),
+            ("Modbus", "--modbus-base-port", ports.modbus_base),
         ] {
             if base != 0 && usize::from(base) + n > 65_536 {
                 return Err(ServeError::PortRange {
@@ -113,25 +146,15 @@ impl SimServer {
             );
             listeners.push(l);
         }
-        let mut haas = Vec::with_capacity(n);
-        let mut haas_listeners = Vec::new();
-        for (i, m) in shop.machines().iter().enumerate() {
-            if m.profile != HAAS_PROFILE {
-                haas.push(None);
-                continue;
-            }
-            let port = if ports.haas_base == 0 {
-                0
-            } else {
-                ports.haas_base + i as u16
-            };
-            let l = bind(port, format!("machine {}'s Haas MDC port", m.id)).await?;
-            haas.push(Some(
-                l.local_addr()
-                    .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
-            ));
-            haas_listeners.push((i, l));
-        }
+        let (haas, haas_listeners) =
+            bind_faces(&shop, HAAS_PROFILE, ports.haas_base, "Haas MDC port").await?;
+        let (modbus, modbus_listeners) = bind_faces(
+            &shop,
+            MODBUS_PROFILE,
+            ports.modbus_base,
+            "retrofit Modbus module",
+        )
+        .await?;
         let agent_listener = bind(ports.mtconnect, "the MTConnect agent".into()).await?;
         let agent = agent_listener
             .local_addr()
@@ -145,6 +168,11 @@ impl SimServer {
             let span =
                 tracing::info_span!("sim_face", face = "haas", machine = %shop.machines()[i].id);
             tasks.spawn(haas_face::serve(l, shop.clone(), i, stop.clone()).instrument(span));
+        }
+        for (i, l) in modbus_listeners {
+            let span =
+                tracing::info_span!("sim_face", face = "modbus", machine = %shop.machines()[i].id);
+            tasks.spawn(modbus_face::serve(l, shop.clone(), i, stop.clone()).instrument(span));
         }
         let span = tracing::info_span!("sim_face", face = "mtconnect");
         tasks.spawn(
@@ -163,6 +191,7 @@ impl SimServer {
             shdr,
             agent,
             haas,
+            modbus,
             tasks,
             stop,
         })
@@ -185,6 +214,13 @@ impl SimServer {
                             timeout: std::time::Duration::from_secs(2),
                         },
                         interval: std::time::Duration::from_secs(1),
+                    }
+                } else if let Some(Some(addr)) = self.modbus.get(i) {
+                    DriverConfig::Modbus {
+                        transport: crate::drivers::modbus::Transport::Tcp(addr.to_string()),
+                        unit: 1,
+                        interval: std::time::Duration::from_millis(250),
+                        timeout: std::time::Duration::from_secs(1),
                     }
                 } else if i % 2 == 0 {
                     DriverConfig::Shdr {

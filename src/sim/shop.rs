@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::dialect::{Conv, ItemDef, items_for};
@@ -269,6 +270,52 @@ impl ShopMachine {
             }
         };
         Some(FaceEvent { item, at, value })
+    }
+}
+
+/// A face's picture of its machine, kept current by [`follow`].
+pub trait Follow: Send + 'static {
+    /// The machine's canonical `signal` changed to `value` at `at` (the machine's clock).
+    fn apply(&mut self, signal: &str, value: &FaceValue, at: Timestamp);
+}
+
+/// Keeps `state` current with machine `machine` of `shop` until `stop`: what a protocol face
+/// that answers requests (Haas MDC, a Modbus module) knows of its machine.
+pub async fn follow<S: Follow>(
+    shop: SimShop,
+    machine: usize,
+    state: Arc<Mutex<S>>,
+    stop: CancellationToken,
+) {
+    let Some(m) = shop.machines().get(machine) else {
+        return;
+    };
+    let apply = |events: &[FaceEvent]| {
+        let mut c = match state.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        for e in events {
+            if let Some(signal) = m.signal_of(e.item) {
+                c.apply(signal, &e.value, e.at);
+            }
+        }
+    };
+    let (snapshot, mut rx) = shop.subscribe(machine);
+    apply(&snapshot);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            batch = rx.recv() => match batch {
+                Ok(events) => apply(&events),
+                Err(RecvError::Lagged(_)) => {
+                    let (snapshot, fresh) = shop.subscribe(machine);
+                    rx = fresh;
+                    apply(&snapshot);
+                }
+                Err(RecvError::Closed) => return,
+            },
+        }
     }
 }
 
