@@ -121,13 +121,23 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         );
         // Read over the network by the real drivers, through each family's profile.
         let driver = m["driver"].as_str().unwrap_or_default();
-        assert!(["shdr", "mtconnect", "haas"].contains(&driver), "{m}");
+        assert!(
+            ["shdr", "mtconnect", "haas", "modbus"].contains(&driver),
+            "{m}"
+        );
         assert_eq!(m["link"], "connected", "{m}");
-        // Haas MDC tells no machine time: nothing to estimate a clock offset from.
-        assert_eq!(m["clock"]["offset_ms"].is_number(), driver != "haas", "{m}");
+        // Haas MDC and Modbus tell no machine time: nothing to estimate a clock offset from.
+        assert_eq!(
+            m["clock"]["offset_ms"].is_number(),
+            driver != "haas" && driver != "modbus",
+            "{m}"
+        );
         // A Haas says its state in Q500's status word, from which the profile derives it.
+        // A retrofit says it with its stack light and cycle relay.
         let signals: &[&str] = if driver == "haas" {
             &["haas_status", "program", "part_count", "motion_time"]
+        } else if driver == "modbus" {
+            &["red_lamp", "cycle", "part_count"]
         } else {
             &["execution", "program", "part_count", "availability"]
         };
@@ -145,8 +155,8 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         .collect();
     assert_eq!(
         drivers.len(),
-        3,
-        "SHDR, MTConnect and Haas MDC machines: {drivers:?}"
+        4,
+        "SHDR, MTConnect, Haas MDC and Modbus machines: {drivers:?}"
     );
 
     // Records: sequence numbers from 1, gap-free, paging with next_after.

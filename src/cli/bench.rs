@@ -77,6 +77,12 @@ pub enum BenchCommand {
     /// Haas MDC: a full Q-command set per second from N simulated controls (a child
     /// `shopbridge simulate`), and the CPU the bridge's drivers spend on it.
     Haas(super::bench_polling::HaasArgs),
+    /// Modbus TCP: registers/s read with coalescing from N devices (a child process of
+    /// tokio-modbus servers), and the CPU the bridge's drivers spend on it.
+    Modbus(super::bench_polling::ModbusArgs),
+    /// The devices `bench modbus` polls (run by it in a child process).
+    #[command(hide = true)]
+    ModbusDevices(super::bench_polling::ModbusDevicesArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
@@ -129,6 +135,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Opcua(a) => super::bench_opcua::run(a),
         BenchCommand::Sparkplug(a) => super::bench_sparkplug::run(a),
         BenchCommand::Haas(a) => super::bench_polling::haas(a),
+        BenchCommand::Modbus(a) => super::bench_polling::modbus(a),
+        BenchCommand::ModbusDevices(a) => super::bench_polling::modbus_devices(a),
     }
 }
 

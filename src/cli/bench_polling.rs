@@ -178,3 +178,241 @@ async fn measure(a: &HaasArgs, addrs: &[String]) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct ModbusArgs {
+    /// Modbus TCP devices polled (each its own connection).
+    #[arg(long, default_value_t = 100)]
+    pub devices: usize,
+    /// Holding registers per device (read with coalescing: 125 per request).
+    #[arg(long, default_value_t = 250)]
+    pub registers: u16,
+    /// Seconds between two polls of a device.
+    #[arg(long, default_value_t = 0.1)]
+    pub interval: f64,
+    /// Seconds measured (after a 5 s warm-up).
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+}
+
+/// `shopbridge bench modbus-devices`: the devices of `bench modbus`, run in a child process.
+#[derive(Debug, Args)]
+pub struct ModbusDevicesArgs {
+    #[arg(long)]
+    pub devices: usize,
+    #[arg(long)]
+    pub registers: u16,
+    #[arg(long)]
+    pub base_port: u16,
+}
+
+/// A bench device: holding registers 0..n, a tenth of them changing once a second.
+#[derive(Clone)]
+struct BenchDevice {
+    registers: u16,
+    start: Instant,
+}
+
+impl tokio_modbus::server::Service for BenchDevice {
+    type Request = tokio_modbus::Request<'static>;
+    type Response = tokio_modbus::Response;
+    type Exception = tokio_modbus::ExceptionCode;
+    type Future = std::future::Ready<Result<Self::Response, Self::Exception>>;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        use tokio_modbus::{ExceptionCode, Request, Response};
+        let secs = self.start.elapsed().as_secs() as u16;
+        std::future::ready(match req {
+            Request::ReadHoldingRegisters(a, n)
+                if n > 0 && u32::from(a) + u32::from(n) <= u32::from(self.registers) =>
+            {
+                Ok(Response::ReadHoldingRegisters(
+                    (a..a + n)
+                        .map(|r| if r % 10 == 0 { r.wrapping_add(secs) } else { r })
+                        .collect(),
+                ))
+            }
+            Request::ReadHoldingRegisters(..) => Err(ExceptionCode::IllegalDataAddress),
+            _ => Err(ExceptionCode::IllegalFunction),
+        })
+    }
+}
+
+pub fn modbus_devices(a: ModbusDevicesArgs) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let device = BenchDevice {
+            registers: a.registers,
+            start: Instant::now(),
+        };
+        let mut servers = Vec::new();
+        for i in 0..a.devices {
+            let port = a.base_port + i as u16;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+            let device = device.clone();
+            servers.push(tokio::spawn(async move {
+                let on_connected = |stream, addr| {
+                    let device = device.clone();
+                    async move {
+                        tokio_modbus::server::tcp::accept_tcp_connection(stream, addr, |_| {
+                            Ok(Some(device.clone()))
+                        })
+                    }
+                };
+                let _ = tokio_modbus::server::tcp::Server::new(listener)
+                    .serve(&on_connected, |_| {})
+                    .await;
+            }));
+        }
+        println!("ready");
+        for s in servers {
+            let _ = s.await;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
+
+pub fn modbus(a: ModbusArgs) -> anyhow::Result<i32> {
+    use std::io::BufRead;
+    anyhow::ensure!((1..=1000).contains(&a.devices), "--devices must be 1-1000");
+    anyhow::ensure!(a.registers >= 1, "--registers must be at least 1");
+    anyhow::ensure!(
+        a.interval > 0.0 && a.interval.is_finite(),
+        "--interval must be a positive number of seconds"
+    );
+    let base = (20_000u16..60_000)
+        .step_by(1_500)
+        .find(|b| {
+            (0..a.devices as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok())
+        })
+        .context("no free range of ports for the devices")?;
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut child = Command::new(exe)
+        .args([
+            "bench",
+            "modbus-devices",
+            "--devices",
+            &a.devices.to_string(),
+            "--registers",
+            &a.registers.to_string(),
+            "--base-port",
+            &base.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the bench devices")?;
+    let ready = child
+        .stdout
+        .take()
+        .and_then(|o| std::io::BufReader::new(o).lines().next())
+        .and_then(Result::ok);
+    if ready.as_deref() != Some("ready") {
+        stop_child(&mut child);
+        anyhow::bail!("the bench devices did not start");
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(measure_modbus(&a, base));
+    stop_child(&mut child);
+    result?;
+    Ok(0)
+}
+
+async fn measure_modbus(a: &ModbusArgs, base: u16) -> anyhow::Result<()> {
+    use crate::drivers::modbus::map::{DataType, Register, Table};
+    use crate::drivers::modbus::{Modbus, ModbusSpec, Transport};
+    let map: Arc<[Register]> = (0..a.registers)
+        .map(|r| Register {
+            key: Arc::from(format!("hr{r}").as_str()),
+            table: Table::Holding,
+            address: r,
+            data_type: DataType::U16,
+            word_big: true,
+            byte_big: true,
+            bit: None,
+            scale: None,
+            offset: None,
+            unit: None,
+        })
+        .collect();
+    let (tx, mut rx) = mpsc::channel::<DriverBatch>(1024);
+    let stop = CancellationToken::new();
+    let timing = Timing {
+        interval: Duration::from_secs_f64(a.interval),
+        connect_timeout: Duration::from_secs(5),
+    };
+    let mut counters = Vec::new();
+    let mut requests_per_poll = 0;
+    for i in 0..a.devices {
+        let addr = format!("127.0.0.1:{}", base + i as u16);
+        let c = DriverCounters::new("modbus", addr.clone());
+        counters.push(c.clone());
+        let ctx = DriverContext {
+            machines: vec![MachineId::new(&format!("plc-{i:03}"))?],
+            tx: tx.clone(),
+            shutdown: stop.clone(),
+            clock: Clock::system(),
+            counters: c,
+        };
+        let poller = Modbus::new(ModbusSpec {
+            transport: Transport::Tcp(addr),
+            unit: 1,
+            timeout: Duration::from_secs(2),
+            map: map.clone(),
+        });
+        requests_per_poll = poller.requests();
+        tokio::spawn(poll::run(poller, timing, ctx));
+    }
+    drop(tx);
+    let drain = tokio::spawn(async move {
+        let mut observations = 0u64;
+        while let Some(batch) = rx.recv().await {
+            observations += batch
+                .iter()
+                .filter(|e| matches!(e, DriverEvent::Observation(_)))
+                .count() as u64;
+        }
+        observations
+    });
+    let requests = || -> u64 {
+        counters
+            .iter()
+            .map(|c| c.messages.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (r0, cpu0, t0) = (requests(), cpu_seconds(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    let (r1, cpu1, wall) = (requests(), cpu_seconds(), t0.elapsed().as_secs_f64());
+    stop.cancel();
+    let observations = drain.await?;
+    let errors: u64 = counters
+        .iter()
+        .map(|c| c.link_errors.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    let req_rate = (r1 - r0) as f64 / wall;
+    let regs_per_request = f64::from(a.registers) / requests_per_poll.max(1) as f64;
+    println!(
+        "modbus polling: {} Modbus TCP devices on loopback (a child process of tokio-modbus servers), {} holding registers each in {requests_per_poll} coalesced requests, a poll every {} s, {:.0} s measured",
+        a.devices, a.registers, a.interval, wall
+    );
+    println!(
+        "  registers/s: {:.0} ({req_rate:.0} requests/s)",
+        req_rate * regs_per_request
+    );
+    println!(
+        "  bridge CPU: {:.2} % of one core (drivers, decoding, report by exception)",
+        (cpu1 - cpu0) / wall * 100.0
+    );
+    println!(
+        "  observations sent (changes only, a tenth of the registers change each second): {observations}; link errors: {errors}"
+    );
+    Ok(())
+}

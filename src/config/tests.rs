@@ -157,9 +157,9 @@ fn wrong_type() {
 
 #[test]
 fn unknown_driver_type_lists_the_known_types() {
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"focas\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"focas\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
 }
 
 #[test]
@@ -289,7 +289,7 @@ shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may ho
 shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
 shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
 shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `identification`, `calendar`, `parts_per_cycle`, `driver`
-shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`
+shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`
 shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
 "#);
 }
@@ -348,7 +348,7 @@ fn bad_env_values_name_the_variable() {
 #[test]
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "focas")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "focas")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
@@ -634,4 +634,58 @@ fn haas_over_ethernet_or_rs232() {
     shopbridge.toml:13:11: machines[0].driver.macros[0]: expected a macro variable number 1-99999 (like 3027), found 0
     "#);
     insta::assert_snapshot!(bad("address = \"10.0.0.5:5051\"\nbaud = 9600"), @"shopbridge.toml:13:1: machines[0].driver.baud: unknown key `baud`, expected one of `address`, `serial`, `interval`, `timeout`, `macros`");
+}
+
+#[test]
+fn modbus_over_tcp_or_rtu_and_a_profile_with_a_register_map() {
+    use crate::drivers::modbus::Transport;
+    let c = ok(&ONE_SHDR.replace(
+        "profile = \"okuma-osp\"\n[machines.driver]\ntype = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+        "profile = \"moxa-e1212\"\n[machines.driver]\ntype = \"modbus\"\naddress = \"10.0.0.9:502\"",
+    ));
+    assert_eq!(
+        c.machines[0].driver,
+        DriverConfig::Modbus {
+            transport: Transport::Tcp("10.0.0.9:502".into()),
+            unit: 1,
+            interval: Duration::from_millis(250),
+            timeout: Duration::from_secs(1),
+        }
+    );
+    let c = ok(&ONE_SHDR.replace(
+        "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+        "type = \"modbus\"\nserial = { port = \"/dev/ttyUSB1\", baud = 9600 }\nunit = 3",
+    ));
+    let DriverConfig::Modbus {
+        transport, unit, ..
+    } = &c.machines[0].driver
+    else {
+        panic!("{:?}", c.machines[0].driver);
+    };
+    assert_eq!(*unit, 3);
+    let Transport::Rtu(s) = transport else {
+        panic!("{transport:?}");
+    };
+    assert_eq!((s.baud, s.data_bits, s.stop_bits), (9600, 8, 1));
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace(
+        "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+        "type = \"modbus\"\naddress = \"10.0.0.9:502\"\nunit = 300",
+    )), @"shopbridge.toml:13:8: machines[0].driver.unit: expected a unit (slave) id 0-247, found 300");
+    // A profile without a register map cannot drive a Modbus machine: `check` says so.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("shopbridge.toml");
+    std::fs::write(
+        &path,
+        ONE_SHDR.replace(
+            "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+            "type = \"modbus\"\naddress = \"10.0.0.9:502\"",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (text, code) = check_command(&path);
+    assert_eq!(code, 2);
+    assert!(
+        text.contains("machines[0].profile: profile \"okuma-osp\" has no [[register]] map"),
+        "{text}"
+    );
 }

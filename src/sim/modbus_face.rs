@@ -262,7 +262,7 @@ mod tests {
             },
             t,
         );
-        assert_eq!(w.inputs(0)[0], true);
+        assert!(w.inputs(0)[0]);
         assert_eq!(w.spindle_amps(), 2.0);
     }
 }
