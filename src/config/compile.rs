@@ -636,6 +636,42 @@ fn compile_machines(
     let known_profiles = profiles.source().names();
     let mut machines = Vec::with_capacity(raw.len());
     let mut first_use: HashMap<&str, usize> = HashMap::new();
+    // A Haas control allows two MDC clients, and a serial port opens once: each may be read
+    // by one machine's driver.
+    let mut links: HashMap<(&str, String), usize> = HashMap::new();
+    for (m, &i) in raw.iter().zip(indices) {
+        let link = match &m.driver {
+            RawDriver::Haas(h) => match (&h.address, &h.serial) {
+                (Some(a), None) => Some(("address", "the Haas control at", a.trim().to_string())),
+                (None, Some(s)) => Some(("serial.port", "serial port", s.port.trim().to_string())),
+
+                _ => None,
+            },
+            RawDriver::Modbus(d) => d
+                .serial
+                .as_ref()
+                .map(|s| ("serial.port", "serial port", s.port.trim().to_string())),
+            _ => None,
+        };
+        if let Some((key, what, target)) = link {
+            match links.get(&(what, target.clone())) {
+                Some(first) => p.at(
+                    format!("machines[{i}].driver.{key}"),
+                    format!(
+                        "{what} {target:?} is already read by machines[{first}]; {}",
+                        if key == "address" {
+                            "a Haas control serves two MDC clients, and one machine is one control"
+                        } else {
+                            "a serial port opens once (for several Modbus units on one bus, give one machine a profile whose registers name their `unit`)"
+                        }
+                    ),
+                ),
+                None => {
+                    links.insert((what, target), i);
+                }
+            }
+        }
+    }
     for (m, &i) in raw.iter().zip(indices) {
         let at = |key: &str| format!("machines[{i}].{key}");
         let id = match MachineId::new(&m.id) {

@@ -689,3 +689,14 @@ fn modbus_over_tcp_or_rtu_and_a_profile_with_a_register_map() {
         "{text}"
     );
 }
+
+#[test]
+fn a_haas_control_or_a_serial_port_is_read_by_one_machine() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[journal]\ndir = \"./d\"\n[[machines]]\nid = \"a\"\nname = \"A\"\nprofile = \"haas-ngc\"\n[machines.driver]\ntype = \"haas\"\n{a}\n[[machines]]\nid = \"b\"\nname = \"B\"\nprofile = \"moxa-e1212\"\n[machines.driver]\n{b}\n"
+        )
+    };
+    insta::assert_snapshot!(errs(&two("address = \"10.0.0.5:5051\"", "type = \"haas\"\naddress = \"10.0.0.5:5051\"")), @r#"shopbridge.toml:16:11: machines[1].driver.address: the Haas control at "10.0.0.5:5051" is already read by machines[0]; a Haas control serves two MDC clients, and one machine is one control"#);
+    insta::assert_snapshot!(errs(&two("serial = { port = \"/dev/ttyS0\" }", "type = \"modbus\"\nserial = { port = \"/dev/ttyS0\" }")), @r#"shopbridge.toml:16:19: machines[1].driver.serial.port: serial port "/dev/ttyS0" is already read by machines[0]; a serial port opens once (for several Modbus units on one bus, give one machine a profile whose registers name their `unit`)"#);
+}
