@@ -2,8 +2,9 @@
 //! (through the whole bridge, and with links that drop and controls that hang) and over
 //! RS-232 on a pseudo-terminal pair (the request echoed, STX … ETB data lines).
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +23,8 @@ use shopbridge::sim::serve::{Ports, SimServer};
 use shopbridge::sim::shop::{FaceValue, ShopOptions, SimShop};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use common::{last_value as value, link_events as links};
 
 fn machine() -> MachineId {
     MachineId::new("haas-1").unwrap_or_else(|e| panic!("{e}"))
@@ -88,44 +91,11 @@ async fn collect(
     got
 }
 
-fn value<'a>(events: &'a [DriverEvent], key: &str) -> Option<(&'a Value, Quality)> {
-    events.iter().rev().find_map(|e| match e {
-        DriverEvent::Observation(o) if o.key.as_str() == key => Some((&o.value, o.quality)),
-        _ => None,
-    })
-}
-
-fn links(events: &[DriverEvent], status: LinkStatus) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, DriverEvent::Link { status: s, .. } if *s == status))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rs232_on_a_pseudo_terminal_echo_and_stx_etb_framing() {
     // A pseudo-terminal pair: the simulated control on the master side, the driver opens the
     // slave by its path, as it would open /dev/ttyUSB0.
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two file descriptors it opened; no name, termios or winsize.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both are open descriptors this test owns from here on.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", {
-        use std::os::fd::AsRawFd;
-        slave.as_raw_fd()
-    }))
-    .unwrap_or_else(|e| panic!("slave path: {e}"));
-    let master = tokio::fs::File::from_std(std::fs::File::from(master));
+    let (master, slave, path) = common::pty();
     let (shop, control) = control();
     let stop_face = CancellationToken::new();
     let face = {
@@ -137,7 +107,7 @@ async fn rs232_on_a_pseudo_terminal_echo_and_stx_etb_framing() {
     };
     let spec = HaasSpec {
         transport: Transport::Serial(SerialSettings {
-            port: path.to_string_lossy().into_owned(),
+            port: path,
             baud: 9600,
             data_bits: 7,
             parity: Parity::Even,

@@ -20,6 +20,8 @@ use shopbridge::normalize::profile::{ProfileSource, load_str};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use common::{last_value as value, link_events as links};
+
 /// A running `peer.py`: its port, its stdin for commands and its stdout lines for answers.
 struct Peer {
     child: Child,
@@ -267,20 +269,6 @@ table = "input"
 address = 0
 type = "i32"
 "#;
-
-fn value<'a>(events: &'a [DriverEvent], key: &str) -> Option<(&'a Value, Quality)> {
-    events.iter().rev().find_map(|e| match e {
-        DriverEvent::Observation(o) if o.key.as_str() == key => Some((&o.value, o.quality)),
-        _ => None,
-    })
-}
-
-fn links(events: &[DriverEvent], status: LinkStatus) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, DriverEvent::Link { status: s, .. } if *s == status))
-        .count()
-}
 
 async fn collect(
     rx: &mut mpsc::Receiver<DriverBatch>,

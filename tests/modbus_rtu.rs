@@ -4,7 +4,8 @@
 //! framing is tokio-modbus's, so the two sides are independent implementations of the wire
 //! format.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+mod common;
+
 use std::time::Duration;
 
 use shopbridge::clock::Clock;
@@ -61,23 +62,7 @@ fn answer(req: &[u8]) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modbus_rtu_on_a_pseudo_terminal() {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two file descriptors it opened; no name, termios or winsize.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both are open descriptors this test owns from here on.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
-        .unwrap_or_else(|e| panic!("slave path: {e}"));
-    let mut master = tokio::fs::File::from_std(std::fs::File::from(master));
+    let (mut master, slave, path) = common::pty();
     let device = tokio::spawn(async move {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 256];
@@ -129,7 +114,7 @@ address = 100
     .unwrap_or_else(|e| panic!("{e}"));
     let spec = ModbusSpec {
         transport: Transport::Rtu(SerialSettings {
-            port: path.to_string_lossy().into_owned(),
+            port: path,
             baud: 19_200,
             data_bits: 8,
             parity: Parity::Even,

@@ -329,18 +329,7 @@ async fn measure_modbus(a: &ModbusArgs, base: u16) -> anyhow::Result<()> {
     use crate::drivers::modbus::map::{DataType, Register, Table};
     use crate::drivers::modbus::{Modbus, ModbusSpec, Transport};
     let map: Arc<[Register]> = (0..a.registers)
-        .map(|r| Register {
-            key: Arc::from(format!("hr{r}").as_str()),
-            table: Table::Holding,
-            address: r,
-            data_type: DataType::U16,
-            word_big: true,
-            byte_big: true,
-            bit: None,
-            scale: None,
-            offset: None,
-            unit: None,
-        })
+        .map(|r| Register::new(&format!("hr{r}"), Table::Holding, r, DataType::U16))
         .collect();
     let (tx, mut rx) = mpsc::channel::<DriverBatch>(1024);
     let stop = CancellationToken::new();

@@ -425,7 +425,10 @@ fn the_example_file_passes_check() {
     let with_shdr = format!("{}{uncommented}\n", &text[..start]);
     let c = load_str(&with_shdr, "shopbridge.example.toml").unwrap_or_else(|e| panic!("{e}"));
     let types: Vec<&str> = c.machines.iter().map(|m| m.driver.type_name()).collect();
-    assert_eq!(types[types.len() - 2..], ["shdr", "mtconnect"]);
+    assert_eq!(
+        types[types.len() - 4..],
+        ["shdr", "mtconnect", "haas", "modbus"]
+    );
 }
 
 #[test]

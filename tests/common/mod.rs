@@ -55,3 +55,52 @@ pub fn announced(stdout: std::process::ChildStdout, want_opcua: bool) -> (String
     rx.recv_timeout(std::time::Duration::from_secs(60))
         .expect("the bridge announced where it listens")
 }
+
+/// A pseudo-terminal pair: the master side (for the simulated device, as an async file), the
+/// slave side's descriptor (keep it open while the test runs), and the slave's path (what a
+/// driver opens, as it would open /dev/ttyUSB0).
+pub fn pty() -> (tokio::fs::File, std::os::fd::OwnedFd, String) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two file descriptors it opened; no name, termios or winsize.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both are open descriptors this test owns from here on.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .unwrap_or_else(|e| panic!("slave path: {e}"));
+    let master = tokio::fs::File::from_std(std::fs::File::from(master));
+    (master, slave, path.to_string_lossy().into_owned())
+}
+
+/// The last value (and its quality) a driver sent for `key`.
+pub fn last_value<'a>(
+    events: &'a [shopbridge::drivers::DriverEvent],
+    key: &str,
+) -> Option<(&'a shopbridge::model::Value, shopbridge::model::Quality)> {
+    events.iter().rev().find_map(|e| match e {
+        shopbridge::drivers::DriverEvent::Observation(o) if o.key.as_str() == key => {
+            Some((&o.value, o.quality))
+        }
+        _ => None,
+    })
+}
+
+/// How many link events with `status` a driver sent.
+pub fn link_events(
+    events: &[shopbridge::drivers::DriverEvent],
+    status: shopbridge::model::LinkStatus,
+) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, shopbridge::drivers::DriverEvent::Link { status: s, .. } if *s == status))
+        .count()
+}

@@ -114,6 +114,23 @@ pub struct Register {
 }
 
 impl Register {
+    /// An item in Modbus' own conventions (big-endian words and bytes, the device's unit), no
+    /// bit, scale or offset.
+    pub fn new(key: &str, table: Table, address: u16, data_type: DataType) -> Register {
+        Register {
+            key: Arc::from(key),
+            table,
+            address,
+            data_type,
+            word_big: true,
+            byte_big: true,
+            bit: None,
+            scale: None,
+            offset: None,
+            unit: None,
+        }
+    }
+
     /// Decodes this item from the words (or bits, as 0/1) that start at its address.
     pub fn decode(&self, words: &[u16]) -> Result<Value, String> {
         let need = usize::from(self.data_type.width());
@@ -236,18 +253,7 @@ mod tests {
     use super::*;
 
     fn reg(key: &str, table: Table, address: u16, t: DataType) -> Register {
-        Register {
-            key: Arc::from(key),
-            table,
-            address,
-            data_type: t,
-            word_big: true,
-            byte_big: true,
-            bit: None,
-            scale: None,
-            offset: None,
-            unit: None,
-        }
+        Register::new(key, table, address, t)
     }
 
     #[test]
