@@ -26,8 +26,10 @@ pub fn update(record: &Record, m: &LiveMachine) -> DeviceUpdate {
     let at = ms(record.kind.time());
     let metrics = match &record.kind {
         RecordKind::Observation(o) => {
+            // A value the device refused (its text is the refusal) is published as null.
             let value = match &o.value {
                 Value::Unavailable => None,
+                _ if matches!(o.quality, crate::model::Quality::Bad(_)) => None,
                 v => Some(MetricValue::String(v.to_string())),
             };
             let mut out = vec![(format!("Signals/{}", o.signal.as_str()), value, at)];
@@ -101,6 +103,31 @@ mod tests {
                 },
             }),
         }
+    }
+
+    #[test]
+    fn a_refused_read_is_published_as_null_not_as_its_text() {
+        let view = LiveView::new([LiveMachine::new(
+            MachineId::new("m1").unwrap(),
+            "M1".into(),
+            "p".into(),
+            "modbus".into(),
+        )]);
+        let mut r = observation(
+            1,
+            "load",
+            Value::text("modbus exception 2 (illegal data address)"),
+            1_000,
+        );
+        if let RecordKind::Observation(o) = &mut r.kind {
+            o.quality = crate::model::Quality::Bad(crate::model::QualityReason::DeviceError);
+        }
+        view.apply(std::slice::from_ref(&r));
+        let m = view.get("m1").unwrap();
+        let DeviceUpdate::Metrics(ms) = update(&r, &m) else {
+            panic!("{r:?}")
+        };
+        assert_eq!(ms, vec![("Signals/load".to_string(), None, 1)]);
     }
 
     #[test]
