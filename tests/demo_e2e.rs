@@ -134,8 +134,10 @@ async fn demo_serves_live_state_and_records_then_stops_cleanly_and_exports() {
         );
         // A Haas says its state in Q500's status word, from which the profile derives it.
         // A retrofit says it with its stack light and cycle relay.
+        // A Haas busy when the bridge connected names its program only when the cycle ends
+        // (Q500 answers `STATUS, BUSY` without it), so the program may not be there yet.
         let signals: &[&str] = if driver == "haas" {
-            &["haas_status", "program", "part_count", "motion_time"]
+            &["haas_status", "part_count", "motion_time"]
         } else if driver == "modbus" {
             &["red_lamp", "cycle", "part_count"]
         } else {
