@@ -88,6 +88,13 @@ impl Clock {
         Duration::from_secs_f64(d.as_secs_f64() / self.inner.speed)
     }
 
+    /// The wall-clock duration `d` of this clock's time takes, never shorter than `floor` (nor
+    /// than `d` itself when `d` is under the floor): a protocol timer a sped-up demo shrinks
+    /// must still leave a real peer time to answer.
+    pub fn to_wall_at_least(&self, d: Duration, floor: Duration) -> Duration {
+        self.to_wall(d).max(d.min(floor))
+    }
+
     /// Sleeps `d` of this clock's time.
     pub async fn sleep(&self, d: Duration) {
         tokio::time::sleep(self.to_wall(d)).await

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shopbridge::app::{self, RunOptions};
 use shopbridge::clock::Clock;
-use shopbridge::config::Config;
 use shopbridge::drivers::haas::{Haas, HaasSpec, Transport};
 use shopbridge::drivers::poll::{self, Timing};
 use shopbridge::drivers::serial::{Flow, Parity, SerialSettings};
@@ -327,31 +325,10 @@ async fn the_bridge_reads_a_simulated_haas_through_mdc() {
     assert_eq!(machines[0].profile, "haas-ngc");
     let id = machines[0].id.clone();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = Config::demo(
-        machines,
-        dir.path().to_path_buf(),
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        60.0,
-        8,
-        opts.shop_offset_micros,
-    );
-    let stop = CancellationToken::new();
-    let bridge = tokio::spawn(app::run(
-        cfg,
-        RunOptions {
-            clock: clock.clone(),
-            announce: false,
-            http_bound: None,
-        },
-        stop.clone(),
-    ));
+    let bridge = common::InProcessBridge::start(machines, dir.path(), &clock, &opts);
     // Twenty simulated minutes.
     tokio::time::sleep(Duration::from_secs(20)).await;
-    stop.cancel();
-    bridge
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    bridge.stop().await;
     server.stop().await;
 
     let journal = ReadOnlyJournal::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));

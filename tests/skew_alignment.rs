@@ -3,18 +3,16 @@
 //! agent like any machine, estimates each clock's offset, and puts every record on its own time
 //! line (aligned ≈ arrival), while keeping the machine's own time as the source time.
 
+mod common;
+
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use shopbridge::app::{self, RunOptions};
 use shopbridge::clock::Clock;
-use shopbridge::config::Config;
 use shopbridge::journal::ReadOnlyJournal;
 use shopbridge::model::RecordKind;
 use shopbridge::sim::serve::{Ports, SimServer};
 use shopbridge::sim::shop::ShopOptions;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skewed_clocks_are_aligned() {
@@ -34,24 +32,7 @@ async fn skewed_clocks_are_aligned() {
     let machines = server.machine_configs();
     let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = Config::demo(
-        machines,
-        dir.path().to_path_buf(),
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        60.0,
-        3,
-        opts.shop_offset_micros,
-    );
-    let stop = CancellationToken::new();
-    let bridge = tokio::spawn(app::run(
-        cfg,
-        RunOptions {
-            clock: clock.clone(),
-            announce: false,
-            http_bound: None,
-        },
-        stop.clone(),
-    ));
+    let bridge = common::InProcessBridge::start(machines, dir.path(), &clock, &opts);
     // Ten simulated minutes.
     tokio::time::sleep(Duration::from_secs(10)).await;
     // The API shows each machine's clock offset.
@@ -79,11 +60,7 @@ async fn skewed_clocks_are_aligned() {
                 .collect()
         })
         .unwrap_or_default();
-    stop.cancel();
-    bridge
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    bridge.stop().await;
     server.stop().await;
 
     // Offsets in simulated ms (the clock runs 60x): about -180 s, +90 s, ~0 for machine 3, and

@@ -44,6 +44,13 @@ fn haas_indices(n: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The first port of `n` consecutive ports on 127.0.0.1 that are free right now.
+fn free_port_range(n: usize) -> Option<u16> {
+    (20_000u16..60_000)
+        .step_by(1_500)
+        .find(|b| (0..n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()))
+}
+
 pub fn haas(a: HaasArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(a.machines >= 1, "--machines must be at least 1");
     anyhow::ensure!(
@@ -53,13 +60,8 @@ pub fn haas(a: HaasArgs) -> anyhow::Result<i32> {
     let indices = haas_indices(a.machines);
     let shop_size = indices.last().map_or(1, |i| i + 1);
     anyhow::ensure!(shop_size <= 1000, "at most 250 Haas machines");
-    // Ports: pick a base whose range is free right now.
-    let base = (20_000u16..60_000)
-        .step_by(1_500)
-        .find(|b| {
-            (0..shop_size as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok())
-        })
-        .context("no free range of ports for the simulated controls")?;
+    let base =
+        free_port_range(shop_size).context("no free range of ports for the simulated controls")?;
     let shdr_base = (base + 1_000u16.max(shop_size as u16 + 10)).min(64_000);
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut child = Command::new(exe)
@@ -285,12 +287,7 @@ pub fn modbus(a: ModbusArgs) -> anyhow::Result<i32> {
         a.interval > 0.0 && a.interval.is_finite(),
         "--interval must be a positive number of seconds"
     );
-    let base = (20_000u16..60_000)
-        .step_by(1_500)
-        .find(|b| {
-            (0..a.devices as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok())
-        })
-        .context("no free range of ports for the devices")?;
+    let base = free_port_range(a.devices).context("no free range of ports for the devices")?;
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut child = Command::new(exe)
         .args([

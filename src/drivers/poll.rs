@@ -125,12 +125,6 @@ pub struct Timing {
     pub connect_timeout: Duration,
 }
 
-/// The wall time a duration of the app's clock takes, never below `floor` (nor below `d`
-/// itself when `d` is shorter than the floor).
-fn wall(ctx: &DriverContext, d: Duration, floor: Duration) -> Duration {
-    ctx.clock.to_wall(d).max(d.min(floor))
-}
-
 /// Polls until shutdown, feeding the context's first machine.
 pub async fn run<P: Poller>(mut poller: P, timing: Timing, ctx: DriverContext) {
     let Some(machine) = ctx.machines.first().cloned() else {
@@ -148,7 +142,7 @@ pub async fn run<P: Poller>(mut poller: P, timing: Timing, ctx: DriverContext) {
     loop {
         let attempt = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            r = tokio::time::timeout(wall(&ctx, timing.connect_timeout, Duration::from_secs(1)), poller.connect()) => r,
+            r = tokio::time::timeout(ctx.clock.to_wall_at_least(timing.connect_timeout, Duration::from_secs(1)), poller.connect()) => r,
         };
         let why = match attempt {
             Ok(Ok(mut link)) => {
@@ -222,7 +216,7 @@ async fn connection<P: Poller>(
     machine: &crate::model::MachineId,
     sent: &mut HashMap<SignalId, (Value, Quality)>,
 ) -> Option<(String, bool)> {
-    let mut ticker = tokio::time::interval(wall(ctx, timing.interval, WALL_FLOOR));
+    let mut ticker = tokio::time::interval(ctx.clock.to_wall_at_least(timing.interval, WALL_FLOOR));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut delivered = false;
     let mut device_log = LogLimiter::new(LOG_EVERY);

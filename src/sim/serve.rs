@@ -21,17 +21,18 @@ pub const HAAS_PROFILE: &str = "haas-ngc";
 /// The profile of the retrofitted machines, which get a Modbus face (a stack-light module).
 pub const MODBUS_PROFILE: &str = "moxa-e1212";
 
-/// Binds a face for every machine with `profile`: machine `i` on `base + i` (0: free ports).
+/// Binds a face for every machine with `profile`: machine `i` on `base + i` (0: free ports);
+/// `profile` None: every machine.
 async fn bind_faces(
     shop: &SimShop,
-    profile: &str,
+    profile: Option<&str>,
     base: u16,
     what: &str,
 ) -> Result<(Vec<Option<SocketAddr>>, Vec<(usize, TcpListener)>), ServeError> {
     let mut addrs = Vec::with_capacity(shop.machines().len());
     let mut listeners = Vec::new();
     for (i, m) in shop.machines().iter().enumerate() {
-        if m.profile != profile {
+        if profile.is_some_and(|p| m.profile != p) {
             addrs.push(None);
             continue;
         }
@@ -131,26 +132,13 @@ impl SimServer {
         }
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let mut shdr = Vec::with_capacity(n);
-        let mut listeners = Vec::with_capacity(n);
-        for (i, m) in shop.machines().iter().enumerate() {
-            let port = if ports.shdr_base == 0 {
-                0
-            } else {
-                ports.shdr_base + i as u16
-            };
-            let l = bind(port, format!("machine {}'s SHDR adapter", m.id)).await?;
-            shdr.push(
-                l.local_addr()
-                    .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
-            );
-            listeners.push(l);
-        }
+        let (shdr, listeners) = bind_faces(&shop, None, ports.shdr_base, "SHDR adapter").await?;
+        let shdr: Vec<SocketAddr> = shdr.into_iter().flatten().collect();
         let (haas, haas_listeners) =
-            bind_faces(&shop, HAAS_PROFILE, ports.haas_base, "Haas MDC port").await?;
+            bind_faces(&shop, Some(HAAS_PROFILE), ports.haas_base, "Haas MDC port").await?;
         let (modbus, modbus_listeners) = bind_faces(
             &shop,
-            MODBUS_PROFILE,
+            Some(MODBUS_PROFILE),
             ports.modbus_base,
             "retrofit Modbus module",
         )
@@ -159,7 +147,7 @@ impl SimServer {
         let agent = agent_listener
             .local_addr()
             .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.mtconnect)));
-        for (i, l) in listeners.into_iter().enumerate() {
+        for (i, l) in listeners {
             let span =
                 tracing::info_span!("sim_face", face = "shdr", machine = %shop.machines()[i].id);
             tasks.spawn(shdr_face::serve(l, shop.clone(), i, stop.clone()).instrument(span));

@@ -104,3 +104,47 @@ pub fn link_events(
         .filter(|e| matches!(e, shopbridge::drivers::DriverEvent::Link { status: s, .. } if *s == status))
         .count()
 }
+
+/// A bridge run in this process on the demo configuration of `machines` (a simulated shop's
+/// `machine_configs()`), its journal in `dir`, on `clock`; `stop` ends it and waits for it.
+pub struct InProcessBridge {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), shopbridge::app::AppError>>,
+}
+
+impl InProcessBridge {
+    pub fn start(
+        machines: Vec<shopbridge::config::MachineConfig>,
+        dir: &std::path::Path,
+        clock: &shopbridge::clock::Clock,
+        opts: &shopbridge::sim::shop::ShopOptions,
+    ) -> InProcessBridge {
+        let cfg = shopbridge::config::Config::demo(
+            machines,
+            dir.to_path_buf(),
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            clock.speed(),
+            opts.seed,
+            opts.shop_offset_micros,
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(shopbridge::app::run(
+            cfg,
+            shopbridge::app::RunOptions {
+                clock: clock.clone(),
+                announce: false,
+                http_bound: None,
+            },
+            stop.clone(),
+        ));
+        InProcessBridge { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -650,7 +650,7 @@ impl LineReader {
 /// `d` of the clock's time in wall time, but never less than `d` or the floor, whichever is
 /// smaller.
 fn wall(clock: &crate::clock::Clock, d: Duration) -> Duration {
-    clock.to_wall(d).max(d.min(PROTOCOL_WALL_FLOOR))
+    clock.to_wall_at_least(d, PROTOCOL_WALL_FLOOR)
 }
 
 /// `20 s`, `400 ms`.
