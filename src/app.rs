@@ -358,7 +358,17 @@ pub async fn run(
                 )),
         );
     }
+    let index = Arc::new(crate::northbound::review::IntervalIndex::default());
+    tasks.spawn(
+        crate::northbound::review::index::run(journal.clone(), index.clone(), consumers.clone())
+            .instrument(tracing::info_span!("interval_index", component = "review")),
+    );
     let http_state = HttpState {
+        auth: Arc::new(http::auth::Auth::new(&config.http)),
+        index,
+        taxonomy: config.taxonomy.clone(),
+        clock: clock.clone(),
+        shutdown: consumers.clone(),
         commands: Some(commands.clone()),
         engine: Some(Arc::new(engine_config(&config))),
         context: context_view.clone(),

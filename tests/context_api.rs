@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::KillOnDrop;
+
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 use serde_json::{Value, json};
 
 fn start(dir: &std::path::Path) -> (KillOnDrop, String) {
@@ -37,11 +39,25 @@ fn start(dir: &std::path::Path) -> (KillOnDrop, String) {
     (KillOnDrop(child), base)
 }
 
+/// The demo's admin token (planner and admin calls need it; operator calls do not, on
+/// loopback).
+fn token(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("admin-token"))
+        .expect("the demo writes its admin token")
+        .trim()
+        .to_string()
+}
+
 async fn call(c: &reqwest::Client, method: &str, url: &str, body: Value) -> (u16, Value) {
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let r = c
-        .request(m, url)
-        .json(&body)
+    let planner = !["/reason", "/sign-in", "/sign-out", "/confirm", "/parts"]
+        .iter()
+        .any(|s| url.ends_with(s));
+    let mut r = c.request(m, url).json(&body);
+    if planner {
+        r = r.bearer_auth(TOKEN.get().expect("token read"));
+    }
+    let r = r
         .send()
         .await
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
@@ -54,6 +70,7 @@ async fn call(c: &reqwest::Client, method: &str, url: &str, body: Value) -> (u16
 async fn erp_qms_and_operator_input_through_rest() {
     let dir = tempfile::tempdir().unwrap();
     let (mut guard, base) = start(dir.path());
+    let _ = TOKEN.set(token(dir.path()));
     let c = reqwest::Client::new();
     let machines: Value = c
         .get(format!("{base}/api/v1/machines"))

@@ -114,6 +114,15 @@ pub struct SimulateArgs {
     /// operators' sign-ins and stop reasons to the bridge whose HTTP API is at HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     pub bridge: Option<SocketAddr>,
+    /// The API token the simulated ERP, QMS and operators send to --bridge (a token with the
+    /// planner role: dispatch lists and holds need it).
+    #[arg(
+        long,
+        env = "SHOPBRIDGE_TOKEN",
+        value_name = "TOKEN",
+        requires = "bridge"
+    )]
+    pub token: Option<String>,
 }
 
 fn check_speed(speed: f64) -> anyhow::Result<()> {
@@ -294,6 +303,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
             tokio::spawn(crate::sim::floor::run(
                 rx,
                 known,
+                a.token.clone(),
                 Default::default(),
                 stop_floor.clone(),
             ));
@@ -316,6 +326,20 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
     })
 }
 
+/// Writes `text` to a new file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
+}
+
 pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
     check_speed(a.speed)?;
     let skew = skews(&a.skew, a.machines)?;
@@ -335,11 +359,16 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         let (bound, known) = tokio::sync::watch::channel(None);
         let bound = std::sync::Arc::new(bound);
         let stop_floor = CancellationToken::new();
+        // The simulated ERP and QMS are planners: they get a token of their own, made for this
+        // run (the operators' pages need none on loopback).
+        let (erp_token, erp_hash) = crate::northbound::http::auth::new_token()
+            .context("cannot make the simulated ERP's API token")?;
         let floor = (!a.no_erp).then(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(crate::sim::floor::run(
                 rx,
                 known,
+                Some(erp_token),
                 Default::default(),
                 stop_floor.clone(),
             ));
@@ -356,6 +385,28 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             shop_offset,
         );
         cfg.context.calendars = crate::sim::demo_calendars(shop_offset);
+        // Planner and admin calls in the demo: a token made for this run, kept in the data
+        // directory (readable by its owner only), never printed.
+        let (admin_token, admin_hash) = crate::northbound::http::auth::new_token()
+            .context("cannot make the demo's admin token")?;
+        let token_file = cfg.journal.dir.join("admin-token");
+        write_private(&token_file, &admin_token)
+            .with_context(|| format!("cannot write {}", token_file.display()))?;
+        println!(
+            "REST API: on this host, viewer and operator calls need no token; planner and admin calls (dispatch lists, holds, re-classification) take the token in {} (Authorization: Bearer <token>)",
+            token_file.display()
+        );
+        cfg.http.tokens.push(config::ApiToken {
+            name: "demo-admin".into(),
+            role: config::Role::Admin,
+            sha256: crate::config::parse_sha256(&admin_hash).context("the admin token's hash")?,
+        });
+        cfg.http.tokens.push(config::ApiToken {
+            name: "simulated-erp".into(),
+            role: config::Role::Planner,
+            sha256: crate::config::parse_sha256(&erp_hash)
+                .context("the simulated ERP's token hash")?,
+        });
         if !a.no_opcua {
             cfg.opcua = Some(demo_opcua(a.opcua_port)?);
             println!(

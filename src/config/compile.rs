@@ -11,9 +11,9 @@ use tracing_subscriber::EnvFilter;
 use super::human::{format_size, parse_duration, parse_size};
 use super::schema::{LogFormat, RawConfig, RawDriver, RawMachine, RawOpcua};
 use super::{
-    Config, DriverConfig, HttpConfig, Identification, JournalConfig, LogConfig, MachineConfig,
-    MqttBroker, MqttConfig, MqttTls, OpcuaConfig, OpcuaUser, ProfilesConfig, Role, SimConfig,
-    SparkplugConfig,
+    ApiToken, Config, DriverConfig, HttpConfig, Identification, JournalConfig, LogConfig,
+    MachineConfig, MqttBroker, MqttConfig, MqttTls, OpcuaConfig, OpcuaUser, ProfilesConfig, Role,
+    SimConfig, SparkplugConfig,
 };
 use crate::model::{LossCategory, MachineId, Taxonomy};
 
@@ -155,12 +155,12 @@ pub(crate) fn compile(
 }
 
 fn compile_http(raw: &RawConfig, p: &mut Problems) -> Option<HttpConfig> {
-    let Some(listen) = &raw.http.listen else {
-        return Some(HttpConfig::default());
-    };
-    match listen.trim().parse::<SocketAddr>() {
-        Ok(listen) => Some(HttpConfig { listen }),
-        Err(_) => {
+    let h = &raw.http;
+    let d = HttpConfig::default();
+    let before = p.0.len();
+    let listen = match &h.listen {
+        None => d.listen,
+        Some(listen) => listen.trim().parse::<SocketAddr>().unwrap_or_else(|_| {
             p.at(
                 "http.listen",
                 format!(
@@ -168,9 +168,67 @@ fn compile_http(raw: &RawConfig, p: &mut Problems) -> Option<HttpConfig> {
                      found {listen:?}"
                 ),
             );
-            None
+            d.listen
+        }),
+    };
+    let local_role = match h.local_role.as_deref().map(str::trim) {
+        None => d.local_role,
+        Some("none") => None,
+        Some(r) => Role::parse(r).or_else(|| {
+            p.at(
+                "http.local_role",
+                format!("expected \"none\" or one of {:?}, found {r:?}", Role::NAMES),
+            );
+            d.local_role
+        }),
+    };
+    let mut tokens: Vec<ApiToken> = Vec::new();
+    for (i, t) in h.tokens.iter().enumerate() {
+        let at = |k: &str| format!("http.tokens[{i}].{k}");
+        let name = t.name.trim();
+        if let Err(e) = MachineId::new(name) {
+            p.at(
+                at("name"),
+                format!("a token's name is recorded as who spoke: {e}"),
+            );
+        } else if tokens.iter().any(|x| x.name == name) {
+            p.at(at("name"), format!("token {name:?} is defined twice"));
         }
+        let role = Role::parse(t.role.trim()).unwrap_or_else(|| {
+            p.at(
+                at("role"),
+                format!("expected one of {:?}, found {:?}", Role::NAMES, t.role),
+            );
+            Role::Viewer
+        });
+        let sha256 = crate::config::parse_sha256(t.sha256.trim()).unwrap_or_else(|| {
+            p.at(
+                at("sha256"),
+                format!(
+                    "expected the token's SHA-256 as 64 hex digits (`shopbridge new-token` prints \
+                     it), found {:?}",
+                    t.sha256
+                ),
+            );
+            [0; 32]
+        });
+        if tokens
+            .iter()
+            .any(|x| x.sha256 == sha256 && sha256 != [0; 32])
+        {
+            p.at(at("sha256"), "two tokens have the same hash");
+        }
+        tokens.push(ApiToken {
+            name: name.to_string(),
+            role,
+            sha256,
+        });
     }
+    (p.0.len() == before).then_some(HttpConfig {
+        listen,
+        local_role,
+        tokens,
+    })
 }
 
 /// A Sparkplug id (group, edge node): no `+`, `/` or `#`, which MQTT topics reserve

@@ -197,22 +197,29 @@ pub struct OpcuaUser {
     pub role: Role,
 }
 
-/// What a user may do. Every role may read and subscribe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What a user (OPC UA) or token (REST) may do. Each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
-    /// Browse, read, subscribe.
+    /// Browse, read, subscribe, export.
     Viewer,
-    /// Also call the machines' methods (stop reasons, sign-in, operation confirmation).
+    /// Also say what happens at a machine: stop reasons, sign-in and -out, operation
+    /// confirmation, scrap (OPC UA methods, the operator tablet page).
     Operator,
+    /// Also feed the schedule and quality: dispatch lists, jobs, holds, inspections.
+    Planner,
+    /// Everything, including re-classifying past time.
+    Admin,
 }
 
 impl Role {
-    pub const NAMES: [&'static str; 2] = ["viewer", "operator"];
+    pub const NAMES: [&'static str; 4] = ["viewer", "operator", "planner", "admin"];
 
     pub fn name(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
+            Role::Planner => "planner",
+            Role::Admin => "admin",
         }
     }
 
@@ -220,6 +227,8 @@ impl Role {
         match s {
             "viewer" => Some(Role::Viewer),
             "operator" => Some(Role::Operator),
+            "planner" => Some(Role::Planner),
+            "admin" => Some(Role::Admin),
             _ => None,
         }
     }
@@ -240,14 +249,41 @@ pub struct Identification {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The role of a request from the bridge's own host (a loopback address) that brings no
+    /// token; `None` requires a token of everyone.
+    pub local_role: Option<Role>,
+    pub tokens: Vec<ApiToken>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            local_role: Some(Role::Operator),
+            tokens: Vec::new(),
         }
     }
+}
+
+/// 64 hex digits (a SHA-256 as `shopbridge new-token` prints it) as bytes.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `[[http.tokens]]`: who holds a REST API token and what it may do. Only the token's SHA-256
+/// is kept (`shopbridge new-token` makes a token and its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
 }
 
 /// `[journal]`: where records are kept and how long.
@@ -438,7 +474,10 @@ impl Config {
         shop_offset_micros: i64,
     ) -> Config {
         Config {
-            http: HttpConfig { listen: http },
+            http: HttpConfig {
+                listen: http,
+                ..HttpConfig::default()
+            },
             journal: JournalConfig {
                 dir: data_dir,
                 ..JournalConfig::default()

@@ -118,6 +118,18 @@ pub struct RawPlanned {
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    /// The role of a request from this host (loopback) that brings no token.
+    pub local_role: Option<String>,
+    pub tokens: Vec<RawToken>,
+}
+
+/// `[[http.tokens]]`: an API token, kept as its SHA-256.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: String,
+    pub role: String,
+    pub sha256: String,
 }
 
 /// `[journal]`

@@ -57,7 +57,19 @@ impl Zone {
         })
     }
 
-    fn local_date(&self, t: Timestamp) -> Option<Date> {
+    /// The zone's name: an IANA name, or the fixed offset as `+HH:MM`.
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Tz(tz) => tz.iana_name().unwrap_or("UTC").to_string(),
+            Zone::Fixed { seconds } => {
+                let a = seconds.unsigned_abs();
+                let sign = if *seconds < 0 { '-' } else { '+' };
+                format!("{sign}{:02}:{:02}", a / 3600, (a / 60) % 60)
+            }
+        }
+    }
+
+    pub fn local_date(&self, t: Timestamp) -> Option<Date> {
         let (micros, tz) = match self {
             Zone::Tz(tz) => (t.as_micros(), tz.clone()),
             Zone::Fixed { seconds } => (
@@ -171,6 +183,25 @@ impl Calendar {
         let s = secs.rem_euclid(DAY);
         let time = Time::new((s / 3600) as i8, ((s / 60) % 60) as i8, (s % 60) as i8, 0).ok()?;
         self.zone.instant(d.to_datetime(time))
+    }
+
+    /// Local `day` from midnight to the next midnight, as instants (23 or 25 hours across a
+    /// DST change).
+    pub fn day_window(&self, day: Date) -> Option<(Timestamp, Timestamp)> {
+        Some((self.at(day, 0)?, self.at(day, DAY)?))
+    }
+
+    /// The shifts worked on local `day` (those that start that day), with their instants, in
+    /// order of start.
+    pub fn shifts_on(&self, day: Date) -> Vec<(String, Timestamp, Timestamp)> {
+        let mut out: Vec<(String, Timestamp, Timestamp)> = self
+            .shifts
+            .iter()
+            .filter(|s| self.works(s, day))
+            .filter_map(|s| Some((s.name.clone(), self.at(day, s.start)?, self.at(day, s.end)?)))
+            .collect();
+        out.sort_by_key(|s| s.1);
+        out
     }
 
     fn works(&self, shift: &Shift, day: Date) -> bool {

@@ -15,7 +15,7 @@ pub const MAX_OPERATIONS: usize = 500;
 
 /// One operation as JSON writes it. Times: `due` is RFC 3339 (`2026-12-01T16:00:00Z`) or a
 /// date (`2026-12-01`, end of that day UTC).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationInput {
     /// Required (a job's operations take the job's).

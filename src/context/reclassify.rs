@@ -17,7 +17,7 @@ use super::engine::{Engine, EngineConfig};
 use crate::model::{MachineId, Record, RecordKind, Revision, StateInterval, Timestamp};
 
 /// What a re-classification did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Reclassified {
     /// Records read.
     pub records: u64,

@@ -74,5 +74,22 @@ pub fn all_records(
     })
 }
 
+/// The records with these seqs, in the order given, read through `read(after, max)`; a seq no
+/// longer stored (removed by retention) is skipped.
+pub fn read_seqs(
+    read: impl Fn(u64, usize) -> Result<Vec<crate::model::Record>, JournalError>,
+    seqs: &[u64],
+) -> Result<Vec<crate::model::Record>, JournalError> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        if let Some(r) = read(seq.saturating_sub(1), 1)?.into_iter().next() {
+            if r.seq == seq {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests;

@@ -513,6 +513,12 @@ impl Journal {
             .ok_or(JournalError::Closed)
     }
 
+    /// The seq after which the first record at or after `t` is (block metadata narrows the
+    /// search to one block).
+    pub fn seek_time(&self, t: Timestamp) -> Result<u64, JournalError> {
+        self.core()?.seek_time(t)
+    }
+
     /// The last durable sequence number (0 when empty).
     pub fn last_seq(&self) -> u64 {
         *self.inner.committed.borrow()

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{CommandOrigin, JobContext, MachineId, TimeCategory, Timestamp};
 
 /// One operation of a dispatch list, as the ERP sends it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DispatchedOperation {
     pub job: String,
     pub operation: String,
@@ -42,7 +42,7 @@ pub struct DispatchedOperation {
 
 /// A machine's dispatch list: the ordered operations planned for it. A new list replaces the
 /// previous one as a whole.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DispatchRecord {
     pub machine: MachineId,
     pub at: Timestamp,
@@ -51,7 +51,7 @@ pub struct DispatchRecord {
 }
 
 /// What the QMS said.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum QualityEvent {
     /// A quality hold: on a job (and operation) wherever it runs, or on the machine.
@@ -83,7 +83,7 @@ pub enum QualityEvent {
 }
 
 /// A quality event as it concerns one machine (a job hold is written for every machine).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualityRecord {
     pub machine: MachineId,
     pub at: Timestamp,
@@ -93,7 +93,7 @@ pub struct QualityRecord {
 }
 
 /// Who decided a span's category.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CategorySource {
     /// A classification rule, from the machine's signals and context.
@@ -118,7 +118,7 @@ impl CategorySource {
 }
 
 /// How a span's category was decided.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attribution {
     pub source: CategorySource,
     /// The rule's name (for rule, QMS and planner sources).
@@ -136,7 +136,7 @@ pub struct Attribution {
 
 /// An interval emitted again with a different category or context: the reconciliation
 /// ledger. The newest revision of an interval (same machine and start) is the one that counts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Revision {
     /// 1 for the first revision, then 2, 3 …
     pub n: u32,
@@ -157,7 +157,7 @@ pub struct Revision {
 }
 
 /// Parts of an operation, counted from the machine's counter and corrected by operator or QMS.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartCounts {
     /// Parts the counter saw since the operation started (× parts per cycle).
     pub made: u64,
@@ -172,7 +172,7 @@ impl PartCounts {
 }
 
 /// How a running operation is doing against its plan.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScheduleFeedback {
     /// Robust median of the recent cycle times, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,7 +191,7 @@ pub struct ScheduleFeedback {
 }
 
 /// What happened to an operation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum OperationEvent {
     /// Started: `by` is `program` (its program was loaded), `dispatch` (its list arrived with
@@ -218,13 +218,13 @@ pub enum OperationEvent {
 }
 
 /// A job and operation.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperationRef {
     pub job: String,
     pub operation: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperationRecord {
     pub machine: MachineId,
     pub at: Timestamp,
@@ -238,7 +238,7 @@ pub struct OperationRecord {
 
 /// A machine's current context, as the context layer sees it now: written when anything in
 /// it changes, for the live faces (REST, OPC UA, Sparkplug).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContextRecord {
     pub machine: MachineId,
     pub at: Timestamp,

@@ -5,6 +5,7 @@
 
 mod context;
 mod ids;
+mod openapi;
 mod record;
 mod state;
 mod taxonomy;

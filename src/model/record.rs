@@ -14,7 +14,7 @@ use super::{
 };
 
 /// A record as stored: its global, gap-free sequence number and what it says.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     pub seq: u64,
     #[serde(flatten)]
@@ -22,7 +22,7 @@ pub struct Record {
 }
 
 /// What a record says. Serialized with a `kind` tag (`"kind": "observation"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RecordKind {
     /// A signal's value, as normalized.
@@ -113,7 +113,7 @@ impl RecordKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Observation {
     pub machine: MachineId,
     pub signal: SignalId,
@@ -123,7 +123,7 @@ pub struct Observation {
     pub time: Timestamps,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateChange {
     pub machine: MachineId,
     pub at: Timestamp,
@@ -131,7 +131,7 @@ pub struct StateChange {
     pub state: MachineState,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkStatus {
     /// The driver reached the machine (or agent) and is reading.
@@ -143,7 +143,7 @@ pub enum LinkStatus {
     Gap,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkEvent {
     pub machine: MachineId,
     pub at: Timestamp,
@@ -157,7 +157,9 @@ pub struct LinkEvent {
 }
 
 /// An MTConnect condition's level.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConditionLevel {
     Normal,
@@ -194,7 +196,7 @@ impl ConditionLevel {
 
 /// One condition activation as the source reported it. A condition item can hold several
 /// active native codes at once; `NORMAL` with no native code clears them all.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConditionRecord {
     pub machine: MachineId,
     /// The condition item (canonical `alarm`-family id from the profile, or the source key).
@@ -212,7 +214,7 @@ pub struct ConditionRecord {
 }
 
 /// A condition that is not NORMAL: which item, which native code, how bad, since when.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActiveCondition {
     pub signal: SignalId,
     pub level: ConditionLevel,
@@ -285,7 +287,7 @@ impl ActiveConditions {
 }
 
 /// What happened to an asset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetAction {
     /// Added or changed; `document` holds the asset's XML as the source sent it.
@@ -296,7 +298,7 @@ pub enum AssetAction {
 }
 
 /// A command from the north, attributed to who gave it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandRecord {
     pub machine: MachineId,
     /// When the bridge received it (bridge time).
@@ -307,7 +309,7 @@ pub struct CommandRecord {
 }
 
 /// Where a command came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandOrigin {
     /// `opcua`, `sparkplug`, `rest`.
     pub channel: String,
@@ -317,7 +319,7 @@ pub struct CommandOrigin {
 }
 
 /// What a command says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// The reason for the machine's current (or last) stop, a loss category of the taxonomy.
@@ -341,7 +343,7 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssetRecord {
     pub machine: MachineId,
     pub action: AssetAction,
@@ -357,7 +359,7 @@ pub struct AssetRecord {
 
 /// Job, operation, part, operator and shift attached to a span of a machine's time. Empty until
 /// the context issue fills it from the dispatch list.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
@@ -379,7 +381,7 @@ impl JobContext {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateInterval {
     pub machine: MachineId,
     pub start: Timestamp,

@@ -18,7 +18,7 @@ pub struct ParseStateError {
 macro_rules! mtc_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -122,7 +122,7 @@ mtc_enum!(
 
 /// What a machine is doing now, as far as the bridge knows. `None` fields are unknown (never
 /// reported, or UNAVAILABLE).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MachineState {
     pub availability: Availability,
     pub execution: Option<Execution>,
@@ -185,7 +185,7 @@ impl MachineState {
 }
 
 /// A state with the time it was entered, as kept live per machine.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimedState {
     pub state: MachineState,
     pub since: Timestamp,

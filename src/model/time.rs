@@ -223,7 +223,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 /// - `aligned`: the source time corrected by the machine's estimated clock offset (or the
 ///   received time when the source gave none), never earlier than the machine's previous aligned
 ///   time. This is the time planners compare across machines and shifts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Timestamps {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Timestamp>,

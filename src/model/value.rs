@@ -76,7 +76,7 @@ impl fmt::Display for Value {
 }
 
 /// Why a value is not fully trusted. Stored as a small code; new reasons append at the end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QualityReason {
     /// The link to the machine is down; the value is the last one known.
@@ -117,7 +117,9 @@ impl QualityReason {
 }
 
 /// Quality of a value, as OPC UA and Sparkplug understand it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case", tag = "quality", content = "reason")]
 pub enum Quality {
     #[default]

@@ -138,6 +138,88 @@ pub fn csv_row(r: &Record) -> String {
     out
 }
 
+/// The columns of an interval export (docs/data-model.md describes each).
+pub const INTERVAL_CSV_HEADER: &str = "seq,machine,start,end,seconds,shop_state,availability,execution,controller_mode,functional_mode,program,category,source,rule,confidence,by,job,operation,part_number,part_revision,operator,shift,provisional,revision,revision_why\n";
+
+/// One interval as a CSV row (the newest revision of a span; `seq` is that revision's record).
+pub fn interval_csv_row(seq: u64, i: &crate::model::StateInterval) -> String {
+    let mut out = String::with_capacity(200);
+    let opt = |out: &mut String, v: Option<&str>| {
+        if let Some(v) = v {
+            csv_field(out, v);
+        }
+        out.push(',');
+    };
+    out.push_str(&seq.to_string());
+    out.push(',');
+    csv_field(&mut out, i.machine.as_str());
+    out.push(',');
+    out.push_str(&i.start.to_rfc3339());
+    out.push(',');
+    out.push_str(&i.end.to_rfc3339());
+    out.push(',');
+    out.push_str(&format!(
+        "{:.6}",
+        (i.end.as_micros() - i.start.as_micros()) as f64 / 1e6
+    ));
+    out.push(',');
+    out.push_str(i.shop_state.as_str());
+    out.push(',');
+    let st = &i.state;
+    out.push_str(st.availability.as_str());
+    out.push(',');
+    opt(&mut out, st.execution.map(|e| e.as_str()));
+    opt(&mut out, st.controller_mode.map(|e| e.as_str()));
+    opt(&mut out, st.functional_mode.map(|e| e.as_str()));
+    opt(&mut out, st.program.as_deref());
+    opt(&mut out, i.category.as_ref().map(|c| c.as_str()));
+    let a = i.attribution.as_ref();
+    opt(&mut out, a.map(|a| a.source.as_str()));
+    opt(&mut out, a.and_then(|a| a.rule.as_deref()));
+    let conf = a.map(|a| format!("{}", a.confidence));
+    opt(&mut out, conf.as_deref());
+    opt(&mut out, a.and_then(|a| a.by.as_deref()));
+    let c = &i.context;
+    for v in [
+        &c.job,
+        &c.operation,
+        &c.part_number,
+        &c.part_revision,
+        &c.operator,
+        &c.shift,
+    ] {
+        opt(&mut out, v.as_deref());
+    }
+    out.push_str(if i.provisional { "true" } else { "false" });
+    out.push(',');
+    out.push_str(&i.revision.as_ref().map_or(0, |r| r.n).to_string());
+    out.push(',');
+    if let Some(r) = &i.revision {
+        csv_field(&mut out, &r.why);
+    }
+    out.push('\n');
+    out
+}
+
+/// One interval as a JSON line: the record as `/api/v1/intervals` shows it.
+pub fn interval_json_line(seq: u64, i: &crate::model::StateInterval) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        seq: u64,
+        seconds: f64,
+        #[serde(flatten)]
+        interval: &'a crate::model::StateInterval,
+    }
+    let mut s = serde_json::to_string(&Line {
+        seq,
+        seconds: (i.end.as_micros() - i.start.as_micros()) as f64 / 1e6,
+        interval: i,
+    })
+    .unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 /// Writes records in the chosen format.
 pub struct Writer<W: Write> {
     out: W,

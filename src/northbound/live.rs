@@ -17,7 +17,7 @@ use crate::model::{
 };
 
 /// One signal's latest value.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveSignal {
     pub value: Value,
     #[serde(skip_serializing_if = "Quality::is_good")]
@@ -26,7 +26,7 @@ pub struct LiveSignal {
 }
 
 /// What `/api/v1/machines` shows for one machine.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveMachine {
     pub id: MachineId,
     pub name: String,
@@ -48,6 +48,7 @@ pub struct LiveMachine {
     pub last_seq: u64,
     pub signals: BTreeMap<String, LiveSignal>,
     /// Conditions currently not NORMAL (warnings and faults), keyed by item and native code.
+    #[schema(value_type = Vec<crate::model::ActiveCondition>)]
     pub conditions: ActiveConditions,
     /// Assets the machine reported that are still present, by id.
     pub assets: BTreeMap<String, LiveAsset>,
@@ -69,7 +70,7 @@ pub struct LiveMachine {
 }
 
 /// A confirmed job and operation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveOperation {
     pub job: String,
     pub operation: String,
@@ -80,7 +81,7 @@ pub struct LiveOperation {
 }
 
 /// A stop reason someone gave.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LiveReason {
     pub reason: crate::model::LossCategory,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,7 +92,7 @@ pub struct LiveReason {
 }
 
 /// A machine's clock as time alignment estimates it.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveClock {
     /// Added to the machine's timestamps to put them on the bridge's time line, in ms (a
     /// control whose clock is 3 minutes fast shows about -180000). Null when the machine
@@ -111,7 +112,7 @@ impl From<crate::normalize::ClockInfo> for LiveClock {
 }
 
 /// An asset the machine holds (its document is in the journal's asset records).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveAsset {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset_type: Option<String>,
@@ -194,6 +195,14 @@ impl LiveView {
     pub fn get(&self, id: &str) -> Option<LiveMachine> {
         let m = self.machines.read().ok()?;
         m.values().find(|m| m.id.as_str() == id).cloned()
+    }
+
+    /// Maps every machine in place (no copy of their signals), in id order.
+    pub fn map<R>(&self, f: impl FnMut(&LiveMachine) -> R) -> Vec<R> {
+        self.machines
+            .read()
+            .map(|m| m.values().map(f).collect())
+            .unwrap_or_default()
     }
 
     /// Reads one machine in place (no copy of its signals).

@@ -5,4 +5,5 @@ pub mod export;
 pub mod http;
 pub mod live;
 pub mod opcua;
+pub mod review;
 pub mod sparkplug;

@@ -90,6 +90,7 @@ pub fn request(
 pub async fn run(
     mut rx: mpsc::UnboundedReceiver<(MachineId, FloorEvent)>,
     mut bridge: watch::Receiver<Option<SocketAddr>>,
+    token: Option<String>,
     stats: Arc<FloorStats>,
     shutdown: CancellationToken,
 ) {
@@ -124,11 +125,13 @@ pub async fn run(
         let (method, path, body) = request(&machine, &event);
         let mut backoff = Duration::from_millis(100);
         loop {
-            let r = client
+            let mut req = client
                 .request(method.clone(), format!("{base}{path}"))
-                .json(&body)
-                .send()
-                .await;
+                .json(&body);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await;
             match r {
                 Ok(resp) if resp.status().is_success() => {
                     stats.sent.fetch_add(1, Ordering::Relaxed);

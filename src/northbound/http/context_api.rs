@@ -11,11 +11,12 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use super::auth::Access;
 use super::{ApiError, HttpState};
 use crate::context::commands::{CommandError, check_id};
 use crate::context::dispatch::{self, OperationInput, Problem};
@@ -27,7 +28,10 @@ pub fn routes() -> Router<HttpState> {
             "/api/v1/machines/{id}/dispatch",
             get(get_dispatch).put(put_dispatch),
         )
-        .route("/api/v1/jobs", post(post_job))
+        .route(
+            "/api/v1/jobs",
+            post(post_job).get(super::review_api::get_jobs),
+        )
         .route("/api/v1/holds", get(get_holds).post(post_hold))
         .route("/api/v1/holds/{id}/release", post(release_hold))
         .route("/api/v1/inspections", post(post_inspection))
@@ -39,16 +43,17 @@ pub fn routes() -> Router<HttpState> {
         .route("/api/v1/reclassify", post(post_reclassify))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReclassifyBody {
+pub(super) struct ReclassifyBody {
     from: String,
     to: String,
 }
 
 /// `POST /api/v1/reclassify`: derives `[from, to)` again under the running bridge's rules
 /// and writes what changed as revisions.
-async fn post_reclassify(State(s): State<HttpState>, bytes: Bytes) -> Response {
+#[utoipa::path(post, path = "/api/v1/reclassify", tag = "review", request_body = ReclassifyBody, responses((status = 200, body = crate::context::reclassify::Reclassified), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_reclassify(State(s): State<HttpState>, bytes: Bytes) -> Response {
     let r = async {
         let b: ReclassifyBody = body(&bytes)?;
         let time = |k: &str, v: &str| {
@@ -108,8 +113,8 @@ async fn post_reclassify(State(s): State<HttpState>, bytes: Bytes) -> Response {
 }
 
 /// The answer to a write.
-#[derive(Serialize)]
-struct Written {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Written {
     /// The first journal record written.
     seq: u64,
     machines: Vec<MachineId>,
@@ -168,16 +173,45 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     })
 }
 
-/// Who is speaking: the `X-Shopbridge-User` header or the body's `by` (not authenticated
-/// until API tokens exist; recorded as said).
-fn origin(headers: &HeaderMap, by: Option<&str>) -> Result<CommandOrigin, ApiError> {
-    let user = headers
-        .get("x-shopbridge-user")
-        .and_then(|v| v.to_str().ok())
+/// Who is speaking: the `X-Shopbridge-User` header, the body's `by`, or else the name of the
+/// token the request came with (recorded as said: an operator at a shared tablet names
+/// themself).
+pub(super) struct Who {
+    header_user: Option<String>,
+    access: Access,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Who {
+            header_user: parts
+                .headers
+                .get("x-shopbridge-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            access: parts
+                .extensions
+                .get::<Access>()
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+}
+
+fn origin(who: &Who, by: Option<&str>) -> Result<CommandOrigin, ApiError> {
+    let user = who
+        .header_user
+        .as_deref()
         .or(by)
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(str::to_string);
+        .map(str::to_string)
+        .or_else(|| who.access.user.clone());
     if let Some(u) = &user {
         check_id("by", u).map_err(command_error)?;
     }
@@ -214,11 +248,30 @@ fn respond(r: Result<impl Serialize, ApiError>, created: bool) -> Response {
     }
 }
 
+/// A machine's dispatch list as the context layer holds it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DispatchList {
+    machine: MachineId,
+    operations: Vec<DispatchedOperation>,
+}
+
+/// Open holds and the machines each is open on.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Holds {
+    holds: Vec<Hold>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Hold {
+    hold: String,
+    machines: Vec<MachineId>,
+}
+
 // ---- dispatch ---------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum DispatchBody {
+pub(super) enum DispatchBody {
     List(Vec<OperationInput>),
     Object {
         operations: Vec<OperationInput>,
@@ -226,20 +279,25 @@ enum DispatchBody {
     },
 }
 
-async fn get_dispatch(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+#[utoipa::path(get, path = "/api/v1/machines/{id}/dispatch", tag = "context", params(("id" = String, Path, description = "Machine id")), responses((status = 200, body = DispatchList), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn get_dispatch(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
     let r = (|| {
         let c = commands(&s)?;
         let m = c.machine(&id).map_err(command_error)?;
-        let list = s.context.get(&m).dispatch;
-        Ok(serde_json::json!({ "machine": m, "operations": list }))
+        let operations = s.context.get(&m).dispatch;
+        Ok(DispatchList {
+            machine: m,
+            operations,
+        })
     })();
     respond(r, false)
 }
 
-async fn put_dispatch(
+#[utoipa::path(put, path = "/api/v1/machines/{id}/dispatch", tag = "context", params(("id" = String, Path, description = "Machine id (or an ERP work center)")), request_body = DispatchBody, responses((status = 200, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn put_dispatch(
     State(s): State<HttpState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
 ) -> Response {
     let r = async {
@@ -265,9 +323,9 @@ async fn put_dispatch(
 }
 
 /// `POST /api/v1/jobs`: a job and its routing; each operation goes onto its machine's list.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JobBody {
+pub(super) struct JobBody {
     job: String,
     part_number: Option<String>,
     part_revision: Option<String>,
@@ -278,7 +336,8 @@ struct JobBody {
     operations: Vec<OperationInput>,
 }
 
-async fn post_job(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Response {
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "context", request_body = JobBody, responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_job(State(s): State<HttpState>, headers: Who, bytes: Bytes) -> Response {
     let r = async {
         let c = commands(&s)?;
         let job: JobBody = body(&bytes)?;
@@ -368,9 +427,9 @@ async fn post_job(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) 
 
 // ---- QMS ----------------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct HoldBody {
+pub(super) struct HoldBody {
     hold: Option<String>,
     machine: Option<String>,
     job: Option<String>,
@@ -389,7 +448,8 @@ fn opt_id(name: &'static str, v: &Option<String>) -> Result<Option<String>, ApiE
     }
 }
 
-async fn post_hold(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Response {
+#[utoipa::path(post, path = "/api/v1/holds", tag = "context", request_body = HoldBody, responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_hold(State(s): State<HttpState>, headers: Who, bytes: Bytes) -> Response {
     let r = async {
         let c = commands(&s)?;
         let h: HoldBody = body(&bytes)?;
@@ -441,26 +501,28 @@ async fn post_hold(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes)
     respond(r, true)
 }
 
-async fn get_holds(State(s): State<HttpState>) -> Response {
-    let list: Vec<_> = s
+#[utoipa::path(get, path = "/api/v1/holds", tag = "context", responses((status = 200, body = Holds)))]
+pub(super) async fn get_holds(State(s): State<HttpState>) -> Response {
+    let holds = s
         .context
         .holds()
         .into_iter()
-        .map(|(hold, machines)| serde_json::json!({ "hold": hold, "machines": machines }))
+        .map(|(hold, machines)| Hold { hold, machines })
         .collect();
-    Json(serde_json::json!({ "holds": list })).into_response()
+    Json(Holds { holds }).into_response()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ByBody {
+pub(super) struct ByBody {
     by: Option<String>,
 }
 
-async fn release_hold(
+#[utoipa::path(post, path = "/api/v1/holds/{id}/release", tag = "context", params(("id" = String, Path, description = "Hold id")), request_body(content = Option<ByBody>), responses((status = 200, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn release_hold(
     State(s): State<HttpState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
 ) -> Response {
     let r = async {
@@ -495,9 +557,9 @@ async fn release_hold(
     respond(r, false)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InspectionBody {
+pub(super) struct InspectionBody {
     machine: Option<String>,
     job: Option<String>,
     operation: Option<String>,
@@ -507,7 +569,12 @@ struct InspectionBody {
     by: Option<String>,
 }
 
-async fn post_inspection(State(s): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Response {
+#[utoipa::path(post, path = "/api/v1/inspections", tag = "context", request_body = InspectionBody, responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_inspection(
+    State(s): State<HttpState>,
+    headers: Who,
+    bytes: Bytes,
+) -> Response {
     let r = async {
         let c = commands(&s)?;
         let b: InspectionBody = body(&bytes)?;
@@ -578,31 +645,31 @@ async fn post_inspection(State(s): State<HttpState>, headers: HeaderMap, bytes: 
 
 // ---- at the machine -------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
+pub(super) struct ReasonBody {
     reason: String,
     note: Option<String>,
     by: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignInBody {
+pub(super) struct SignInBody {
     operator: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConfirmBody {
+pub(super) struct ConfirmBody {
     job: String,
     operation: String,
     by: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PartsBody {
+pub(super) struct PartsBody {
     #[serde(default)]
     scrap: u64,
     #[serde(default)]
@@ -630,7 +697,7 @@ async fn submit(
 async fn at_machine<T: DeserializeOwned + Default>(
     s: HttpState,
     id: String,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
     empty_ok: bool,
     build: impl FnOnce(
@@ -651,10 +718,11 @@ async fn at_machine<T: DeserializeOwned + Default>(
     respond(r, true)
 }
 
-async fn post_reason(
+#[utoipa::path(post, path = "/api/v1/machines/{id}/reason", tag = "operator", params(("id" = String, Path, description = "Machine id")), request_body = ReasonBody, responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_reason(
     State(s): State<HttpState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
 ) -> Response {
     at_machine(s, id, headers, bytes, false, |b: ReasonBody, c| {
@@ -666,10 +734,11 @@ async fn post_reason(
     .await
 }
 
-async fn post_sign_in(
+#[utoipa::path(post, path = "/api/v1/machines/{id}/sign-in", tag = "operator", params(("id" = String, Path, description = "Machine id")), request_body = SignInBody, responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_sign_in(
     State(s): State<HttpState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
 ) -> Response {
     at_machine(s, id, headers, bytes, false, |b: SignInBody, _| {
@@ -684,10 +753,11 @@ async fn post_sign_in(
     .await
 }
 
-async fn post_sign_out(
+#[utoipa::path(post, path = "/api/v1/machines/{id}/sign-out", tag = "operator", params(("id" = String, Path, description = "Machine id")), request_body(content = Option<ByBody>), responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_sign_out(
     State(s): State<HttpState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
 ) -> Response {
     at_machine(s, id, headers, bytes, true, |b: ByBody, _| {
@@ -696,10 +766,11 @@ async fn post_sign_out(
     .await
 }
 
-async fn post_confirm(
+#[utoipa::path(post, path = "/api/v1/machines/{id}/confirm", tag = "operator", params(("id" = String, Path, description = "Machine id")), request_body = ConfirmBody, responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_confirm(
     State(s): State<HttpState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
 ) -> Response {
     at_machine(s, id, headers, bytes, false, |b: ConfirmBody, _| {
@@ -712,10 +783,11 @@ async fn post_confirm(
     .await
 }
 
-async fn post_parts(
+#[utoipa::path(post, path = "/api/v1/machines/{id}/parts", tag = "operator", params(("id" = String, Path, description = "Machine id")), request_body = PartsBody, responses((status = 201, body = Written), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
+pub(super) async fn post_parts(
     State(s): State<HttpState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    headers: Who,
     bytes: Bytes,
 ) -> Response {
     at_machine(s, id, headers, bytes, false, |b: PartsBody, _| {

@@ -2,8 +2,14 @@
 //!
 //! `run(listener, state, shutdown)` serves on a listener the caller bound, so tests bind port 0.
 
+pub mod auth;
 mod context_api;
+mod export_api;
+pub mod floor;
 mod metrics;
+mod openapi;
+mod review_api;
+mod web;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,6 +95,43 @@ pub struct HttpState {
     pub engine: Option<Arc<crate::context::EngineConfig>>,
     /// The context engine's dispatch lists and holds per machine.
     pub context: Arc<crate::context::ContextView>,
+    /// API tokens and the local role.
+    pub auth: Arc<auth::Auth>,
+    /// Every machine's classified spans, for the review, timelines and interval exports.
+    pub index: Arc<crate::northbound::review::IntervalIndex>,
+    /// The downtime taxonomy (`GET /api/v1/reasons`).
+    pub taxonomy: crate::model::Taxonomy,
+    /// The bridge's clock (sped up in a demo).
+    pub clock: crate::clock::Clock,
+    /// Ends long-lived responses (the event stream) when the bridge stops.
+    pub shutdown: CancellationToken,
+}
+
+/// What every error answer looks like (for the OpenAPI document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `unknown_machine`, `bad_query`, `unauthorized` …
+    pub code: String,
+    /// For a person: what was expected, what was found, and where.
+    pub message: String,
+}
+
+/// A JSON answer, or the error.
+pub(crate) fn respond(r: Result<impl Serialize, ApiError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A query string the endpoint cannot take, as an API error.
+pub(crate) fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text())
 }
 
 /// An API error: a stable machine-readable code and a human message.
@@ -124,17 +167,36 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_handler))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/whoami", get(review_api::whoami))
         .route("/api/v1/machines", get(machines))
         .route("/api/v1/machines/{id}", get(machine))
+        .route("/api/v1/floor", get(floor::get_floor))
+        .route("/api/v1/events", get(floor::events))
         .route("/api/v1/records", get(records))
+        .route("/api/v1/intervals", get(review_api::get_intervals))
+        .route("/api/v1/intervals/{seq}", get(review_api::get_interval))
+        .route("/api/v1/reports/daily", get(review_api::get_daily))
+        .route("/api/v1/reasons", get(review_api::get_reasons))
+        .route("/api/v1/operators", get(review_api::get_operators))
+        .route("/api/v1/export/records", get(export_api::export_records))
+        .route(
+            "/api/v1/export/intervals",
+            get(export_api::export_intervals),
+        )
         .merge(context_api::routes())
+        .merge(web::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; see /api/v1/machines, /api/v1/records, /api/v1/holds, /healthz, /metrics",
+                "no such endpoint; the API is described at /api/v1/openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -157,9 +219,12 @@ pub async fn run(
     state: HttpState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 #[derive(Serialize)]
@@ -177,7 +242,8 @@ struct ComponentHealth {
     detail: Option<String>,
 }
 
-async fn healthz(State(s): State<HttpState>) -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "Healthy: every component and its detail", body = Object), (status = 503, description = "The journal is down", body = Object)))]
+pub(super) async fn healthz(State(s): State<HttpState>) -> Response {
     let mut components = BTreeMap::new();
     let js = s.journal.stats();
     let journal_ok = !s.journal.is_closed();
@@ -230,7 +296,8 @@ async fn healthz(State(s): State<HttpState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics_handler(State(s): State<HttpState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub(super) async fn metrics_handler(State(s): State<HttpState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -249,7 +316,8 @@ fn with_clock(s: &HttpState, mut m: LiveMachine) -> LiveMachine {
     m
 }
 
-async fn machines(State(s): State<HttpState>) -> Response {
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", responses((status = 200, description = "Every configured machine, live", body = Vec<LiveMachine>)))]
+pub(super) async fn machines(State(s): State<HttpState>) -> Response {
     let list: Vec<LiveMachine> = s
         .live
         .snapshot()
@@ -259,7 +327,8 @@ async fn machines(State(s): State<HttpState>) -> Response {
     Json(list).into_response()
 }
 
-async fn machine(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
+#[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "machines", params(("id" = String, Path, description = "Machine id")), responses((status = 200, body = LiveMachine), (status = 404, body = ErrorBody)))]
+pub(super) async fn machine(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
     match s.live.get(&id) {
         Some(m) => Json(with_clock(&s, m)).into_response(),
         None => ApiError::new(
@@ -271,9 +340,10 @@ async fn machine(State(s): State<HttpState>, Path(id): Path<String>) -> Response
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct RecordsQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct RecordsQuery {
     /// Records with seq greater than this (default 0: from the oldest stored).
     after: Option<u64>,
     /// At most this many (default 1000, max 10000).
@@ -285,8 +355,8 @@ struct RecordsQuery {
     kind: Option<String>,
 }
 
-#[derive(Serialize)]
-struct RecordsPage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RecordsPage {
     records: Vec<Record>,
     /// Pass as `after` to get the next page (null when this page reached the end).
     next_after: Option<u64>,
@@ -308,7 +378,8 @@ const KINDS: [&str; 11] = [
     "context",
 ];
 
-async fn records(
+#[utoipa::path(get, path = "/api/v1/records", tag = "records", params(RecordsQuery), responses((status = 200, body = RecordsPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(super) async fn records(
     State(s): State<HttpState>,
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
