@@ -80,6 +80,9 @@ pub enum BenchCommand {
     /// Modbus TCP: registers/s read with coalescing from N devices (a child process of
     /// tokio-modbus servers), and the CPU the bridge's drivers spend on it.
     Modbus(super::bench_polling::ModbusArgs),
+    /// The daily review of N machines × 3 shifts, computed from an interval index holding
+    /// weeks of history.
+    Review(super::bench_review::ReviewArgs),
     /// The devices `bench modbus` polls (run by it in a child process).
     #[command(hide = true)]
     ModbusDevices(super::bench_polling::ModbusDevicesArgs),
@@ -137,6 +140,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Haas(a) => super::bench_polling::haas(a),
         BenchCommand::Modbus(a) => super::bench_polling::modbus(a),
         BenchCommand::ModbusDevices(a) => super::bench_polling::modbus_devices(a),
+        BenchCommand::Review(a) => super::bench_review::run(a),
     }
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod bench_opcua;
 mod bench_polling;
 mod bench_protocols;
+mod bench_review;
 mod bench_sparkplug;
 mod reclassify;
 mod score;
@@ -71,6 +72,16 @@ pub enum Command {
         #[arg(long, short, group = "what")]
         profile: Vec<PathBuf>,
     },
+    /// Make a REST API token: prints the token (give it to its holder) and the
+    /// `[[http.tokens]]` entry to add to the configuration (only the token's SHA-256 is kept).
+    NewToken {
+        /// Who holds it (recorded as who spoke, e.g. `erp`, `qms`, `tablet-cell-2`).
+        #[arg(long)]
+        name: String,
+        /// viewer, operator, planner or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
     /// Print an argon2 hash of a password for `[[opcua.users]] password_hash`.
     ///
     /// Reads the password from standard input (one line; type it, or pipe it in) so that it
@@ -100,6 +111,12 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportWhat {
+    Records,
+    Intervals,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
     Jsonl,
     Csv,
@@ -119,9 +136,13 @@ pub struct ExportArgs {
     /// Only this machine's records.
     #[arg(long)]
     pub machine: Option<String>,
-    /// jsonl: one JSON record per line, as /api/v1/records shows them; csv: one row per record,
-    /// with a header (observations fill signal, value, quality and times; other kinds put their
-    /// JSON in the detail column).
+    /// records: every journal record; intervals: the classified spans (the newest revision of
+    /// each), one row per span (docs/data-model.md describes both).
+    #[arg(long, value_enum, default_value = "records")]
+    pub what: ExportWhat,
+    /// jsonl: one JSON object per line, as the REST API shows them; csv: one row per record or
+    /// interval, with a header (for records, observations fill signal, value, quality and
+    /// times; other kinds put their JSON in the detail column).
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Write here instead of standard output.
@@ -183,6 +204,20 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
             init_tracing(&cfg.log.level, cfg.log.json);
             let clock = app::demo_clock(cfg.sim.speed);
             run_config(cfg, clock)
+        }
+        Command::NewToken { name, role } => {
+            if crate::config::Role::parse(&role).is_none() {
+                anyhow::bail!(
+                    "--role: expected one of {:?}, found {role:?}",
+                    crate::config::Role::NAMES
+                );
+            }
+            MachineId::new(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let (token, hash) = crate::northbound::http::auth::new_token()
+                .context("cannot read random bytes for the token")?;
+            println!("token (give it to {name}; it is not shown again): {token}\n");
+            println!("[[http.tokens]]\nname = {name:?}\nrole = {role:?}\nsha256 = {hash:?}");
+            Ok(0)
         }
         Command::HashPassword => {
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -276,13 +311,28 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<i32> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut w = export::Writer::new(out, format)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let n = rt.block_on(export::export(&a.data_dir, &filter, &mut w))?;
-    w.finish()?;
-    eprintln!("exported {n} records");
+    match a.what {
+        ExportWhat::Records => {
+            let mut w = export::Writer::new(out, format)?;
+            let n = rt.block_on(export::export(&a.data_dir, &filter, &mut w))?;
+            w.finish()?;
+            eprintln!("exported {n} records");
+        }
+        ExportWhat::Intervals => {
+            let mut out = out;
+            let n = rt.block_on(export::export_intervals(
+                &a.data_dir,
+                &filter,
+                format,
+                &mut out,
+            ))?;
+            out.flush()?;
+            eprintln!("exported {n} intervals");
+        }
+    }
     Ok(0)
 }

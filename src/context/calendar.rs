@@ -64,7 +64,10 @@ impl Zone {
             Zone::Fixed { seconds } => {
                 let a = seconds.unsigned_abs();
                 let sign = if *seconds < 0 { '-' } else { '+' };
-                format!("{sign}{:02}:{:02}", a / 3600, (a / 60) % 60)
+                match a % 60 {
+                    0 => format!("{sign}{:02}:{:02}", a / 3600, (a / 60) % 60),
+                    s => format!("{sign}{:02}:{:02}:{s:02}", a / 3600, (a / 60) % 60),
+                }
             }
         }
     }

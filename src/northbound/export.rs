@@ -355,6 +355,104 @@ pub async fn export<W: Write>(
     Ok(written)
 }
 
+/// Exports the intervals matching `filter` (the newest revision of each span overlapping
+/// `[from, to)`, by machine then start) from the journal in `dir` into `out`, as CSV (with its
+/// header) or JSON Lines. Returns the number of intervals written.
+pub async fn export_intervals(
+    dir: &Path,
+    filter: &Filter,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    let dirs = dir.display().to_string();
+    match ReadOnlyJournal::open(dir) {
+        Ok(j) => {
+            let mut ix = crate::northbound::review::index::Inner::default();
+            for r in crate::journal::all_records(|a, m| j.read(a, m)) {
+                let r = r?;
+                if let RecordKind::Interval(i) = &r.kind {
+                    ix.insert(r.seq, i);
+                }
+            }
+            let from = filter.from.unwrap_or(Timestamp::MIN);
+            let to = filter.to.unwrap_or(Timestamp::MAX);
+            let mut ids: Vec<&MachineId> = ix
+                .machines
+                .keys()
+                .filter(|m| filter.machine.as_ref().is_none_or(|f| f == *m))
+                .collect();
+            ids.sort();
+            if format == Format::Csv {
+                out.write_all(INTERVAL_CSV_HEADER.as_bytes())?;
+            }
+            let mut n = 0;
+            for id in ids {
+                let seqs: Vec<u64> = ix.spans(id, from, to).iter().map(|s| s.seq).collect();
+                for r in crate::journal::read_seqs(|a, m| j.read(a, m), &seqs)? {
+                    if let RecordKind::Interval(i) = &r.kind {
+                        out.write_all(
+                            match format {
+                                Format::Csv => interval_csv_row(r.seq, i),
+                                Format::Jsonl => interval_json_line(r.seq, i),
+                            }
+                            .as_bytes(),
+                        )?;
+                        n += 1;
+                    }
+                }
+            }
+            Ok(n)
+        }
+        Err(JournalError::AlreadyOpen { .. }) => {
+            let bf = BridgeFile::read(dir).map_err(|detail| ExportError::NoBridgeFile {
+                dir: dirs.clone(),
+                detail,
+            })?;
+            let http_err = |detail: String| ExportError::Http {
+                dir: dirs.clone(),
+                http: bf.http.clone(),
+                detail,
+            };
+            let mut url = format!(
+                "http://{}/api/v1/export/intervals?format={}",
+                bf.http,
+                if format == Format::Csv {
+                    "csv"
+                } else {
+                    "jsonl"
+                }
+            );
+            if let Some(t) = filter.from {
+                url.push_str(&format!("&from={}", t.to_rfc3339()));
+            }
+            if let Some(t) = filter.to {
+                url.push_str(&format!("&to={}", t.to_rfc3339()));
+            }
+            if let Some(m) = &filter.machine {
+                url.push_str(&format!("&machine={m}"));
+            }
+            let client = reqwest::Client::new();
+            let mut resp = client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| http_err(e.to_string()))?;
+            if !resp.status().is_success() {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                return Err(http_err(format!("{url} answered {status}: {body}")));
+            }
+            let mut lines = 0u64;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| http_err(e.to_string()))? {
+                lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                out.write_all(&chunk)?;
+            }
+            Ok(lines.saturating_sub(u64::from(format == Format::Csv)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

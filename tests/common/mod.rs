@@ -148,3 +148,63 @@ impl InProcessBridge {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// A tool the README's test command installs (`pip install --user` puts scripts in
+/// ~/.local/bin, which may not be on PATH); panics saying how to install it.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let local =
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/bin").join(name));
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    });
+    on_path
+        .or(local.filter(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("{name} is not installed: run ./scripts/test, which installs it"))
+}
+
+/// Starts `shopbridge demo` with `args` on free ports in `dir`; returns the process and the
+/// HTTP base URL once the bridge announced it.
+pub fn demo(dir: &std::path::Path, args: &[&str]) -> (KillOnDrop, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shopbridge"))
+        .arg("demo")
+        .args(args)
+        .args([
+            "--http-port",
+            "0",
+            "--opcua-port",
+            "0",
+            "--mqtt-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (base, _) = announced(stdout, false);
+    (KillOnDrop(child), base)
+}
+
+/// Waits until the bridge's interval index has read the journal (`/api/v1/intervals` answers).
+pub async fn index_ready(base: &str) {
+    let c = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = c
+            .get(format!("{base}/api/v1/intervals?limit=1"))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interval index never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

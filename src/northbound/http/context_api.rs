@@ -46,7 +46,9 @@ pub fn routes() -> Router<HttpState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReclassifyBody {
+    #[schema(format = DateTime)]
     from: String,
+    #[schema(format = DateTime)]
     to: String,
 }
 

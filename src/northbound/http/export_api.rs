@@ -18,10 +18,13 @@ use crate::northbound::export::{self, Filter};
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `csv` (default) or `jsonl`.
+    #[param(pattern = "^(csv|jsonl)$")]
     pub format: Option<String>,
     /// From this time (RFC 3339; records at or after it, intervals ending after it).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Until this time (RFC 3339; records before it, intervals starting before it).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Only this machine's.
     pub machine: Option<String>,
@@ -106,7 +109,7 @@ fn flush(buf: &mut String, send: &dyn Fn(String) -> bool, force: bool) -> bool {
 
 /// Journal records as CSV or JSON Lines (the same rows as `shopbridge export`).
 #[utoipa::path(get, path = "/api/v1/export/records", tag = "export", params(ExportQuery),
-    responses((status = 200, description = "CSV (text/csv) or JSON Lines (application/x-ndjson)", content_type = "text/csv", body = String),
+    responses((status = 200, description = "CSV (`format=csv`) or JSON Lines (`format=jsonl`)", content((String = "text/csv"), (String = "application/x-ndjson"))),
         (status = 400, body = super::ErrorBody)))]
 pub async fn export_records(
     State(s): State<HttpState>,
@@ -156,7 +159,7 @@ pub async fn export_records(
 
 /// Intervals (the newest revision of each span) as CSV or JSON Lines.
 #[utoipa::path(get, path = "/api/v1/export/intervals", tag = "export", params(ExportQuery),
-    responses((status = 200, description = "CSV (text/csv) or JSON Lines (application/x-ndjson)", content_type = "text/csv", body = String),
+    responses((status = 200, description = "CSV (`format=csv`) or JSON Lines (`format=jsonl`)", content((String = "text/csv"), (String = "application/x-ndjson"))),
         (status = 400, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
 pub async fn export_intervals(
     State(s): State<HttpState>,

@@ -136,10 +136,22 @@ impl Tile {
                     level: c.level,
                 })
                 .collect(),
-            stop_reason: m.stop_reason.clone(),
+            stop_reason: current_reason(m),
             last_seen: m.last_seen,
         }
     }
+}
+
+/// The reason given for the current stop (or, while the machine runs, for the stop it left):
+/// a reason given before the current stop began belongs to an earlier stop and is not shown.
+fn current_reason(m: &LiveMachine) -> Option<LiveReason> {
+    let r = m.stop_reason.as_ref()?;
+    let by_operator = m
+        .context
+        .as_ref()
+        .is_some_and(|c| c.attribution.source == crate::model::CategorySource::Operator);
+    let since = m.since?;
+    (r.at >= since || (m.state != ShopState::Run && by_operator)).then(|| r.clone())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -150,6 +162,8 @@ pub struct Floor {
     /// How fast the bridge's clock runs against wall time: 1 in production, the demo's
     /// `--speed` in a sped-up demo (a page ticking "time in state" multiplies by it).
     pub clock_rate: f64,
+    /// The shop's time zone (the review calendar's), for showing times as the shop reads them.
+    pub zone: String,
 }
 
 pub fn floor(s: &HttpState) -> Floor {
@@ -157,6 +171,7 @@ pub fn floor(s: &HttpState) -> Floor {
         machines: s.live.map(Tile::of),
         generated_at: s.clock.now(),
         clock_rate: s.clock.speed(),
+        zone: super::review_api::review_calendar(s).zone.name(),
     }
 }
 

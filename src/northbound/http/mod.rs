@@ -346,12 +346,16 @@ pub(super) async fn machine(State(s): State<HttpState>, Path(id): Path<String>) 
 pub(super) struct RecordsQuery {
     /// Records with seq greater than this (default 0: from the oldest stored).
     after: Option<u64>,
-    /// At most this many (default 1000, max 10000).
+    /// At most this many (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
     /// Only this machine's records.
     machine: Option<String>,
     /// Only this kind (observation, state_change, link, interval, condition, asset, command,
     /// dispatch, quality, operation, context).
+    #[param(
+        pattern = "^(observation|state_change|link|interval|condition|asset|command|dispatch|quality|operation|context)$"
+    )]
     kind: Option<String>,
 }
 

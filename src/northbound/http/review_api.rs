@@ -40,14 +40,18 @@ pub struct IntervalsQuery {
     /// Only this machine's spans (default: every machine's, ordered by machine then start).
     pub machine: Option<String>,
     /// Spans that end after this time (RFC 3339; default: 24 hours before `to`).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Spans that start before this time (RFC 3339; default: now).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Only spans of this category (`production` or a loss category).
     pub category: Option<String>,
-    /// At most this many (1..=10000, default 1000).
+    /// At most this many (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// Where the previous page ended (its `next_cursor`).
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}@-?\d+$")]
     pub cursor: Option<String>,
 }
 
@@ -201,6 +205,13 @@ pub async fn get_intervals(
             Some(t) => parse_time("from", t)?,
             None => Timestamp::from_micros(to.as_micros().saturating_sub(86_400_000_000)),
         };
+        if to <= from {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_range",
+                "to: expected a time after from",
+            ));
+        }
         let machine = q.machine.as_deref().map(parse_machine).transpose()?;
         let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
         let (spans, more) = select_spans(
@@ -244,7 +255,8 @@ pub struct IntervalDetail {
 /// One interval: its newest revision, its reconciliation history, and the records behind it.
 #[utoipa::path(get, path = "/api/v1/intervals/{seq}", tag = "review",
     params(("seq" = u64, Path, description = "The seq of any writing of the span")),
-    responses((status = 200, body = IntervalDetail), (status = 404, body = super::ErrorBody)))]
+    responses((status = 200, body = IntervalDetail), (status = 400, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody), (status = 503, body = super::ErrorBody)))]
 pub async fn get_interval(State(s): State<HttpState>, Path(seq): Path<String>) -> Response {
     let r = async {
         let seq: u64 = seq.parse().map_err(|_| {
@@ -344,12 +356,13 @@ pub async fn get_interval(State(s): State<HttpState>, Path(seq): Path<String>) -
 pub struct DailyQuery {
     /// The local date to review: `YYYY-MM-DD`, `today` or `yesterday` (the default), in the
     /// shop's zone.
+    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}|today|yesterday)$")]
     pub date: Option<String>,
 }
 
 /// The calendar the review takes its day and zone from: the `default` calendar's when the
 /// machines use it, else the first machine's.
-fn review_calendar(s: &HttpState) -> std::sync::Arc<Calendar> {
+pub fn review_calendar(s: &HttpState) -> std::sync::Arc<Calendar> {
     s.engine
         .as_ref()
         .and_then(|e| {

@@ -129,7 +129,7 @@ impl Inner {
 
     /// A machine's spans overlapping `[from, to)`, oldest first.
     pub fn spans(&self, m: &MachineId, from: Timestamp, to: Timestamp) -> Vec<Span> {
-        let Some(spans) = self.machines.get(m) else {
+        let Some(spans) = self.machines.get(m).filter(|_| from < to) else {
             return Vec::new();
         };
         // Spans tile time without overlapping: only the last one starting before `from` can
@@ -284,6 +284,8 @@ mod tests {
         assert_eq!(spans[0].seconds_within(t(50), t(260)), 50.0);
         assert_eq!(ix.strings.get(spans[1].job), Some("J1"));
         assert!(ix.spans(&m, t(300), t(400)).is_empty());
+        // An empty or reversed window finds nothing (and does not panic).
+        assert!(ix.spans(&m, t(260), t(50)).is_empty());
         assert_eq!(ix.revisions, 1);
         assert_eq!(ix.history[&(m.clone(), t(0))], vec![1]);
     }

@@ -111,10 +111,26 @@ export function fmtPct(ratio) {
 
 // A zone string the bridge reports: an IANA name ("America/Chicago"), "UTC", or an offset
 // ("+01:00"). Intl takes the first two; offsets are applied by hand.
+const exactOffsets = new Map();
 function zoneOffsetMinutes(zone) {
-  const m = /^(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?$/.exec(zone || '');
+  if (exactOffsets.has(zone)) return exactOffsets.get(zone);
+  const m = /^(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?(?::?(\d{2}))?$/.exec(zone || '');
   if (!m) return null;
-  return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3] || 0));
+  return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3] || 0) + Number(m[4] || 0) / 60);
+}
+
+/**
+ * A fixed-offset zone ("+00:29") may be rounded to the minute; a report's `from` is the local
+ * midnight, which gives the exact offset (the demo's shifted calendar has seconds in it).
+ */
+export function learnZone(zone, from) {
+  const nominal = zoneOffsetMinutes(zone);
+  const ms = Date.parse(from);
+  if (nominal == null || !isFinite(ms)) return;
+  let off = ((-ms % 86400000) + 86400000) % 86400000; // local midnight - utc, mod a day
+  if (off > 43200000) off -= 86400000;
+  const minutes = off / 60000;
+  if (Math.abs(minutes - nominal) < 1) exactOffsets.set(zone, minutes);
 }
 
 const fmtCache = new Map();
@@ -153,8 +169,17 @@ export function zoneOffsetMs(ms, zone) {
   return asUtc - Math.floor(ms / 1000) * 1000;
 }
 
-/** "14:20" in `zone` (the browser's own zone when none). */
-export function fmtClock(t, zone, withSeconds = false) {
+// The shop's zone, when the bridge said it (`zone` of /api/v1/floor or of a report): times
+// are shown in it, so that the floor, the tablet and the review agree with the shift calendar.
+let shopZone = null;
+export function setShopZone(zone, from) {
+  if (!zone) return;
+  shopZone = zone;
+  if (from) learnZone(zone, from);
+}
+
+/** "14:20" in `zone` (the shop's zone when not given, else the browser's own). */
+export function fmtClock(t, zone = shopZone, withSeconds = false) {
   const ms = typeof t === 'number' ? t : Date.parse(t);
   if (!isFinite(ms)) return '–';
   const x = parts(ms, zone);
@@ -242,6 +267,7 @@ export const clock = {
 /** Feeds the clock from a floor object or a tile. */
 export function observeClock(obj) {
   if (!obj) return;
+  if (obj.zone) setShopZone(obj.zone);
   if (obj.now || obj.generated_at) clock.observe(obj.now || obj.generated_at, obj.clock_rate);
   else if (obj.last_seen && obj.link !== 'lost') clock.observe(obj.last_seen);
 }

@@ -10,7 +10,7 @@ const tiles = new Map(); // id -> tile object (the last the bridge sent)
 let order = []; // ids in the bridge's order
 let marked = false;
 
-const SOURCES = { operator: 'operator', qms: 'QMS', planner: 'plan' };
+const SOURCES = { operator: 'operator', qms: 'QMS' };
 
 function timeInState(t) {
   if (t.link === 'lost') return t.last_seen ? (clock.now() - Date.parse(t.last_seen)) / 1000 : null;
@@ -50,7 +50,7 @@ function tileInner(t) {
   }
   if (t.estimated_completion || t.at_risk) {
     const due = t.due ? ` title="due ${esc(fmtClock(t.due))}"` : '';
-    h += `<div class="line"${due}><span class="k">Done</span> ${t.estimated_completion ? '~' + esc(fmtClock(t.estimated_completion)) : '–'}`
+    h += `<div class="line eta${t.at_risk ? ' risk' : ''}"${due}><span class="k">Done</span> ${t.estimated_completion ? '~' + esc(fmtClock(t.estimated_completion)) : '–'}`
       + `${t.at_risk ? ' <span class="badge late">late</span>' : ''}</div>`;
   }
   const alarm = (t.alarms || []).find((a) => a.level === 'FAULT') || (t.alarms || [])[0];
@@ -140,7 +140,7 @@ function updateSummary(now) {
       else n[t.state in n ? t.state : 'OFF']++;
     }
     const parts = [
-      `<span class="num">${tiles.size}</span> machines:`,
+      `<span><span class="num">${tiles.size}</span> machines:</span>`,
       `<span class="st" style="--c:${STATE_COLORS.RUN}"><b class="num">${n.RUN}</b> running</span>`,
       `<span class="st" style="--c:${STATE_COLORS.IDLE}"><b class="num">${n.IDLE}</b> idle</span>`,
       `<span class="st" style="--c:${STATE_COLORS.DOWN}"><b class="num">${n.DOWN}</b> down</span>`,
@@ -165,8 +165,23 @@ function tick() {
   }
 }
 
+// Compact tiles (name, state, category, time): for a wall screen with many machines.
+function wireCompact() {
+  const btn = document.getElementById('compact');
+  const set = (on) => {
+    grid.classList.toggle('compact', on);
+    btn.setAttribute('aria-pressed', String(on));
+    try { localStorage.setItem('shopbridge.compact', on ? '1' : ''); } catch { /* no storage */ }
+  };
+  let on = false;
+  try { on = localStorage.getItem('shopbridge.compact') === '1'; } catch { /* no storage */ }
+  set(on);
+  btn.addEventListener('click', () => set(!grid.classList.contains('compact')));
+}
+
 async function main() {
   initChrome();
+  wireCompact();
   const tax = loadTaxonomy();
   try {
     const floor = await api('/api/v1/floor');

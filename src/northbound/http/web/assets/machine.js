@@ -3,7 +3,7 @@
 // with revision history and records.
 import {
   api, showError, clearError, esc, fmtDur, fmtHours, fmtClock, fmtDate, dateInZone, addDays, isDate,
-  zoneOffsetMs, clock, observeClock, openEvents, initChrome, loadTaxonomy, categories, catLabel,
+  zoneOffsetMs, setShopZone, clock, observeClock, openEvents, initChrome, loadTaxonomy, categories, catLabel,
   catColor, catFill, catChip, svgDefs, idFromPath, STATE_COLORS, stateInk,
 } from './common.js';
 
@@ -25,6 +25,7 @@ let loading = 0;
 async function fetchDay(date) {
   const r = await api(`/api/v1/reports/daily${date ? '?date=' + encodeURIComponent(date) : ''}`);
   zone = r.zone || zone;
+  setShopZone(r.zone, r.from);
   if (r.today) today = r.today;
   else if (r.generated_at && zone) today = dateInZone(r.generated_at, zone);
   if (r.generated_at) observeClock({ now: r.now || r.generated_at, clock_rate: r.clock_rate });
@@ -220,7 +221,7 @@ function renderTimeline() {
   }
   rowsEl.innerHTML = html;
   // legend: the categories of the day, in taxonomy order
-  const order = categories().map((c) => c.id);
+  const order = ['production', ...categories().map((c) => c.id)];
   const present = [...totals.keys()].sort((a, b) => (order.indexOf(a) + 1 || 999) - (order.indexOf(b) + 1 || 999));
   $('legend').innerHTML = present.map((c) => `<li>${catChip(c)} <span class="muted num">${fmtHours(totals.get(c))}</span></li>`).join('')
     + (isToday() ? '<li><span class="chip"><span class="sw" aria-hidden="true" style="background:#fff;border:1.5px dashed #1b1f24"></span>now (still open)</span></li>' : '');
@@ -367,6 +368,24 @@ function recordSummary(r) {
   }
 }
 
+function recordsTable(recs, caption) {
+  return `<div class="table-wrap"><table class="records"><caption class="sr-only">${esc(caption)}</caption><thead><tr><th scope="col" class="num">seq</th><th scope="col">kind</th><th scope="col">time</th><th scope="col">what</th></tr></thead><tbody>`
+    + recs.map((r) => `<tr><td class="num">${esc(r.seq)}</td><td>${esc(r.kind)}</td><td>${esc(recordTime(r))}</td><td>${esc(recordSummary(r))}</td></tr>`).join('')
+    + '</tbody></table></div>';
+}
+
+/** State changes, commands, context … in a table; the (many) signal observations folded away. */
+function recordsTables(recs) {
+  if (!recs.length) return '<p class="muted">No records in this span.</p>';
+  const main = recs.filter((r) => r.kind !== 'observation');
+  const obs = recs.filter((r) => r.kind === 'observation');
+  let h = main.length ? recordsTable(main, 'Records other than signal observations') : '<p class="muted">Only signal observations.</p>';
+  if (obs.length) {
+    h += `<details class="obs"><summary>${obs.length} signal observation${obs.length === 1 ? '' : 's'}</summary>${recordsTable(obs, 'Signal observations')}</details>`;
+  }
+  return h;
+}
+
 function revLine(rev) {
   const bits = [`rev ${rev.n}`, rev.why];
   if (rev.previous_category) bits.push(`was ${catLabel(rev.previous_category)}${rev.previous_source ? ` (${rev.previous_source})` : ''}`);
@@ -431,10 +450,8 @@ async function showDetails(seq) {
     + `<dl class="fields">${fields.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl>`
     + `<h3>Revision history</h3>`
     + (hist.length ? `<ol class="revs">${hist.map((x) => `<li>${esc(revLine(x.revision))}</li>`).join('')}</ol>` : '<p class="muted">Never revised: this is what the rules decided when the span closed.</p>')
-    + `<h3>Records (${recs.length}${recs.length >= 200 ? ', the first 200' : ''})</h3>`
-    + (recs.length ? `<div class="table-wrap"><table class="records"><thead><tr><th class="num">seq</th><th>kind</th><th>time</th><th>what</th></tr></thead><tbody>`
-      + recs.map((r) => `<tr><td class="num">${esc(r.seq)}</td><td>${esc(r.kind)}</td><td>${esc(recordTime(r))}</td><td>${esc(recordSummary(r))}</td></tr>`).join('')
-      + '</tbody></table></div>' : '<p class="muted">No records in this span.</p>');
+    + `<h3>Records (${recs.length}${d.records_truncated || recs.length >= 200 ? ', the first 200' : ''})</h3>`
+    + recordsTables(recs);
   panel.focus();
 }
 

@@ -4,7 +4,7 @@
 // does not hold, except sums for display.
 import {
   api, showError, clearError, esc, fmtDur, fmtHours, fmtPct, fmtClock, fmtDate, fmtDateTime,
-  dateInZone, addDays, isDate, initChrome, loadTaxonomy, categories, catLabel, catColor, catFill,
+  dateInZone, setShopZone, addDays, isDate, initChrome, loadTaxonomy, categories, catLabel, catColor, catFill,
   catChip, svgDefs,
 } from './common.js';
 
@@ -23,7 +23,7 @@ function headline(r) {
     ['production_seconds', fmtHours(t.production_seconds), 'Production', fmtDur(t.production_seconds)],
     ['loss_seconds', fmtHours(t.loss_seconds), 'Loss', fmtDur(t.loss_seconds)],
     ['unexplained_seconds', fmtHours(t.unexplained_seconds), 'Unexplained', `${r.unexplained_total ? r.unexplained_total.count : 0} spans`],
-    ['planned_seconds', fmtHours(t.planned_seconds), 'Planned downtime', fmtDur(t.planned_seconds)],
+    ['planned_seconds', fmtHours(t.planned_seconds), 'Planned', 'breaks, off shift, planned stops'],
     ['seconds', fmtHours(t.seconds), 'Observed', `${(r.machines || []).length} machines`],
   ];
   if (t.unobserved_seconds) items.push(['unobserved_seconds', fmtHours(t.unobserved_seconds), 'No data', 'time no machine reported']);
@@ -163,7 +163,7 @@ function pareto(el, title, rows, { labelOf, colorOf, limit = 10, note = '' }) {
   }
   const W = 560;
   const H = 280;
-  const m = { l: 44, r: 40, t: 14, b: 92 };
+  const m = { l: 100, r: 40, t: 14, b: 96 };
   const iw = W - m.l - m.r;
   const ih = H - m.t - m.b;
   const max = Math.max(1, ...top.map((x) => x.seconds));
@@ -193,7 +193,7 @@ function pareto(el, title, rows, { labelOf, colorOf, limit = 10, note = '' }) {
     svg += `<rect x="${x0.toFixed(1)}" y="${yy.toFixed(1)}" width="${w.toFixed(1)}" height="${(m.t + ih - yy).toFixed(1)}" fill="${fill}"><title>${esc(labelOf(x))}: ${fmtHours(x.seconds)}, ${fmtPct(x.share)} of loss</title></rect>`;
     const cx = x0 + w / 2;
     const label = labelOf(x);
-    const short = label.length > 18 ? label.slice(0, 17) + '…' : label;
+    const short = label.length > 16 ? label.slice(0, 15) + '…' : label;
     svg += `<text transform="translate(${cx.toFixed(1)},${m.t + ih + 10}) rotate(-40)" text-anchor="end">${esc(short)}</text>`;
     if (x.cumulative != null) pts.push([cx, m.t + ih - x.cumulative * ih]);
   });
@@ -203,9 +203,9 @@ function pareto(el, title, rows, { labelOf, colorOf, limit = 10, note = '' }) {
     svg += pts.map((p) => `<circle class="cumdot" cx="${p[0].toFixed(1)}" cy="${p[1].toFixed(1)}" r="2.5"/>`).join('');
   }
   svg += '</svg>';
-  const table = `<table class="sr-only"><caption>${esc(title)}</caption><thead><tr><th scope="col">What</th><th scope="col">Hours</th><th scope="col">Share of loss</th><th scope="col">Cumulative</th></tr></thead><tbody>`
+  const table = `<div class="sr-only"><table><caption>${esc(title)}</caption><thead><tr><th scope="col">What</th><th scope="col">Hours</th><th scope="col">Share of loss</th><th scope="col">Cumulative</th></tr></thead><tbody>`
     + rows.map((x) => `<tr><th scope="row">${esc(labelOf(x))}</th><td>${fmtHours(x.seconds)}</td><td>${fmtPct(x.share)}</td><td>${fmtPct(x.cumulative)}</td></tr>`).join('')
-    + '</tbody></table>';
+    + '</tbody></table></div>';
   el.innerHTML = `<figcaption><h3>${esc(title)}</h3>${note ? `<p class="status">${esc(note)}</p>` : ''}</figcaption>`
     + (rows.length ? svg + table : '<p class="muted">No loss on this day.</p>');
 }
@@ -213,7 +213,7 @@ function pareto(el, title, rows, { labelOf, colorOf, limit = 10, note = '' }) {
 function charts(r) {
   const p = r.pareto || {};
   pareto($('p-cat'), 'Loss by category', p.by_category || [], {
-    labelOf: (x) => x.label || catLabel(x.key),
+    labelOf: (x) => catLabel(x.key),
     colorOf: (x) => catFill(x.key),
     limit: 14,
     note: 'Bars: hours lost; line: cumulative share. Planned downtime is not a loss.',
@@ -266,6 +266,7 @@ async function load(date) {
   try {
     const r = await api(`/api/v1/reports/daily${date ? '?date=' + encodeURIComponent(date) : ''}`);
     if (my !== loading) return;
+    setShopZone(r.zone, r.from);
     if (r.today) today = r.today;
     else if (r.generated_at && r.zone) today = dateInZone(r.generated_at, r.zone);
     clearError();

@@ -87,7 +87,11 @@ function renderReasons() {
   }
   // Running with a reason already given for the last stop: show it, offer to change it.
   const collapse = !isStopped && sr && !showGridWhileRunning;
-  if (sr) {
+  if (pendingReason && (!sr || sr.reason !== pendingReason)) {
+    const html = `Reason given: <b>${esc(catLabel(pendingReason))}</b> (just now)`;
+    last.hidden = false;
+    if (last.dataset.html !== html) { last.innerHTML = html; last.dataset.html = html; }
+  } else if (sr) {
     const html = `Reason given: <b>${esc(catLabel(sr.reason))}</b>${sr.by ? ` by ${esc(sr.by)}` : ''}${sr.at ? ` at ${esc(fmtClock(sr.at))}` : ''}`
       + (collapse ? ' <button id="change" class="bigbtn" type="button">Change reason</button>' : '');
     last.hidden = false;
