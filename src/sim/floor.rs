@@ -128,7 +128,13 @@ pub async fn run(
             let mut req = client
                 .request(method.clone(), format!("{base}{path}"))
                 .json(&body);
-            if let Some(t) = &token {
+            // The ERP and the QMS are planners and bring their token; the operators' tablets
+            // need none on the bridge's own computer.
+            let planner = !matches!(
+                event.what,
+                Floor::SignIn(_) | Floor::SignOut | Floor::Reason(_) | Floor::Confirm { .. }
+            );
+            if let Some(t) = token.as_ref().filter(|_| planner) {
                 req = req.bearer_auth(t);
             }
             let r = req.send().await;

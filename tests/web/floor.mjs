@@ -44,7 +44,8 @@ scenario('floor', async (browser) => {
   }));
   console.log(`FIGURE first_paint_ms=${fig.fcp.toFixed(0)} tiles_rendered_ms=${fig.tiles.toFixed(0)} machines=${ids.length}`);
 
-  // Time in state ticks client-side.
+  // Time in state ticks client-side (once the machines have reported a state).
+  await poll('a tile with a time in state', () => page.$$eval('a.tile [data-dur]', (els) => els.some((e) => e.textContent.trim() !== '')));
   const dur0 = await page.$$eval('a.tile [data-dur]', (els) => els.map((e) => e.textContent));
   await sleep(2500);
   const dur1 = await page.$$eval('a.tile [data-dur]', (els) => els.map((e) => e.textContent));

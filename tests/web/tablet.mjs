@@ -60,6 +60,8 @@ scenario('tablet', async (browser) => {
   const toastText = (await toast.textContent()).trim();
   check(toastText === `Reason recorded: ${reason.label}`, `the toast "Reason recorded: ${reason.label}"`, toastText);
   await poll(`the ${reason.id} button to be highlighted (aria-pressed)`, async () => (await btn.getAttribute('aria-pressed')) === 'true', { timeout: 5000 });
+  // The banner follows over SSE (not required: the REST check below is the proof).
+  await page.waitForFunction((label) => document.getElementById('scat').textContent.startsWith(label), reason.label, { timeout: 3000 }).catch(() => {});
   await checkPageHealthy(page, `/tablet/${id}`);
   await screenshot(page, 'tablet.png');
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::review_api::{parse_machine, parse_time, read_seqs, select_spans};
+use super::review_api::{index_ready, parse_machine, parse_time, read_seqs, select_spans};
 use super::{ApiError, HttpState, bad_query};
 use crate::model::{MachineId, RecordKind, Timestamp};
 use crate::northbound::export::{self, Filter};
@@ -165,18 +165,14 @@ pub async fn export_intervals(
     State(s): State<HttpState>,
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let p = match q.map_err(bad_query).and_then(|Query(q)| parse(&q)) {
+    let p = match q
+        .map_err(bad_query)
+        .and_then(|Query(q)| parse(&q))
+        .and_then(|p| index_ready(&s).map(|()| p))
+    {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    if !s.index.is_ready() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "index_loading",
-            "the interval index is still reading the journal; try again in a few seconds",
-        )
-        .into_response();
-    }
     let (spans, _) = select_spans(
         &s,
         p.machine.as_ref(),

@@ -75,7 +75,7 @@ pub fn parse_machine(v: &str) -> Result<MachineId, ApiError> {
     })
 }
 
-fn index_ready(s: &HttpState) -> Result<(), ApiError> {
+pub fn index_ready(s: &HttpState) -> Result<(), ApiError> {
     if s.index.is_ready() {
         Ok(())
     } else {

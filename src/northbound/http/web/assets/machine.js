@@ -77,24 +77,34 @@ const H_AXIS = 18;
 function rowsOfDay() {
   const from = Date.parse(day.from);
   const to = Date.parse(day.to);
-  const rows = [];
-  if (day.shifts.length) {
-    for (const s of day.shifts) {
-      const a = Math.max(from, Date.parse(s.start));
-      const b = Math.min(to, Date.parse(s.end));
-      if (b > a) rows.push({ title: `Shift ${s.name}`, start: a, end: b, shift: s.name });
-    }
+  const shifts = [];
+  for (const sh of day.shifts) {
+    const a = Math.max(from, Date.parse(sh.start));
+    const b = Math.min(to, Date.parse(sh.end));
+    if (b > a) shifts.push({ title: `Shift ${sh.name}`, start: a, end: b, shift: sh.name });
   }
-  // Time outside every shift window, when there is any: one more row for the whole day.
-  const inShift = (i) => rows.some((r) => Date.parse(i.start) < r.end && Date.parse(i.end) > r.start
-    && Date.parse(i.start) >= r.start && Date.parse(i.end) <= r.end);
-  if (!rows.length) rows.push({ title: 'Whole day', start: from, end: to, shift: null });
-  else if (intervals.some((i) => !inShift(i))) rows.push({ title: 'Outside shifts', start: from, end: to, shift: null, outside: true });
-  return rows;
+  if (!shifts.length) return [{ title: 'Whole day', start: from, end: to, shift: null }];
+  shifts.sort((a, b) => a.start - b.start);
+  // The time between shift windows (night, weekend hours) is a row of its own when the machine
+  // has anything in it.
+  const gaps = [];
+  let t = from;
+  for (const r of shifts) {
+    if (r.start > t) gaps.push({ start: t, end: r.start });
+    t = Math.max(t, r.end);
+  }
+  if (to > t) gaps.push({ start: t, end: to });
+  const open = spanStart() ? [Date.parse(spanStart()), clock.now()] : null;
+  const used = (g) => intervals.some((i) => Date.parse(i.start) < g.end && Date.parse(i.end) > g.start)
+    || (open && open[0] < g.end && open[1] > g.start);
+  const rows = [...shifts, ...gaps.filter(used).map((g) => ({ title: 'Off shift', start: g.start, end: g.end, shift: null }))];
+  return rows.sort((a, b) => a.start - b.start);
 }
 
 function segLabel(i) {
-  const bits = [`${catLabel(i.category)} ${fmtClock(i.start, zone)}–${fmtClock(i.end, zone)}`];
+  const secs = i.seconds ?? (Date.parse(i.end) - Date.parse(i.start)) / 1000;
+  const short = secs < 120;
+  const bits = [`${catLabel(i.category)} ${fmtClock(i.start, zone, short)}–${fmtClock(i.end, zone, short)} (${fmtDur(secs)})`];
   const c = i.context || {};
   if (c.job) bits.push(`job ${c.job}${c.operation ? ' op ' + c.operation : ''}`);
   if (i.now) bits.push('still going');
@@ -117,25 +127,9 @@ function rowSvg(row, rowIdx, width) {
   const x = (t) => ((Math.min(Math.max(t, row.start), row.end) - row.start) / span) * width;
   const y0 = H_LABEL;
   const inRow = intervals.filter((i) => Date.parse(i.end) > row.start && Date.parse(i.start) < row.end);
-  // The "outside shifts" row shows only what no shift row shows.
-  const pieces = [];
-  const shiftsRows = row.outside ? rowsOfDayCache.filter((r) => !r.outside) : [];
-  for (const i of inRow) {
-    let s = Math.max(Date.parse(i.start), row.start);
-    const e = Math.min(Date.parse(i.end), row.end);
-    if (row.outside) {
-      // cut out the shift windows
-      const cuts = shiftsRows.map((r) => [r.start, r.end]).sort((a, b) => a[0] - b[0]);
-      for (const [cs, ce] of cuts) {
-        if (ce <= s || cs >= e) continue;
-        if (cs > s) pieces.push({ i, s, e: Math.min(cs, e) });
-        s = Math.max(s, ce);
-      }
-      if (e > s) pieces.push({ i, s, e });
-    } else pieces.push({ i, s, e });
-  }
+  const pieces = inRow.map((i) => ({ i, s: Math.max(Date.parse(i.start), row.start), e: Math.min(Date.parse(i.end), row.end) }));
   let nowPiece = null;
-  if (tile && spanStart() && !row.outside && isToday()) {
+  if (tile && spanStart()) { // the open span, on whatever day it reaches
     const s = Math.max(Date.parse(spanStart()), row.start);
     const e = Math.min(clock.now(), row.end);
     if (e > s) nowPiece = { s, e };
@@ -197,8 +191,13 @@ function rowSvg(row, rowIdx, width) {
 
 let rowsOfDayCache = [];
 
+/** Today in the shop's zone, on the bridge's clock (it moves on at midnight). */
+function currentToday() {
+  return zone ? dateInZone(clock.now(), zone) : today;
+}
+
 function isToday() {
-  return day && today && day.date === today;
+  return !!(day && day.date === currentToday());
 }
 
 function renderTimeline() {
@@ -224,8 +223,8 @@ function renderTimeline() {
   const order = ['production', ...categories().map((c) => c.id)];
   const present = [...totals.keys()].sort((a, b) => (order.indexOf(a) + 1 || 999) - (order.indexOf(b) + 1 || 999));
   $('legend').innerHTML = present.map((c) => `<li>${catChip(c)} <span class="muted num">${fmtHours(totals.get(c))}</span></li>`).join('')
-    + (isToday() ? '<li><span class="chip"><span class="sw" aria-hidden="true" style="background:#fff;border:1.5px dashed #1b1f24"></span>now (still open)</span></li>' : '');
-  if (!intervals.length && !(isToday() && tile && spanStart())) {
+    + (rowsEl.querySelector('.seg.now') ? '<li><span class="chip"><span class="sw" aria-hidden="true" style="background:#fff;border:1.5px dashed #1b1f24"></span>still open (now)</span></li>' : '');
+  if (!intervals.length && !rowsEl.querySelector('.seg.now')) {
     rowsEl.insertAdjacentHTML('afterbegin', '<p class="muted">No intervals recorded for this machine on this day.</p>');
   }
   if (focusKey) {
@@ -468,8 +467,9 @@ async function loadDay(date, { keepDetails = false } = {}) {
     intervals = iv;
     clearError();
     $('day').value = day.date;
-    if (today) $('day').max = today;
-    $('next').disabled = !!today && day.date >= today;
+    const t = currentToday();
+    if (t) $('day').max = t;
+    $('next').disabled = !!t && day.date >= t;
     $('tl-date').textContent = fmtDate(day.date);
     const url = new URL(location.href);
     url.searchParams.set('date', day.date);
@@ -487,6 +487,7 @@ function scheduleRefresh() {
   clearTimeout(refreshTimer);
   if (!isToday()) return;
   refreshTimer = setTimeout(async () => {
+    if (document.hidden) { scheduleRefresh(); return; } // a background tab does not poll
     try {
       const iv = await fetchIntervals(day.from, day.to);
       intervals = iv;
@@ -516,7 +517,7 @@ async function main() {
   });
   $('prev').addEventListener('click', () => day && loadDay(addDays(day.date, -1)));
   $('next').addEventListener('click', () => day && loadDay(addDays(day.date, 1)));
-  $('today').addEventListener('click', () => loadDay(today || undefined));
+  $('today').addEventListener('click', () => loadDay('today'));
   $('day').addEventListener('change', () => isDate($('day').value) && loadDay($('day').value));
 
   const tax = loadTaxonomy();
@@ -536,7 +537,7 @@ async function main() {
       const prev = tile;
       tile = t;
       renderHead();
-      if (!day || !isToday()) return;
+      if (!day) return;
       if (!prev || (t.category_since || t.since) !== (prev.category_since || prev.since)) {
         // A new span started: the one before it is an interval now.
         clearTimeout(refreshTimer);
@@ -546,22 +547,22 @@ async function main() {
       }
     },
   });
-  setInterval(() => { renderHead(); if (isToday()) updateNowPiece(); }, 1000);
+  setInterval(() => { renderHead(); updateNowPiece(); }, 1000);
 
   let date = params.get('date');
   const seq = params.get('seq');
-  try {
-    // The zone and today's date come with any daily report.
-    if (!isDate(date)) {
-      const d0 = await fetchDay(null);
-      date = today || addDays(d0.date, 1);
+  if (!isDate(date)) {
+    date = 'today';
+    if (seq) {
+      // An interval without a date: its day, in the shop's zone (which comes with a report).
+      try {
+        await fetchDay('today');
+        const d = await api(`/api/v1/intervals/${encodeURIComponent(seq)}`);
+        if (zone) date = dateInZone(d.interval.start, zone);
+      } catch (e) {
+        showError(e);
+      }
     }
-    if (seq && !params.get('date')) {
-      const d = await api(`/api/v1/intervals/${encodeURIComponent(seq)}`);
-      if (zone) date = dateInZone(d.interval.start, zone);
-    }
-  } catch (e) {
-    showError(e);
   }
   await tax;
   await loadDay(date, { keepDetails: !!seq });
@@ -583,16 +584,17 @@ async function loadDayQuiet() {
 
 // Grow the open "now" piece between refreshes without redrawing everything.
 function updateNowPiece() {
-  const el = $('rows').querySelector('.seg.now');
-  if (!el || !tile) return;
-  const svg = el.ownerSVGElement;
-  const row = rowsOfDayCache[Number(el.dataset.row)];
-  if (!row) return;
-  const width = Number(svg.getAttribute('width'));
-  const x = (t) => ((Math.min(Math.max(t, row.start), row.end) - row.start) / (row.end - row.start)) * width;
-  const x0 = x(Date.parse(spanStart()));
-  el.setAttribute('x', x0.toFixed(2));
-  el.setAttribute('width', Math.max(2, x(clock.now()) - x0).toFixed(2));
+  if (!tile) return;
+  for (const el of $('rows').querySelectorAll('.seg.now')) {
+    const svg = el.ownerSVGElement;
+    const row = rowsOfDayCache[Number(el.dataset.row)];
+    if (!row || !svg) continue;
+    const width = Number(svg.getAttribute('width'));
+    const x = (t) => ((Math.min(Math.max(t, row.start), row.end) - row.start) / (row.end - row.start)) * width;
+    const x0 = x(Date.parse(spanStart()));
+    el.setAttribute('x', x0.toFixed(2));
+    el.setAttribute('width', Math.max(2, x(clock.now()) - x0).toFixed(2));
+  }
 }
 
 main();

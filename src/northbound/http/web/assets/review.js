@@ -285,7 +285,7 @@ async function main() {
   $('live').hidden = true; // the review reads a report, not the live stream
   $('prev').addEventListener('click', () => report && load(addDays(report.date, -1)));
   $('next').addEventListener('click', () => report && load(addDays(report.date, 1)));
-  $('today').addEventListener('click', () => load(today || undefined));
+  $('today').addEventListener('click', () => load('today'));
   $('print').addEventListener('click', () => window.print());
   $('day').addEventListener('change', () => isDate($('day').value) && load($('day').value));
   await loadTaxonomy();
