@@ -156,6 +156,18 @@ async fn tokens_and_roles_are_enforced() {
     );
     let r = reason(&operator).await.unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // A page of another site cannot make a browser write here (cross-site request forgery).
+    let r = c
+        .post(format!("{base}/api/v1/machines/m1/reason"))
+        .bearer_auth(&operator)
+        .header("Origin", "http://evil.example")
+        .json(&json!({"reason": "starved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "cross_site", "{v}");
     let v: Value = get("/api/v1/records?kind=command&machine=m1", Some(&operator))
         .await
         .unwrap()

@@ -164,7 +164,12 @@ pub async fn authorize(State(s): State<HttpState>, mut req: Request, next: Next)
             local,
         },
     };
-    if let Some(need) = required(req.method(), req.uri().path()) {
+    let need = required(req.method(), req.uri().path());
+    let by_local_role = token.is_none() && local && need.is_some();
+    if let Err(why) = same_site(&req, by_local_role) {
+        return ApiError::new(StatusCode::FORBIDDEN, "cross_site", why).into_response();
+    }
+    if let Some(need) = need {
         match access.role {
             None => {
                 return unauthorized(format!(
@@ -201,6 +206,45 @@ pub async fn authorize(State(s): State<HttpState>, mut req: Request, next: Next)
     }
     req.extensions_mut().insert(access);
     next.run(req).await
+}
+
+/// Refuses what a web page of another site could make a browser on this computer send:
+/// a write whose `Origin` is not this bridge (cross-site request forgery), and, for a request
+/// that relies on the local role (no token), a `Host` that is a name other than `localhost`
+/// (a DNS-rebinding page reaches 127.0.0.1 under its own name).
+fn same_site(req: &Request, local_role: bool) -> Result<(), String> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let write = !(req.method() == Method::GET || req.method() == Method::HEAD);
+    if write {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let o = origin.to_str().unwrap_or("");
+            let authority = o.split_once("://").map_or(o, |(_, a)| a);
+            if authority != host {
+                return Err(format!(
+                    "a page from {o} may not write to this bridge ({host}); send the request from this bridge's own pages or without an Origin"
+                ));
+            }
+        }
+    }
+    if local_role {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let ok = name.is_empty()
+            || name.eq_ignore_ascii_case("localhost")
+            || name.parse::<std::net::IpAddr>().is_ok();
+        if !ok {
+            return Err(format!(
+                "requests without a token must name this computer as localhost or by its IP address, not {name:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn unauthorized(message: String) -> Response {
@@ -309,6 +353,45 @@ mod tests {
         assert_eq!(rest.unwrap().to_string(), "/api/v1/events?x=1");
         let (t, rest) = take_query_token(&"/api/v1/events?x=1".parse().unwrap());
         assert!(t.is_none() && rest.is_none());
+    }
+
+    #[test]
+    fn other_sites_may_not_write_and_rebound_names_get_no_local_role() {
+        let req = |method: &str, host: &str, origin: Option<&str>| {
+            let mut b = Request::builder()
+                .method(method)
+                .uri("/api/v1/machines/m1/reason")
+                .header(header::HOST, host);
+            if let Some(o) = origin {
+                b = b.header(header::ORIGIN, o);
+            }
+            b.body(axum::body::Body::empty()).unwrap()
+        };
+        // The bridge's own pages: same origin.
+        let own = req("POST", "127.0.0.1:8080", Some("http://127.0.0.1:8080"));
+        assert!(same_site(&own, true).is_ok());
+        // curl and scripts send no Origin.
+        assert!(same_site(&req("POST", "localhost:8080", None), true).is_ok());
+        assert!(same_site(&req("POST", "[::1]:8080", None), true).is_ok());
+        let forged = req("POST", "127.0.0.1:8080", Some("http://evil.example"));
+        assert!(
+            same_site(&forged, true)
+                .unwrap_err()
+                .contains("evil.example")
+        );
+        // Reading is not forgery (and the pages are public anyway).
+        assert!(
+            same_site(
+                &req("GET", "127.0.0.1:8080", Some("http://evil.example")),
+                false
+            )
+            .is_ok()
+        );
+        // DNS rebinding: a name that is not localhost gets no local role, a token still works.
+        let rebound = req("GET", "evil.example:8080", None);
+        assert!(same_site(&rebound, true).is_err());
+        assert!(same_site(&rebound, false).is_ok());
+        assert!(same_site(&req("GET", "10.0.4.2:8080", None), true).is_ok());
     }
 
     #[test]

@@ -242,3 +242,39 @@ pub async fn events(
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LossCategory;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_micros(s * 1_000_000)
+    }
+
+    #[test]
+    fn a_reason_shows_for_its_own_stop_only() {
+        let mut m = LiveMachine::new(
+            MachineId::new("m1").unwrap(),
+            "M1".into(),
+            "p".into(),
+            "sim".into(),
+        );
+        m.state = ShopState::Idle;
+        m.since = Some(t(100));
+        m.stop_reason = Some(LiveReason {
+            reason: LossCategory::STARVED,
+            note: None,
+            at: t(120),
+            by: Some("ana".into()),
+        });
+        assert_eq!(Tile::of(&m).stop_reason.map(|r| r.at), Some(t(120)));
+        // The machine ran and stopped again: the old reason is not this stop's.
+        m.since = Some(t(300));
+        assert!(Tile::of(&m).stop_reason.is_none());
+        // Running, after a reason given for the stop it left: shown until the next stop.
+        m.state = ShopState::Run;
+        m.stop_reason.as_mut().unwrap().at = t(310);
+        assert!(Tile::of(&m).stop_reason.is_some());
+    }
+}

@@ -101,6 +101,7 @@ export function fmtDur(seconds) {
 /** Hours with one decimal: "7.4 h". */
 export function fmtHours(seconds) {
   if (seconds == null || !isFinite(seconds)) return '–';
+  if (seconds > 0 && seconds < 360) return fmtDur(seconds); // not "0.0 h" for a few minutes
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 

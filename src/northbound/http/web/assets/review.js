@@ -290,7 +290,7 @@ async function main() {
   $('day').addEventListener('change', () => isDate($('day').value) && load($('day').value));
   await loadTaxonomy();
   const d = new URLSearchParams(location.search).get('date');
-  await load(isDate(d) ? d : undefined);
+  await load(isDate(d) || d === 'today' ? d : undefined);
 }
 
 main();
