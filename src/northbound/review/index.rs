@@ -184,6 +184,22 @@ impl IntervalIndex {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Forgets spans that ended before `t` (the journal's retention removed their records).
+    pub fn prune_before(&self, t: Timestamp) -> usize {
+        let Ok(mut inner) = self.inner.write() else {
+            return 0;
+        };
+        let mut removed = 0;
+        for spans in inner.machines.values_mut() {
+            let before = spans.len();
+            spans.retain(|_, s| s.end > t);
+            removed += before - spans.len();
+        }
+        inner.machines.retain(|_, spans| !spans.is_empty());
+        inner.history.retain(|(_, start), _| *start >= t);
+        removed
+    }
+
     /// Spans held, over all machines.
     pub fn len(&self) -> usize {
         self.read(|i| i.machines.values().map(BTreeMap::len).sum())
@@ -194,6 +210,9 @@ impl IntervalIndex {
         self.len() == 0
     }
 }
+
+/// How often the index looks for spans the journal no longer holds.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Reads the whole journal into `index` (off the async threads), then follows it.
 pub async fn run(
@@ -224,12 +243,23 @@ pub async fn run(
     .unwrap_or(0);
     index.mark_ready();
     tracing::debug!(spans = index.len(), "interval index ready");
+    // The journal's retention removes old records; the index forgets their spans with them.
+    let mut pruned = std::time::Instant::now();
     crate::northbound::live::follow_journal(
         &journal,
         caught_up,
         "interval index",
         &shutdown,
-        |batch| index.apply(batch),
+        |batch| {
+            index.apply(batch);
+            if pruned.elapsed() > PRUNE_EVERY {
+                pruned = std::time::Instant::now();
+                let first = journal.first_seq().saturating_sub(1);
+                if let Ok(Some(r)) = journal.read(first, 1).map(|v| v.into_iter().next()) {
+                    index.prune_before(r.kind.time());
+                }
+            }
+        },
     )
     .await;
 }
@@ -288,5 +318,12 @@ mod tests {
         assert!(ix.spans(&m, t(260), t(50)).is_empty());
         assert_eq!(ix.revisions, 1);
         assert_eq!(ix.history[&(m.clone(), t(0))], vec![1]);
+        // Retention: spans that ended before the journal's oldest record are forgotten.
+        let index = IntervalIndex {
+            inner: RwLock::new(ix),
+            ..IntervalIndex::default()
+        };
+        assert_eq!(index.prune_before(t(260)), 2);
+        assert_eq!(index.len(), 1);
     }
 }
