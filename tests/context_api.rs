@@ -315,6 +315,26 @@ async fn erp_qms_and_operator_input_through_rest() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert!(v["intervals"].as_u64().unwrap() > 0, "{v}");
+    // The CLI asks the running bridge, with the demo's admin token (the admin role is needed).
+    let out = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
+        .args([
+            "reclassify",
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "2100-01-01T00:00:00Z",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"intervals\""), "{text}");
 
     // Stop, then score the run against the simulator's truth.
     let _ = Command::new("kill")

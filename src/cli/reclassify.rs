@@ -26,6 +26,10 @@ pub struct ReclassifyArgs {
     /// the data directory; a running bridge uses its own).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// An admin's API token for the running bridge (re-classification needs the admin role).
+    /// Default: the demo's `<data-dir>/admin-token`, when there is one.
+    #[arg(long, env = "SHOPBRIDGE_TOKEN", value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 fn time(name: &str, v: &str) -> anyhow::Result<Timestamp> {
@@ -89,9 +93,18 @@ fn through_bridge(a: &ReclassifyArgs, from: Timestamp, to: Timestamp) -> anyhow:
     let rt = super::runtime()?;
     rt.block_on(async move {
         let url = format!("http://{}/api/v1/reclassify", bf.http);
-        let resp = reqwest::Client::new()
+        let token = a.token.clone().or_else(|| {
+            std::fs::read_to_string(a.data_dir.join("admin-token"))
+                .ok()
+                .map(|t| t.trim().to_string())
+        });
+        let mut req = reqwest::Client::new()
             .post(&url)
-            .json(&serde_json::json!({ "from": from, "to": to }))
+            .json(&serde_json::json!({ "from": from, "to": to }));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .send()
             .await
             .with_context(|| format!("cannot reach the running bridge at {url}"))?;
