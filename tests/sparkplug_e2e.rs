@@ -249,7 +249,7 @@ fn bridge_metrics(dir: &Path) -> String {
     let bf: Value =
         serde_json::from_slice(&std::fs::read(dir.join("data/bridge.json")).unwrap()).unwrap();
     let mut s = TcpStream::connect(bf["http"].as_str().unwrap()).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
