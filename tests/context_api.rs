@@ -39,6 +39,23 @@ fn start(dir: &std::path::Path) -> (KillOnDrop, String) {
     (KillOnDrop(child), base)
 }
 
+/// Runs `shopbridge ARGS --data-dir DIR`; its standard output, once it succeeded.
+fn shopbridge(args: &[&str], dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// The demo's admin token (planner and admin calls need it; operator calls do not, on
 /// loopback).
 fn token(dir: &std::path::Path) -> String {
@@ -316,23 +333,15 @@ async fn erp_qms_and_operator_input_through_rest() {
     assert_eq!(s, 200, "{v}");
     assert!(v["intervals"].as_u64().unwrap() > 0, "{v}");
     // The CLI asks the running bridge, with the demo's admin token (the admin role is needed).
-    let out = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
-        .args([
+    let text = shopbridge(
+        &[
             "reclassify",
             "--from",
             "2000-01-01T00:00:00Z",
             "--to",
             "2100-01-01T00:00:00Z",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        dir.path(),
     );
     assert!(text.contains("\"intervals\""), "{text}");
 
@@ -341,17 +350,7 @@ async fn erp_qms_and_operator_input_through_rest() {
         .args(["-TERM", &guard.0.id().to_string()])
         .status();
     let _ = guard.0.wait();
-    let out = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
-        .args(["score", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = shopbridge(&["score"], dir.path());
     let last = text.lines().last().unwrap_or("");
     assert!(last.starts_with("correct_time_pct="), "{text}");
     assert!(text.contains("unaccounted_seconds=0"), "{text}");
