@@ -575,6 +575,18 @@ pub async fn run(
             drivers.spawn(crate::drivers::poll::run(poller, timing, ctx).instrument(span));
         }
     }
+    for m in &config.machines {
+        if let DriverConfig::Opcua { spec } = &m.driver {
+            let mut spec = spec.clone();
+            if spec.pki_dir.as_os_str().is_empty() {
+                // The client's own key pair and the server certificates it trusts.
+                spec.pki_dir = config.journal.dir.join("pki-client");
+            }
+            let ctx = context(vec![m.id.clone()], "opcua", &spec.endpoint);
+            let span = tracing::info_span!("driver", component = "opcua", machine = %m.id, source = %spec.endpoint);
+            drivers.spawn(crate::drivers::opcua_client::run(spec, ctx).instrument(span));
+        }
+    }
     for (m, (_, profile)) in config.machines.iter().zip(&profiles) {
         if let DriverConfig::Modbus {
             transport,
@@ -709,7 +721,10 @@ fn driver_specs(
     let mut specs = DriverSpecs::default();
     for (m, (_, profile)) in config.machines.iter().zip(profiles) {
         match &m.driver {
-            DriverConfig::Sim { .. } | DriverConfig::Haas { .. } | DriverConfig::Modbus { .. } => {}
+            DriverConfig::Sim { .. }
+            | DriverConfig::Haas { .. }
+            | DriverConfig::Modbus { .. }
+            | DriverConfig::Opcua { .. } => {}
             DriverConfig::Shdr {
                 address,
                 heartbeat,

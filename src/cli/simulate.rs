@@ -200,6 +200,15 @@ fn config_text(machines: &[MachineConfig]) -> String {
                     out.push_str(&format!("macros = [{}]\n", list.join(", ")));
                 }
             }
+            DriverConfig::Opcua { spec } => {
+                out.push_str(&format!(
+                    "type = \"opcua\"\nendpoint = \"{}\"\n",
+                    spec.endpoint
+                ));
+                if let Some(b) = &spec.browse {
+                    out.push_str(&format!("browse = \"{}\"\n", b.root));
+                }
+            }
         }
     }
     out

@@ -833,6 +833,7 @@ fn compile_machines(
             }
             RawDriver::Haas(h) => haas_driver(p, &at, h),
             RawDriver::Modbus(m) => modbus_driver(p, &at, m),
+            RawDriver::Opcua(o) => opcua_driver(p, &at, o),
         };
         if let (Some(id), Some(driver)) = (id, driver) {
             let text = |s: &Option<String>| {
@@ -951,6 +952,229 @@ fn haas_driver(
             timeout: timeout.unwrap_or(Duration::from_secs(2)),
         },
         interval: interval.unwrap_or(Duration::from_secs(1)),
+    })
+}
+
+/// `type = "opcua"`: an `opc.tcp://` endpoint; security policy and mode that go together;
+/// a password only with a user; node ids that parse; something to read (`nodes` or `browse`).
+fn opcua_driver(
+    p: &mut Problems,
+    at: &dyn Fn(&str) -> String,
+    o: &super::schema::RawOpcuaDriver,
+) -> Option<DriverConfig> {
+    use super::schema::RawOpcuaNode;
+    use crate::drivers::opcua_client::{
+        BrowseSpec, Identity, NodeSpec, OpcuaSpec, Security, SecurityMode,
+    };
+    let before = p.0.len();
+    let endpoint = o.endpoint.trim().to_string();
+    if !endpoint.starts_with("opc.tcp://") || endpoint.len() <= "opc.tcp://".len() {
+        p.at(
+            at("driver.endpoint"),
+            format!("expected an OPC UA endpoint URL like \"opc.tcp://10.0.0.20:4840\", found {endpoint:?}"),
+        );
+    }
+    const POLICIES: [&str; 5] = [
+        "None",
+        "Basic256Sha256",
+        "Aes128_Sha256_RsaOaep",
+        "Aes256_Sha256_RsaPss",
+        "Basic128Rsa15",
+    ];
+    let policy = o
+        .security_policy
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("None");
+    let policy = match POLICIES.iter().find(|k| k.eq_ignore_ascii_case(policy)) {
+        Some(k) => k.to_string(),
+        None => {
+            p.at(
+                at("driver.security_policy"),
+                format!(
+                    "unknown security policy {policy:?}, expected one of {}",
+                    super::load::quote_list(&POLICIES)
+                ),
+            );
+            String::new()
+        }
+    };
+    let mode = match o.security_mode.as_deref().map(str::trim) {
+        None if policy == "None" => SecurityMode::None,
+        // A policy alone means encrypting with it.
+        None => SecurityMode::SignAndEncrypt,
+        Some(m) if m.eq_ignore_ascii_case("none") => SecurityMode::None,
+        Some(m) if m.eq_ignore_ascii_case("sign") => SecurityMode::Sign,
+        Some(m)
+            if m.eq_ignore_ascii_case("signandencrypt")
+                || m.eq_ignore_ascii_case("sign_and_encrypt") =>
+        {
+            SecurityMode::SignAndEncrypt
+        }
+        Some(m) => {
+            p.at(
+                at("driver.security_mode"),
+                format!(
+                    "unknown security mode {m:?}, expected one of `None`, `Sign`, `SignAndEncrypt`"
+                ),
+            );
+            SecurityMode::None
+        }
+    };
+    if (policy == "None") != (mode == SecurityMode::None) && !policy.is_empty() {
+        p.at(
+            at("driver.security_mode"),
+            format!(
+                "security policy {policy:?} goes with {} (found mode {mode:?})",
+                if policy == "None" {
+                    "mode `None`"
+                } else {
+                    "mode `Sign` or `SignAndEncrypt`"
+                }
+            ),
+        );
+    }
+    let password = match (&o.password, &o.password_file) {
+        (Some(_), Some(_)) => {
+            p.at(
+                at("driver.password_file"),
+                "give either `password` or `password_file`, not both",
+            );
+            None
+        }
+        (Some(pw), None) => Some(pw.clone()),
+        (None, Some(f)) => match std::fs::read_to_string(f) {
+            Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => {
+                p.at(
+                    at("driver.password_file"),
+                    format!("cannot read {}: {e}", f.display()),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let identity = match (o.user.as_deref().map(str::trim), password) {
+        (None, None) => Identity::Anonymous,
+        (Some(u), Some(pw)) if !u.is_empty() => Identity::User {
+            name: u.to_string(),
+            password: pw,
+        },
+        (Some(_), None) => {
+            p.at(
+                at("driver.user"),
+                "a user needs `password` or `password_file`",
+            );
+            Identity::Anonymous
+        }
+        _ => {
+            p.at(at("driver.password"), "a password needs a non-empty `user`");
+            Identity::Anonymous
+        }
+    };
+    let check_deadband = |p: &mut Problems, key: String, d: Option<f64>| match d {
+        Some(d) if !(d.is_finite() && d >= 0.0) => {
+            p.at(
+                key,
+                format!("expected a deadband of zero or more (in the node's units), found {d}"),
+            );
+        }
+        _ => {}
+    };
+    check_deadband(p, at("driver.deadband"), o.deadband);
+    let mut nodes: Vec<NodeSpec> = Vec::with_capacity(o.nodes.len());
+    for (i, n) in o.nodes.iter().enumerate() {
+        let (node, key, deadband) = match n {
+            RawOpcuaNode::Id(id) => (id.trim(), None, None),
+            RawOpcuaNode::Table(t) => (t.node.trim(), t.key.as_deref().map(str::trim), t.deadband),
+        };
+        let here = at(&format!("driver.nodes[{i}]"));
+        let parsed = match node.parse::<opcua::types::NodeId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                p.at(
+                    here.clone(),
+                    format!("expected an OPC UA node id like \"ns=2;s=/Channel/State/chanStatus\" or \"ns=3;i=1001\", found {node:?}"),
+                );
+                None
+            }
+        };
+        check_deadband(p, format!("{here}.deadband"), deadband);
+        let Some(parsed) = parsed else { continue };
+        // A string id is its own best key (SINUMERIK's `/Channel/State/chanStatus`).
+        let key = match key {
+            Some(k) if !k.is_empty() => k.to_string(),
+            _ => match &parsed.identifier {
+                opcua::types::Identifier::String(s) => s.to_string(),
+                _ => node.to_string(),
+            },
+        };
+        if let Some(j) = nodes.iter().position(|x| x.key == key) {
+            p.at(here, format!("key {key:?} is already used by nodes[{j}]"));
+            continue;
+        }
+        nodes.push(NodeSpec {
+            key,
+            node: node.to_string(),
+            deadband,
+        });
+    }
+    let count = |p: &mut Problems, key: &str, v: Option<i64>, default: usize, max: usize| match v {
+        None => default,
+        Some(v) if v >= 1 && (v as u64) <= max as u64 => v as usize,
+        Some(v) => {
+            p.at(at(key), format!("expected 1-{max}, found {v}"));
+            default
+        }
+    };
+    let depth = count(p, "driver.browse_depth", o.browse_depth, 6, 32);
+    let max_items = count(p, "driver.max_items", o.max_items, 2000, 50_000);
+    let browse = o
+        .browse
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(|root| BrowseSpec {
+            root: root.trim_matches('/').to_string(),
+            depth,
+            max_items,
+        });
+    if browse.is_none() && nodes.is_empty() && o.nodes.is_empty() {
+        p.at(
+            at("driver"),
+            "nothing to read: give `browse = \"Machines/<name>\"` (a browse path or node id to read everything below) or `nodes = [\"ns=2;s=…\", …]`",
+        );
+    }
+    let publishing = optional_duration(
+        p,
+        &at("driver.publishing_interval"),
+        o.publishing_interval.as_ref(),
+    );
+    let sampling = optional_duration(
+        p,
+        &at("driver.sampling_interval"),
+        o.sampling_interval.as_ref(),
+    );
+    let timeout = optional_duration(p, &at("driver.timeout"), o.timeout.as_ref());
+    let (publishing, sampling, timeout) = (publishing?, sampling?, timeout?);
+    (p.0.len() == before).then(|| {
+        let publishing_interval = publishing.unwrap_or(Duration::from_millis(500));
+        DriverConfig::Opcua {
+            spec: OpcuaSpec {
+                endpoint,
+                security: Security { policy, mode },
+                identity,
+                pki_dir: o.pki_dir.clone().unwrap_or_default(),
+                trust_server: o.trust_server.unwrap_or(false),
+                nodes,
+                browse,
+                publishing_interval,
+                sampling_interval: sampling.unwrap_or(publishing_interval / 2),
+                deadband: o.deadband.unwrap_or(0.0),
+                timeout: timeout.unwrap_or(Duration::from_secs(10)),
+            },
+        }
     })
 }
 

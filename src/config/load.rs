@@ -19,7 +19,8 @@ use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
     DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHaasDriver, RawHttp,
     RawJournal, RawLog, RawMachine, RawModbusDriver, RawMqtt, RawMtconnectDriver, RawOpcua,
-    RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
+    RawOpcuaDriver, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy,
+    SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -375,6 +376,7 @@ fn check_driver(
         "mtconnect" => check_table::<RawMtconnectDriver>(&rest, driver.span(), root, path, errors),
         "haas" => check_table::<RawHaasDriver>(&rest, driver.span(), root, path, errors),
         "modbus" => check_table::<RawModbusDriver>(&rest, driver.span(), root, path, errors),
+        "opcua" => check_table::<RawOpcuaDriver>(&rest, driver.span(), root, path, errors),
         other => {
             errors.at_span(
                 ty.span(),
@@ -499,7 +501,7 @@ fn serde_message(message: &str) -> String {
     message.to_string()
 }
 
-fn quote_list(items: &[&str]) -> String {
+pub(super) fn quote_list(items: &[&str]) -> String {
     items
         .iter()
         .map(|s| format!("`{s}`"))

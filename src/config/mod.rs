@@ -378,7 +378,7 @@ impl ProfilesConfig {
 }
 
 /// One `[[machines]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MachineConfig {
     pub id: MachineId,
     /// Human-readable name, never empty.
@@ -396,7 +396,7 @@ pub struct MachineConfig {
 
 /// How shopbridge talks to a machine. One variant per protocol; later ones (mtconnect, haas,
 /// modbus, focas, opcua, plugin) are added as variants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DriverConfig {
     /// A simulated machine; `seed` overrides `[sim] seed` for this machine.
     Sim { seed: Option<u64> },
@@ -443,6 +443,11 @@ pub enum DriverConfig {
         /// How long one request may take.
         timeout: Duration,
     },
+    /// An OPC UA server (a control's own, or another bridge's): subscriptions, not polling.
+    /// `spec.pki_dir` is empty when not configured: the app puts it under the data directory.
+    Opcua {
+        spec: crate::drivers::opcua_client::OpcuaSpec,
+    },
 }
 
 impl DriverConfig {
@@ -454,6 +459,7 @@ impl DriverConfig {
             DriverConfig::Mtconnect { .. } => "mtconnect",
             DriverConfig::Haas { .. } => "haas",
             DriverConfig::Modbus { .. } => "modbus",
+            DriverConfig::Opcua { .. } => "opcua",
         }
     }
 

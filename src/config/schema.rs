@@ -268,14 +268,15 @@ pub enum RawDriver {
     Mtconnect(RawMtconnectDriver),
     Haas(RawHaasDriver),
     Modbus(RawModbusDriver),
+    Opcua(RawOpcuaDriver),
 }
 
 /// The driver types this build knows, as written in `type = "..."`.
-pub const DRIVER_TYPES: [&str; 5] = ["sim", "shdr", "mtconnect", "haas", "modbus"];
+pub const DRIVER_TYPES: [&str; 6] = ["sim", "shdr", "mtconnect", "haas", "modbus", "opcua"];
 
 /// Driver types that are planned but not in this build yet; named in the error for an unknown
 /// type so that nobody goes looking for a typo.
-pub const PLANNED_DRIVER_TYPES: [&str; 3] = ["focas", "opcua", "plugin"];
+pub const PLANNED_DRIVER_TYPES: [&str; 2] = ["focas", "plugin"];
 
 /// `type = "sim"`: a simulated machine, for demos and tests.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -369,4 +370,44 @@ impl<'de> Deserialize<'de> for Human {
         }
         d.deserialize_any(HumanVisitor)
     }
+}
+
+/// `type = "opcua"`: an OPC UA server, read with subscriptions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpcuaDriver {
+    pub endpoint: String,
+    pub security_policy: Option<String>,
+    pub security_mode: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub pki_dir: Option<PathBuf>,
+    pub trust_server: Option<bool>,
+    #[serde(default)]
+    pub nodes: Vec<RawOpcuaNode>,
+    pub browse: Option<String>,
+    pub browse_depth: Option<i64>,
+    pub max_items: Option<i64>,
+    pub publishing_interval: Option<Human>,
+    pub sampling_interval: Option<Human>,
+    pub deadband: Option<f64>,
+    pub timeout: Option<Human>,
+}
+
+/// One entry of an OPC UA driver's `nodes`: a node id, or a table with its key and deadband.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawOpcuaNode {
+    Id(String),
+    Table(RawOpcuaNodeTable),
+}
+
+/// `{ node = "ns=2;s=…", key = "…", deadband = 0.5 }`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpcuaNodeTable {
+    pub node: String,
+    pub key: Option<String>,
+    pub deadband: Option<f64>,
 }

@@ -157,9 +157,9 @@ fn wrong_type() {
 
 #[test]
 fn unknown_driver_type_lists_the_known_types() {
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"focas\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"focas\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
 }
 
 #[test]
@@ -289,7 +289,7 @@ shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may ho
 shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
 shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
 shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `identification`, `calendar`, `parts_per_cycle`, `driver`
-shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`
+shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`
 shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
 "#);
 }
@@ -348,7 +348,7 @@ fn bad_env_values_name_the_variable() {
 #[test]
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "focas")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "focas")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
@@ -702,4 +702,58 @@ fn a_haas_control_or_a_serial_port_is_read_by_one_machine() {
     };
     insta::assert_snapshot!(errs(&two("address = \"10.0.0.5:5051\"", "type = \"haas\"\naddress = \"10.0.0.5:5051\"")), @r#"shopbridge.toml:16:11: machines[1].driver.address: the Haas control at "10.0.0.5:5051" is already read by machines[0]; a Haas control serves two MDC clients, and one machine is one control"#);
     insta::assert_snapshot!(errs(&two("serial = { port = \"/dev/ttyS0\" }", "type = \"modbus\"\nserial = { port = \"/dev/ttyS0\" }")), @r#"shopbridge.toml:16:19: machines[1].driver.serial.port: serial port "/dev/ttyS0" is already read by machines[0]; a serial port opens once (for several Modbus units on one bus, give one machine a profile whose registers name their `unit`)"#);
+}
+
+#[test]
+fn opcua_endpoint_security_and_nodes() {
+    use crate::drivers::opcua_client::{Identity, SecurityMode};
+    let driver = |d: &str| {
+        ONE_SHDR.replace(
+            "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+            &format!("type = \"opcua\"\n{d}"),
+        )
+    };
+    let c = ok(&driver(
+        "endpoint = \"opc.tcp://10.0.0.20:4840\"\nsecurity_policy = \"Basic256Sha256\"\nuser = \"OpcUaClient\"\npassword = \"pw\"\nnodes = [\"ns=2;s=/Channel/State/progStatus\", { node = \"ns=2;i=7\", key = \"speed\", deadband = 2.5 }]",
+    ));
+    let DriverConfig::Opcua { spec } = &c.machines[0].driver else {
+        panic!("{:?}", c.machines[0].driver);
+    };
+    assert_eq!(spec.security.mode, SecurityMode::SignAndEncrypt);
+    assert_eq!(
+        spec.identity,
+        Identity::User {
+            name: "OpcUaClient".into(),
+            password: "pw".into()
+        }
+    );
+    assert_eq!(spec.nodes[0].key, "/Channel/State/progStatus");
+    assert_eq!(spec.nodes[1].key, "speed");
+    assert_eq!(spec.nodes[1].deadband, Some(2.5));
+    assert_eq!(spec.publishing_interval, Duration::from_millis(500));
+    let c = ok(&driver(
+        "endpoint = \"opc.tcp://10.0.0.21:4840\"\nbrowse = \"/Machines/Mill 1/\"",
+    ));
+    let DriverConfig::Opcua { spec } = &c.machines[0].driver else {
+        panic!("{:?}", c.machines[0].driver);
+    };
+    assert_eq!(
+        spec.browse.as_ref().map(|b| b.root.as_str()),
+        Some("Machines/Mill 1")
+    );
+    assert_eq!(spec.identity, Identity::Anonymous);
+    insta::assert_snapshot!(errs(&driver("endpoint = \"http://10.0.0.20:4840\"")), @r#"
+    shopbridge.toml:10:1: machines[0].driver: nothing to read: give `browse = "Machines/<name>"` (a browse path or node id to read everything below) or `nodes = ["ns=2;s=…", …]`
+    shopbridge.toml:12:12: machines[0].driver.endpoint: expected an OPC UA endpoint URL like "opc.tcp://10.0.0.20:4840", found "http://10.0.0.20:4840"
+    "#);
+    insta::assert_snapshot!(errs(&driver("endpoint = \"opc.tcp://h:4840\"\nbrowse = \"Machines/M\"\nsecurity_policy = \"Basic512\"\nsecurity_mode = \"Sign\"\nuser = \"x\"\nnodes = [\"s=1;x\", { node = \"i=5\", deadband = -1.0 }]")), @r#"
+    shopbridge.toml:14:19: machines[0].driver.security_policy: unknown security policy "Basic512", expected one of `None`, `Basic256Sha256`, `Aes128_Sha256_RsaOaep`, `Aes256_Sha256_RsaPss`, `Basic128Rsa15`
+    shopbridge.toml:16:8: machines[0].driver.user: a user needs `password` or `password_file`
+    shopbridge.toml:17:46: machines[0].driver.nodes[1].deadband: expected a deadband of zero or more (in the node's units), found -1
+    "#);
+    insta::assert_snapshot!(errs(&driver("endpoint = \"opc.tcp://h:4840\"\nbrowse = \"Machines/M\"\nsecurity_mode = \"SignAndEncrypt\"\npassword = \"p\"\nbrowse_depth = 0")), @r#"
+    shopbridge.toml:14:17: machines[0].driver.security_mode: security policy "None" goes with mode `None` (found mode SignAndEncrypt)
+    shopbridge.toml:15:12: machines[0].driver.password: a password needs a non-empty `user`
+    shopbridge.toml:16:16: machines[0].driver.browse_depth: expected 1-32, found 0
+    "#);
 }

@@ -43,6 +43,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "moxa-e1240-current",
         include_str!("../../profiles/moxa-e1240-current.toml"),
     ),
+    (
+        "opcua-machine-tool",
+        include_str!("../../profiles/opcua-machine-tool.toml"),
+    ),
+    (
+        "sinumerik-opcua",
+        include_str!("../../profiles/sinumerik-opcua.toml"),
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------------
