@@ -575,6 +575,37 @@ pub async fn run(
             drivers.spawn(crate::drivers::poll::run(poller, timing, ctx).instrument(span));
         }
     }
+    // One process per plugin, feeding every machine that names it.
+    let mut plugins: Vec<crate::drivers::plugin::PluginSpec> = Vec::new();
+    for m in &config.machines {
+        if let DriverConfig::Plugin { plugin, settings } = &m.driver {
+            let spec = match plugins.iter_mut().find(|p| p.id == plugin.id) {
+                Some(s) => s,
+                None => {
+                    plugins.push(crate::drivers::plugin::PluginSpec {
+                        id: plugin.id.clone(),
+                        command: plugin.command.clone(),
+                        args: plugin.args.clone(),
+                        env: plugin.env.clone(),
+                        settings: plugin.settings.clone(),
+                        machines: Vec::new(),
+                        limits: plugin.limits.clone(),
+                        health_interval: plugin.health_interval,
+                        health_timeout: plugin.health_timeout,
+                    });
+                    let last = plugins.len() - 1;
+                    &mut plugins[last]
+                }
+            };
+            spec.machines.push((m.id.clone(), settings.clone()));
+        }
+    }
+    for spec in plugins {
+        let ids: Vec<MachineId> = spec.machines.iter().map(|(m, _)| m.clone()).collect();
+        let ctx = context(ids, "plugin", &spec.id);
+        let span = tracing::info_span!("driver", component = "plugin", plugin = %spec.id);
+        drivers.spawn(crate::drivers::plugin::run(spec, ctx).instrument(span));
+    }
     for m in &config.machines {
         if let DriverConfig::Opcua { spec } = &m.driver {
             let mut spec = spec.clone();
@@ -724,7 +755,8 @@ fn driver_specs(
             DriverConfig::Sim { .. }
             | DriverConfig::Haas { .. }
             | DriverConfig::Modbus { .. }
-            | DriverConfig::Opcua { .. } => {}
+            | DriverConfig::Opcua { .. }
+            | DriverConfig::Plugin { .. } => {}
             DriverConfig::Shdr {
                 address,
                 heartbeat,

@@ -200,6 +200,9 @@ fn config_text(machines: &[MachineConfig]) -> String {
                     out.push_str(&format!("macros = [{}]\n", list.join(", ")));
                 }
             }
+            DriverConfig::Plugin { plugin, .. } => {
+                out.push_str(&format!("type = \"plugin\"\nplugin = \"{}\"\n", plugin.id));
+            }
             DriverConfig::Opcua { spec } => {
                 out.push_str(&format!(
                     "type = \"opcua\"\nendpoint = \"{}\"\n",

@@ -62,7 +62,8 @@ pub(crate) fn compile(
     let profiles = ProfilesConfig {
         dir: raw.profiles.dir.clone(),
     };
-    let machines = compile_machines(&raw.machines, indices, locate, &profiles, &mut p);
+    let plugins = compile_plugins(&raw.plugins, &mut p);
+    let machines = compile_machines(&raw.machines, indices, locate, &profiles, &plugins, &mut p);
     let machine_ids: Vec<String> = raw
         .machines
         .iter()
@@ -688,6 +689,7 @@ fn compile_machines(
     indices: &[usize],
     locate: Locate<'_>,
     profiles: &ProfilesConfig,
+    plugins: &HashMap<String, std::sync::Arc<super::PluginDef>>,
     p: &mut Problems,
 ) -> Option<Vec<MachineConfig>> {
     let before = p.0.len();
@@ -834,6 +836,29 @@ fn compile_machines(
             RawDriver::Haas(h) => haas_driver(p, &at, h),
             RawDriver::Modbus(m) => modbus_driver(p, &at, m),
             RawDriver::Opcua(o) => opcua_driver(p, &at, o),
+            RawDriver::Plugin(d) => match plugins.get(d.plugin.trim()) {
+                Some(def) => Some(DriverConfig::Plugin {
+                    plugin: def.clone(),
+                    settings: d.settings.clone().unwrap_or_else(|| serde_json::json!({})),
+                }),
+                None => {
+                    let mut known: Vec<&str> = plugins.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    p.at(
+                        at("driver.plugin"),
+                        format!(
+                            "no plugin {:?} is configured; the [[plugins]] ids are: {}",
+                            d.plugin,
+                            if known.is_empty() {
+                                "(none)".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    None
+                }
+            },
         };
         if let (Some(id), Some(driver)) = (id, driver) {
             let text = |s: &Option<String>| {
@@ -1176,6 +1201,95 @@ fn opcua_driver(
             },
         }
     })
+}
+
+/// `[[plugins]]`: unique ids, a command, limits that parse.
+fn compile_plugins(
+    raw: &[super::schema::RawPlugin],
+    p: &mut Problems,
+) -> HashMap<String, std::sync::Arc<super::PluginDef>> {
+    let mut out = HashMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        let at = |k: &str| format!("plugins[{i}].{k}");
+        let before = p.0.len();
+        let id = r.id.trim().to_string();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            p.at(
+                at("id"),
+                format!(
+                    "expected a plugin id of letters, digits, `-` and `_`, found {:?}",
+                    r.id
+                ),
+            );
+        } else if out.contains_key(&id) {
+            p.at(at("id"), format!("plugin id {id:?} is used twice"));
+        }
+        if r.command.trim().is_empty() {
+            p.at(
+                at("command"),
+                "expected the program to run (`python3`, `/usr/lib/shopbridge/plugins/csv-log`)",
+            );
+        }
+        let l = r.limits.clone().unwrap_or_default();
+        let size = |p: &mut Problems, key: &str, h: Option<&super::schema::Human>| match h {
+            None => None,
+            Some(h) => match super::human::parse_size(&h.0) {
+                Ok(0) | Err(_) => {
+                    p.at(
+                        at(key),
+                        format!("expected a size like \"256MiB\", found {:?}", h.0),
+                    );
+                    None
+                }
+                Ok(n) => Some(n),
+            },
+        };
+        let memory = size(p, "limits.memory", l.memory.as_ref());
+        let max_line = size(p, "limits.max_line", l.max_line.as_ref());
+        let open_files = match l.open_files {
+            None => None,
+            Some(n) if (16..=1_048_576).contains(&n) => Some(n as u64),
+            Some(n) => {
+                p.at(
+                    at("limits.open_files"),
+                    format!("expected 16-1048576, found {n}"),
+                );
+                None
+            }
+        };
+        let interval = optional_duration(p, &at("health_interval"), r.health_interval.as_ref());
+        let timeout = optional_duration(p, &at("health_timeout"), r.health_timeout.as_ref());
+        if p.0.len() != before {
+            continue;
+        }
+        let settings = r.settings.clone().unwrap_or_else(|| serde_json::json!({}));
+        if !settings.is_object() {
+            p.at(at("settings"), "expected a table of settings");
+            continue;
+        }
+        out.insert(
+            id.clone(),
+            std::sync::Arc::new(super::PluginDef {
+                id,
+                command: r.command.trim().to_string(),
+                args: r.args.clone(),
+                env: r.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                settings,
+                limits: crate::drivers::plugin::Limits {
+                    memory,
+                    open_files,
+                    max_line: max_line.map_or(1 << 20, |n| n as usize),
+                },
+                health_interval: interval.flatten().unwrap_or(Duration::from_secs(10)),
+                health_timeout: timeout.flatten().unwrap_or(Duration::from_secs(10)),
+            }),
+        );
+    }
+    out
 }
 
 /// `type = "modbus"`: exactly one of `address` (TCP) and `serial` (RTU); unit 0-247.

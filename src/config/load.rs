@@ -19,8 +19,8 @@ use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
     DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHaasDriver, RawHttp,
     RawJournal, RawLog, RawMachine, RawModbusDriver, RawMqtt, RawMtconnectDriver, RawOpcua,
-    RawOpcuaDriver, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy,
-    SECTIONS,
+    RawOpcuaDriver, RawPlugin, RawPluginDriver, RawProfiles, RawShdrDriver, RawSim, RawSimDriver,
+    RawSparkplug, RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -203,6 +203,39 @@ fn check_file_parts(root: &Spanned<DeTable<'_>>, errors: &mut Errors<'_>) -> Vec
             "calendars" => check_section::<std::collections::BTreeMap<String, RawCalendar>>(
                 name, value, root, errors,
             ),
+            "plugins" => match value.get_ref().as_array() {
+                Some(array) => {
+                    let mut ok = true;
+                    for (i, item) in array.iter().enumerate() {
+                        let path = format!("plugins[{i}]");
+                        ok &= match item.get_ref().as_table() {
+                            Some(t) => {
+                                check_table::<RawPlugin>(t, item.span(), root, &path, errors)
+                            }
+                            None => {
+                                errors.at_span(
+                                    item.span(),
+                                    Some(path),
+                                    "expected a plugin, starting with a [[plugins]] line".into(),
+                                );
+                                false
+                            }
+                        };
+                    }
+                    ok
+                }
+                None => {
+                    errors.at_span(
+                        value.span(),
+                        Some("plugins".into()),
+                        format!(
+                            "expected a list of plugins, each starting with a [[plugins]] line, found {}",
+                            value.get_ref().type_str()
+                        ),
+                    );
+                    false
+                }
+            },
             "machines" => {
                 let Some(array) = value.get_ref().as_array() else {
                     errors.at_span(
@@ -377,6 +410,7 @@ fn check_driver(
         "haas" => check_table::<RawHaasDriver>(&rest, driver.span(), root, path, errors),
         "modbus" => check_table::<RawModbusDriver>(&rest, driver.span(), root, path, errors),
         "opcua" => check_table::<RawOpcuaDriver>(&rest, driver.span(), root, path, errors),
+        "plugin" => check_table::<RawPluginDriver>(&rest, driver.span(), root, path, errors),
         other => {
             errors.at_span(
                 ty.span(),
@@ -673,6 +707,7 @@ fn merged_parts(
     section!("mqtt", mqtt);
     section!("context", context);
     section!("calendars", calendars);
+    section!("plugins", plugins);
 
     if failed.iter().any(|f| f == "machines") {
         return (raw, indices);

@@ -448,6 +448,25 @@ pub enum DriverConfig {
     Opcua {
         spec: crate::drivers::opcua_client::OpcuaSpec,
     },
+    /// A machine read by an out-of-process plugin: the plugin's definition (shared by its
+    /// machines) and this machine's settings.
+    Plugin {
+        plugin: std::sync::Arc<PluginDef>,
+        settings: serde_json::Value,
+    },
+}
+
+/// One `[[plugins]]` entry, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginDef {
+    pub id: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub settings: serde_json::Value,
+    pub limits: crate::drivers::plugin::Limits,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
 }
 
 impl DriverConfig {
@@ -460,6 +479,7 @@ impl DriverConfig {
             DriverConfig::Haas { .. } => "haas",
             DriverConfig::Modbus { .. } => "modbus",
             DriverConfig::Opcua { .. } => "opcua",
+            DriverConfig::Plugin { .. } => "plugin",
         }
     }
 

@@ -28,10 +28,12 @@ pub struct RawConfig {
     /// `[calendars.<name>]`: shift calendars machines refer to.
     pub calendars: std::collections::BTreeMap<String, RawCalendar>,
     pub machines: Vec<RawMachine>,
+    /// `[[plugins]]`: out-of-process drivers machines name with `type = "plugin"`.
+    pub plugins: Vec<RawPlugin>,
 }
 
 /// The top-level keys [`RawConfig`] knows, in the order the reference documents them.
-pub const SECTIONS: [&str; 12] = [
+pub const SECTIONS: [&str; 13] = [
     "http",
     "journal",
     "log",
@@ -44,6 +46,7 @@ pub const SECTIONS: [&str; 12] = [
     "context",
     "calendars",
     "machines",
+    "plugins",
 ];
 
 /// `[context]`
@@ -269,14 +272,23 @@ pub enum RawDriver {
     Haas(RawHaasDriver),
     Modbus(RawModbusDriver),
     Opcua(RawOpcuaDriver),
+    Plugin(RawPluginDriver),
 }
 
 /// The driver types this build knows, as written in `type = "..."`.
-pub const DRIVER_TYPES: [&str; 6] = ["sim", "shdr", "mtconnect", "haas", "modbus", "opcua"];
+pub const DRIVER_TYPES: [&str; 7] = [
+    "sim",
+    "shdr",
+    "mtconnect",
+    "haas",
+    "modbus",
+    "opcua",
+    "plugin",
+];
 
 /// Driver types that are planned but not in this build yet; named in the error for an unknown
 /// type so that nobody goes looking for a typo.
-pub const PLANNED_DRIVER_TYPES: [&str; 2] = ["focas", "plugin"];
+pub const PLANNED_DRIVER_TYPES: [&str; 1] = ["focas"];
 
 /// `type = "sim"`: a simulated machine, for demos and tests.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -410,4 +422,38 @@ pub struct RawOpcuaNodeTable {
     pub node: String,
     pub key: Option<String>,
     pub deadband: Option<f64>,
+}
+
+/// `type = "plugin"`: a machine read by a `[[plugins]]` process.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginDriver {
+    pub plugin: String,
+    /// Passed to the plugin in `init`, as this machine's settings.
+    pub settings: Option<serde_json::Value>,
+}
+
+/// `[[plugins]]`: an out-of-process driver (plugins/PROTOCOL.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    pub id: String,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    pub settings: Option<serde_json::Value>,
+    pub limits: Option<RawPluginLimits>,
+    pub health_interval: Option<Human>,
+    pub health_timeout: Option<Human>,
+}
+
+/// `[plugins.limits]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginLimits {
+    pub memory: Option<Human>,
+    pub open_files: Option<i64>,
+    pub max_line: Option<Human>,
 }

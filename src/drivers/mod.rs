@@ -9,6 +9,7 @@ pub mod haas;
 pub mod modbus;
 pub mod mtconnect;
 pub mod opcua_client;
+pub mod plugin;
 pub mod poll;
 pub mod retry;
 pub mod serial;

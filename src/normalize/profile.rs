@@ -48,6 +48,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../profiles/opcua-machine-tool.toml"),
     ),
     (
+        "heidenhain-lsv2",
+        include_str!("../../profiles/heidenhain-lsv2.toml"),
+    ),
+    (
         "sinumerik-opcua",
         include_str!("../../profiles/sinumerik-opcua.toml"),
     ),
