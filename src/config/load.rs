@@ -17,9 +17,10 @@ use super::Config;
 use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
-    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHaasDriver, RawHttp,
-    RawJournal, RawLog, RawMachine, RawModbusDriver, RawMqtt, RawMtconnectDriver, RawOpcua,
-    RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
+    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawFocasDriver,
+    RawHaasDriver, RawHttp, RawJournal, RawLog, RawMachine, RawModbusDriver, RawMqtt,
+    RawMtconnectDriver, RawOpcua, RawProfiles, RawShdrDriver, RawSim, RawSimDriver, RawSparkplug,
+    RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -375,6 +376,7 @@ fn check_driver(
         "mtconnect" => check_table::<RawMtconnectDriver>(&rest, driver.span(), root, path, errors),
         "haas" => check_table::<RawHaasDriver>(&rest, driver.span(), root, path, errors),
         "modbus" => check_table::<RawModbusDriver>(&rest, driver.span(), root, path, errors),
+        "focas" => check_table::<RawFocasDriver>(&rest, driver.span(), root, path, errors),
         other => {
             errors.at_span(
                 ty.span(),

@@ -443,6 +443,12 @@ pub enum DriverConfig {
         /// How long one request may take.
         timeout: Duration,
     },
+    /// A Fanuc control's FOCAS/Ethernet port.
+    Focas {
+        spec: crate::drivers::focas::FocasSpec,
+        /// How often the whole set is read (one request packet).
+        interval: Duration,
+    },
 }
 
 impl DriverConfig {
@@ -454,6 +460,7 @@ impl DriverConfig {
             DriverConfig::Mtconnect { .. } => "mtconnect",
             DriverConfig::Haas { .. } => "haas",
             DriverConfig::Modbus { .. } => "modbus",
+            DriverConfig::Focas { .. } => "focas",
         }
     }
 

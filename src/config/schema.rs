@@ -268,14 +268,15 @@ pub enum RawDriver {
     Mtconnect(RawMtconnectDriver),
     Haas(RawHaasDriver),
     Modbus(RawModbusDriver),
+    Focas(RawFocasDriver),
 }
 
 /// The driver types this build knows, as written in `type = "..."`.
-pub const DRIVER_TYPES: [&str; 5] = ["sim", "shdr", "mtconnect", "haas", "modbus"];
+pub const DRIVER_TYPES: [&str; 6] = ["sim", "shdr", "mtconnect", "haas", "modbus", "focas"];
 
 /// Driver types that are planned but not in this build yet; named in the error for an unknown
 /// type so that nobody goes looking for a typo.
-pub const PLANNED_DRIVER_TYPES: [&str; 3] = ["focas", "opcua", "plugin"];
+pub const PLANNED_DRIVER_TYPES: [&str; 2] = ["opcua", "plugin"];
 
 /// `type = "sim"`: a simulated machine, for demos and tests.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -327,6 +328,20 @@ pub struct RawModbusDriver {
     pub unit: Option<i64>,
     pub interval: Option<Human>,
     pub timeout: Option<Human>,
+}
+
+/// `type = "focas"`: a Fanuc control's FOCAS/Ethernet port (`address`, port 8193 when left
+/// out).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFocasDriver {
+    pub address: String,
+    pub interval: Option<Human>,
+    pub timeout: Option<Human>,
+    #[serde(default)]
+    pub macros: Vec<i64>,
+    #[serde(default)]
+    pub params: Vec<i64>,
 }
 
 /// A serial line (`serial = { port = "/dev/ttyUSB0", baud = 9600 }`).
