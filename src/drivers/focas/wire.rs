@@ -223,6 +223,12 @@ impl Framer {
                 return Ok(None);
             }
         };
+        // A run of more than four A0s (garbage ending in A0 before a sync): the packet starts
+        // at the last four, since a version word is never A0 A0.
+        let mut start = start;
+        while self.buf.get(start + 4) == Some(&0xA0) {
+            start += 1;
+        }
         if start > 0 {
             self.skipped += start;
             self.buf.drain(..start);
@@ -829,6 +835,11 @@ mod tests {
         f.push(&p[p.len() - 1..]);
         assert_eq!(f.next_packet().unwrap().unwrap().body, vec![0, 0]);
         assert_eq!(f.pending(), 0);
+        // Garbage ending in A0 right before a sync.
+        f.push(b"x\xA0\xA0");
+        f.push(&p);
+        assert_eq!(f.next_packet().unwrap().unwrap().body, vec![0, 0]);
+        assert_eq!(f.take_skipped(), 3);
         // A wrong sync is skipped as garbage.
         f.push(&[0xA0, 0xA0, 0xA1, 0xA0, 1, 2, 3]);
         assert_eq!(f.next_packet(), Ok(None));
