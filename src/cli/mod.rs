@@ -1,6 +1,7 @@
 //! The command line: `demo`, `simulate`, `run`, `check`, `export`, `bench`.
 
 mod bench;
+mod bench_focas;
 mod bench_opcua;
 mod bench_polling;
 mod bench_protocols;
