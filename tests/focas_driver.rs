@@ -409,6 +409,12 @@ async fn broken_frames_are_lost_links_with_the_reason_counted_and_survived() {
 
 /// Starts `shopbridge simulate` with `args` and reads its description line.
 fn simulate(args: &[&str]) -> (KillOnDrop, String) {
+    let (child, line, _) = simulate_printing(args);
+    (child, line)
+}
+
+/// Like [`simulate`], also handing back what it printed before (a `--print-config`).
+fn simulate_printing(args: &[&str]) -> (KillOnDrop, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
         .arg("simulate")
         .args([
@@ -429,16 +435,20 @@ fn simulate(args: &[&str]) -> (KillOnDrop, String) {
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut before = String::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line.starts_with("simulated shop:") {
-                let _ = tx.send(line);
+                let _ = tx.send((line, std::mem::take(&mut before)));
+            } else {
+                before.push_str(&line);
+                before.push('\n');
             }
         }
     });
-    let line = rx
+    let (line, before) = rx
         .recv_timeout(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("simulate did not describe itself: {e}"));
-    (KillOnDrop(child), line)
+    (KillOnDrop(child), line, before)
 }
 
 /// The FOCAS ports a `simulate` description lists: machine id → address.
@@ -479,9 +489,38 @@ async fn read_once(addr: &str) -> BTreeMap<String, Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyfocas_reads_what_the_driver_reads() {
     // Machines 4 and 12 are the shop's Fanuc machines: a 0i-F and a 30i-B.
-    let (_sim, line) = simulate(&["--machines", "13", "--focas-base-port", "0"]);
+    let (_sim, line, config) = simulate_printing(&[
+        "--machines",
+        "13",
+        "--focas-base-port",
+        "0",
+        "--print-config",
+    ]);
     let ports = focas_ports(&line);
     assert_eq!(ports.len(), 2, "{line}");
+    // The configuration printed for users reads the Fanuc machines over FOCAS, and checks.
+    for addr in ports.values() {
+        assert!(
+            config.contains(&format!("profile = \"fanuc-focas\"\n[machines.driver]\ntype = \"focas\"\naddress = \"{addr}\"\n")),
+            "{config}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("shopbridge.toml");
+    std::fs::write(
+        &path,
+        config.replace(
+            "dir = \"./shopbridge-data\"",
+            &format!("dir = {:?}", dir.path().join("data").display().to_string()),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let check = Command::new(env!("CARGO_BIN_EXE_shopbridge"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&check.stdout), "OK\n", "{config}");
     let addrs: Vec<String> = ports.values().cloned().collect();
     let mut before = Vec::new();
     for a in &addrs {

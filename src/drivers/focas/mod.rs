@@ -133,6 +133,8 @@ pub struct Focas {
     keys: Keys,
     /// Bad input seen outside a poll (while connecting), added to the next poll's count.
     pending_bad: u64,
+    /// The main program number of this poll (for `O<number>` when the path is refused).
+    main: Option<i32>,
     log: LogLimiter,
 }
 
@@ -199,6 +201,7 @@ impl Focas {
             request: Vec::new(),
             keys,
             pending_bad: 0,
+            main: None,
             log: LogLimiter::new(Duration::from_secs(10)),
         };
         me.plan(true);
@@ -318,6 +321,9 @@ impl Focas {
                     // and the name is not asked for again on this connection.
                     tracing::debug!(source = %self.spec.address, answer = %why, "no program path names; using O<number>");
                     self.plan(false);
+                    if let Some(main) = self.main {
+                        out.good(&self.keys.program_name, Value::text(&format!("O{main:04}")));
+                    }
                 }
                 Item::Param(n) => {
                     if let Some((_, k)) = self.keys.params.iter().find(|(p, _)| *p == n) {
@@ -351,6 +357,7 @@ impl Focas {
             },
             Item::ProgramNumber => match wire::decode_program_number(&sub.data) {
                 Ok((run, main)) => {
+                    self.main = Some(main);
                     out.good(&self.keys.program_run, Value::Int(i64::from(run)));
                     out.good(&self.keys.program_main, Value::Int(i64::from(main)));
                     if !self.items.contains(&Item::ProgramName) {
@@ -572,6 +579,7 @@ impl Poller for Focas {
             )));
         }
         let items = self.items.clone();
+        self.main = None;
         for (item, sub) in items.into_iter().zip(&subs) {
             let asked = item.request();
             if sub.function != asked.function {
