@@ -618,6 +618,19 @@ pub async fn run(
             drivers.spawn(crate::drivers::opcua_client::run(spec, ctx).instrument(span));
         }
     }
+    for m in &config.machines {
+        if let DriverConfig::Focas { spec, interval } = &m.driver {
+            let source = spec.address.clone();
+            let ctx = context(vec![m.id.clone()], "focas", &source);
+            let span = tracing::info_span!("driver", component = "focas", machine = %m.id, source = %source);
+            let timing = crate::drivers::poll::Timing {
+                interval: *interval,
+                connect_timeout: spec.timeout.max(Duration::from_secs(5)),
+            };
+            let poller = crate::drivers::focas::Focas::new(spec.clone());
+            drivers.spawn(crate::drivers::poll::run(poller, timing, ctx).instrument(span));
+        }
+    }
     for (m, (_, profile)) in config.machines.iter().zip(&profiles) {
         if let DriverConfig::Modbus {
             transport,
@@ -755,6 +768,7 @@ fn driver_specs(
             DriverConfig::Sim { .. }
             | DriverConfig::Haas { .. }
             | DriverConfig::Modbus { .. }
+            | DriverConfig::Focas { .. }
             | DriverConfig::Opcua { .. }
             | DriverConfig::Plugin { .. } => {}
             DriverConfig::Shdr {

@@ -77,6 +77,9 @@ pub enum BenchCommand {
     /// Haas MDC: a full Q-command set per second from N simulated controls (a child
     /// `shopbridge simulate`), and the CPU the bridge's drivers spend on it.
     Haas(super::bench_polling::HaasArgs),
+    /// Fanuc FOCAS/Ethernet: per-poll latency (status, program, part count and alarms in one
+    /// request) of N simulated controls (a child `shopbridge simulate`), and the driver's CPU.
+    Focas(super::bench_focas::FocasArgs),
     /// Modbus TCP: registers/s read with coalescing from N devices (a child process of
     /// tokio-modbus servers), and the CPU the bridge's drivers spend on it.
     Modbus(super::bench_polling::ModbusArgs),
@@ -139,6 +142,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Sparkplug(a) => super::bench_sparkplug::run(a),
         BenchCommand::Haas(a) => super::bench_polling::haas(a),
         BenchCommand::Modbus(a) => super::bench_polling::modbus(a),
+        BenchCommand::Focas(a) => super::bench_focas::run(a),
         BenchCommand::ModbusDevices(a) => super::bench_polling::modbus_devices(a),
         BenchCommand::Review(a) => super::bench_review::run(a),
     }

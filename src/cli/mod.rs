@@ -1,6 +1,7 @@
 //! The command line: `demo`, `simulate`, `run`, `check`, `export`, `bench`.
 
 mod bench;
+mod bench_focas;
 mod bench_opcua;
 mod bench_polling;
 mod bench_protocols;
@@ -28,8 +29,8 @@ use crate::northbound::export;
 /// Collects what CNC machines report, turns it into one canonical, time-aligned record of what
 /// every machine did, keeps that record durably on this box (the journal), and serves it as an
 /// OPC UA server (every machine an OPC 40501 MachineTool), as a Sparkplug B edge node over MQTT,
-/// over a REST API and as exports. This release reads MTConnect agents and SHDR adapters (and
-/// simulated machines); the Haas, Modbus, FOCAS and OPC UA drivers follow.
+/// over a REST API and as exports. This release reads MTConnect agents, SHDR adapters, Haas
+/// controls (MDC), Modbus devices and Fanuc controls (FOCAS/Ethernet), and simulated machines.
 #[derive(Debug, Parser)]
 #[command(name = "shopbridge", version, about, long_about)]
 pub struct Cli {

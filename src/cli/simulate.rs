@@ -100,6 +100,11 @@ pub struct SimulateArgs {
     /// current on a Moxa ioLogik) listens on 127.0.0.1:(this + i).
     #[arg(long, default_value_t = 5020)]
     pub modbus_base_port: u16,
+    /// Give the Fanuc machines a FOCAS/Ethernet port: Fanuc machine i listens on
+    /// 127.0.0.1:(this + i) (0 picks free ports), alternating 0i-F and 30i-B controls, and
+    /// `--print-config` reads them with `type = "focas"` and the `fanuc-focas` profile.
+    #[arg(long, value_name = "P")]
+    pub focas_base_port: Option<u16>,
     /// Give machine INDEX (0-based) a clock that is off, e.g. `2=3m` or `5=-90s`. Repeatable.
     #[arg(long, value_name = "INDEX=OFFSET")]
     pub skew: Vec<String>,
@@ -191,6 +196,20 @@ fn config_text(machines: &[MachineConfig]) -> String {
                     ));
                 }
             }
+            DriverConfig::Focas { spec, .. } => {
+                out.push_str(&format!(
+                    "type = \"focas\"\naddress = \"{}\"\n",
+                    spec.address
+                ));
+                if !spec.macros.is_empty() {
+                    let list: Vec<String> = spec.macros.iter().map(|v| v.to_string()).collect();
+                    out.push_str(&format!("macros = [{}]\n", list.join(", ")));
+                }
+                if !spec.params.is_empty() {
+                    let list: Vec<String> = spec.params.iter().map(|v| v.to_string()).collect();
+                    out.push_str(&format!("params = [{}]\n", list.join(", ")));
+                }
+            }
             DriverConfig::Haas { spec, .. } => {
                 if let crate::drivers::haas::Transport::Tcp(a) = &spec.transport {
                     out.push_str(&format!("type = \"haas\"\naddress = \"{a}\"\n"));
@@ -266,6 +285,19 @@ fn describe(server: &SimServer) -> String {
     } else {
         format!("{haas}; Modbus retrofit modules: {}", modbus.join(", "))
     };
+    let focas: Vec<String> = server
+        .shop
+        .machines()
+        .iter()
+        .zip(&server.focas)
+        .filter_map(|(m, a)| a.map(|a| format!("{} {a}", m.id)))
+        .take(12)
+        .collect();
+    let haas = if focas.is_empty() {
+        haas
+    } else {
+        format!("{haas}; FOCAS ports: {}", focas.join(", "))
+    };
     format!(
         "simulated shop: {n} machines; SHDR adapters: {adapters}; MTConnect agent with every machine: http://{}/probe{haas}",
         server.agent
@@ -307,6 +339,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<i32> {
             mtconnect: a.mtconnect_port,
             haas_base: a.haas_base_port,
             modbus_base: a.modbus_base_port,
+            focas_base: a.focas_base_port,
         };
         let stop_floor = CancellationToken::new();
         let floor = a.bridge.map(|addr| {
@@ -366,6 +399,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             mtconnect: a.mtconnect_port,
             haas_base: a.haas_base_port,
             modbus_base: a.modbus_base_port,
+            focas_base: None,
         };
         // The simulated ERP, QMS and operators talk to the bridge's REST API once it listens.
         let (bound, known) = tokio::sync::watch::channel(None);

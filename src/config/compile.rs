@@ -707,6 +707,9 @@ fn compile_machines(
 
                 _ => None,
             },
+            RawDriver::Focas(f) => {
+                Some(("address", "the Fanuc control at", focas_address(&f.address)))
+            }
             RawDriver::Modbus(d) => d
                 .serial
                 .as_ref()
@@ -719,7 +722,9 @@ fn compile_machines(
                     format!("machines[{i}].driver.{key}"),
                     format!(
                         "{what} {target:?} is already read by machines[{first}]; {}",
-                        if key == "address" {
+                        if what == "the Fanuc control at" {
+                            "one machine is one control (read it once; a control serves few FOCAS clients)"
+                        } else if key == "address" {
                             "a Haas control serves two MDC clients, and one machine is one control"
                         } else {
                             "a serial port opens once (for several Modbus units on one bus, give one machine a profile whose registers name their `unit`)"
@@ -859,6 +864,7 @@ fn compile_machines(
                     None
                 }
             },
+            RawDriver::Focas(f) => focas_driver(p, &at, f),
         };
         if let (Some(id), Some(driver)) = (id, driver) {
             let text = |s: &Option<String>| {
@@ -1290,6 +1296,91 @@ fn compile_plugins(
         );
     }
     out
+}
+
+/// A FOCAS address with its port: `host` alone is `host:8193`.
+fn focas_address(a: &str) -> String {
+    let a = a.trim();
+    let has_port = match a.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => a.matches(':').count() == 1,
+    };
+    if has_port || a.is_empty() {
+        a.to_string()
+    } else if a.contains(':') {
+        format!("[{a}]:{}", crate::drivers::focas::DEFAULT_PORT)
+    } else {
+        format!("{a}:{}", crate::drivers::focas::DEFAULT_PORT)
+    }
+}
+
+/// `type = "focas"`: `address` (`host` or `host:port`, port 8193 by default), macro variables
+/// 1-99999, parameter numbers 0-65535.
+fn focas_driver(
+    p: &mut Problems,
+    at: &dyn Fn(&str) -> String,
+    f: &super::schema::RawFocasDriver,
+) -> Option<DriverConfig> {
+    let address = focas_address(&f.address);
+    let address = match check_host_port(&address) {
+        Ok(()) => Some(address),
+        Err(()) => {
+            p.at(
+                at("driver.address"),
+                format!(
+                    "expected \"host\" or \"host:port\" (the control's FOCAS/Ethernet port, 8193 unless set otherwise), found {:?}",
+                    f.address
+                ),
+            );
+            None
+        }
+    };
+    let interval = optional_duration(p, &at("driver.interval"), f.interval.as_ref());
+    let timeout = optional_duration(p, &at("driver.timeout"), f.timeout.as_ref());
+    let mut ok = true;
+    let mut numbers =
+        |list: &[i64], key: &str, range: std::ops::RangeInclusive<u32>, what: &str| {
+            let mut out: Vec<u32> = Vec::with_capacity(list.len());
+            for (i, v) in list.iter().enumerate() {
+                match u32::try_from(*v) {
+                    Ok(v) if range.contains(&v) => {
+                        if !out.contains(&v) {
+                            out.push(v);
+                        }
+                    }
+                    _ => {
+                        p.at(
+                            at(&format!("driver.{key}[{i}]")),
+                            format!("expected {what}, found {v}"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            out
+        };
+    let macros = numbers(
+        &f.macros,
+        "macros",
+        1..=99_999,
+        "a macro variable number 1-99999 (like 3027)",
+    );
+    let params = numbers(
+        &f.params,
+        "params",
+        0..=65_535,
+        "a parameter number 0-65535 (like 6712)",
+    );
+    let (address, interval, timeout) = (address?, interval?, timeout?);
+    ok.then(|| DriverConfig::Focas {
+        spec: crate::drivers::focas::FocasSpec {
+            address,
+            macros,
+            params,
+            timeout: timeout.unwrap_or(Duration::from_secs(2)),
+        },
+        interval: interval.unwrap_or(Duration::from_secs(1)),
+    })
 }
 
 /// `type = "modbus"`: exactly one of `address` (TCP) and `serial` (RTU); unit 0-247.

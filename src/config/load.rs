@@ -17,10 +17,10 @@ use super::Config;
 use super::compile::{Problem, compile};
 use super::error::{ConfigError, ConfigErrors, Location, line_column};
 use super::schema::{
-    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawHaasDriver, RawHttp,
-    RawJournal, RawLog, RawMachine, RawModbusDriver, RawMqtt, RawMtconnectDriver, RawOpcua,
-    RawOpcuaDriver, RawPlugin, RawPluginDriver, RawProfiles, RawShdrDriver, RawSim, RawSimDriver,
-    RawSparkplug, RawTaxonomy, SECTIONS,
+    DRIVER_TYPES, PLANNED_DRIVER_TYPES, RawCalendar, RawConfig, RawContext, RawFocasDriver,
+    RawHaasDriver, RawHttp, RawJournal, RawLog, RawMachine, RawModbusDriver, RawMqtt,
+    RawMtconnectDriver, RawOpcua, RawOpcuaDriver, RawPlugin, RawPluginDriver, RawProfiles,
+    RawShdrDriver, RawSim, RawSimDriver, RawSparkplug, RawTaxonomy, SECTIONS,
 };
 
 /// Environment variables `SHOPBRIDGE_<SECTION>__<KEY>` override file keys.
@@ -409,6 +409,7 @@ fn check_driver(
         "mtconnect" => check_table::<RawMtconnectDriver>(&rest, driver.span(), root, path, errors),
         "haas" => check_table::<RawHaasDriver>(&rest, driver.span(), root, path, errors),
         "modbus" => check_table::<RawModbusDriver>(&rest, driver.span(), root, path, errors),
+        "focas" => check_table::<RawFocasDriver>(&rest, driver.span(), root, path, errors),
         "opcua" => check_table::<RawOpcuaDriver>(&rest, driver.span(), root, path, errors),
         "plugin" => check_table::<RawPluginDriver>(&rest, driver.span(), root, path, errors),
         other => {

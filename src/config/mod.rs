@@ -443,6 +443,12 @@ pub enum DriverConfig {
         /// How long one request may take.
         timeout: Duration,
     },
+    /// A Fanuc control's FOCAS/Ethernet port.
+    Focas {
+        spec: crate::drivers::focas::FocasSpec,
+        /// How often the whole set is read (one request packet).
+        interval: Duration,
+    },
     /// An OPC UA server (a control's own, or another bridge's): subscriptions, not polling.
     /// `spec.pki_dir` is empty when not configured: the app puts it under the data directory.
     Opcua {
@@ -478,6 +484,7 @@ impl DriverConfig {
             DriverConfig::Mtconnect { .. } => "mtconnect",
             DriverConfig::Haas { .. } => "haas",
             DriverConfig::Modbus { .. } => "modbus",
+            DriverConfig::Focas { .. } => "focas",
             DriverConfig::Opcua { .. } => "opcua",
             DriverConfig::Plugin { .. } => "plugin",
         }

@@ -271,24 +271,26 @@ pub enum RawDriver {
     Mtconnect(RawMtconnectDriver),
     Haas(RawHaasDriver),
     Modbus(RawModbusDriver),
+    Focas(RawFocasDriver),
     Opcua(RawOpcuaDriver),
     Plugin(RawPluginDriver),
 }
 
 /// The driver types this build knows, as written in `type = "..."`.
-pub const DRIVER_TYPES: [&str; 7] = [
+pub const DRIVER_TYPES: [&str; 8] = [
     "sim",
     "shdr",
     "mtconnect",
     "haas",
     "modbus",
+    "focas",
     "opcua",
     "plugin",
 ];
 
 /// Driver types that are planned but not in this build yet; named in the error for an unknown
 /// type so that nobody goes looking for a typo.
-pub const PLANNED_DRIVER_TYPES: [&str; 1] = ["focas"];
+pub const PLANNED_DRIVER_TYPES: [&str; 0] = [];
 
 /// `type = "sim"`: a simulated machine, for demos and tests.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -340,6 +342,20 @@ pub struct RawModbusDriver {
     pub unit: Option<i64>,
     pub interval: Option<Human>,
     pub timeout: Option<Human>,
+}
+
+/// `type = "focas"`: a Fanuc control's FOCAS/Ethernet port (`address`, port 8193 when left
+/// out).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFocasDriver {
+    pub address: String,
+    pub interval: Option<Human>,
+    pub timeout: Option<Human>,
+    #[serde(default)]
+    pub macros: Vec<i64>,
+    #[serde(default)]
+    pub params: Vec<i64>,
 }
 
 /// A serial line (`serial = { port = "/dev/ttyUSB0", baud = 9600 }`).

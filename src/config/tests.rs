@@ -143,7 +143,7 @@ fn unknown_key_typo_lists_the_expected_keys() {
     let text = ONE_SHDR.replace("address =", "adress =");
     insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected one of `address`, `heartbeat`, `device`, `devices_file`"#);
     insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected one of `listen`, `local_role`, `tokens`"#);
-    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`"#);
+    insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`, `plugins`"#);
 }
 
 #[test]
@@ -157,9 +157,9 @@ fn wrong_type() {
 
 #[test]
 fn unknown_driver_type_lists_the_known_types() {
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"focas\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
-    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"profinet\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "profinet", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `focas`, `opcua`, `plugin`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("\"shdr\"", "\"modbuss\"")), @r#"shopbridge.toml:11:8: machines[0].driver.type: unknown driver type "modbuss", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `focas`, `opcua`, `plugin`"#);
+    insta::assert_snapshot!(errs(&ONE_SHDR.replace("type = \"shdr\"\n", "")), @r#"shopbridge.toml:10:1: machines[0].driver: missing key `type`, expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `focas`, `opcua`, `plugin`"#);
 }
 
 #[test]
@@ -268,7 +268,7 @@ id = "fanuc-1"
 nmae = "Fanuc 0i"
 profile = "fanuc"
 [machines.driver]
-type = "focas"
+type = "profinet"
 address = "10.0.0.5:8193"
 
 [[machines]]
@@ -289,7 +289,7 @@ shopbridge.toml:15:6: machines[0].id: invalid machine id "okuma 1": an id may ho
 shopbridge.toml:16:8: machines[0].name: expected a name for people to read, like "Okuma MULTUS U3000", found an empty string
 shopbridge.toml:20:11: machines[0].driver.address: expected "host:port" with a port 1-65535, found "127.0.0.1:99999"
 shopbridge.toml:24:1: machines[1].nmae: unknown key `nmae`, expected one of `id`, `name`, `profile`, `identification`, `calendar`, `parts_per_cycle`, `driver`
-shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`
+shopbridge.toml:27:8: machines[1].driver.type: unknown driver type "profinet", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `focas`, `opcua`, `plugin`
 shopbridge.toml:36:1: machines[2].driver.sed: unknown key `sed`, expected `seed`
 "#);
 }
@@ -348,8 +348,8 @@ fn bad_env_values_name_the_variable() {
 #[test]
 fn bad_env_values_inside_a_driver_or_section() {
     insta::assert_snapshot!(errs_env(TWO_SIMS.replace("id = \"sim-1\"\nname = \"Sim two\"", "id = \"sim-2\"\nname = \"Sim two\"").as_str(), &[("SHOPBRIDGE_MACHINES__1__DRIVER__SEED", "abc")]), @r#"environment variable SHOPBRIDGE_MACHINES__1__DRIVER__SEED: machines[1].driver.seed: expected a whole number, found string "abc""#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "focas")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "focas" ("focas" is planned but not in this version), expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `opcua`"#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__TYPE", "profinet")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__TYPE: machines[0].driver.type: unknown driver type "profinet", expected one of `sim`, `shdr`, `mtconnect`, `haas`, `modbus`, `focas`, `opcua`, `plugin`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_FOO__BAR", "1")]), @r#"environment variable SHOPBRIDGE_FOO__BAR: foo.bar: unknown section `foo`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`, `plugins`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__", "1")]), @r#"environment variable SHOPBRIDGE_HTTP__: expected SHOPBRIDGE_<SECTION>__<KEY> with no empty part, like SHOPBRIDGE_HTTP__LISTEN"#);
 }
 
@@ -426,8 +426,8 @@ fn the_example_file_passes_check() {
     let c = load_str(&with_shdr, "shopbridge.example.toml").unwrap_or_else(|e| panic!("{e}"));
     let types: Vec<&str> = c.machines.iter().map(|m| m.driver.type_name()).collect();
     assert_eq!(
-        types[types.len() - 4..],
-        ["shdr", "mtconnect", "haas", "modbus"]
+        types[types.len() - 5..],
+        ["shdr", "mtconnect", "haas", "modbus", "focas"]
     );
 }
 
@@ -756,4 +756,43 @@ fn opcua_endpoint_security_and_nodes() {
     shopbridge.toml:15:12: machines[0].driver.password: a password needs a non-empty `user`
     shopbridge.toml:16:16: machines[0].driver.browse_depth: expected 1-32, found 0
     "#);
+}
+
+#[test]
+fn focas_with_its_default_port() {
+    use crate::drivers::focas::FocasSpec;
+    let focas = |driver: &str| {
+        ONE_SHDR.replace(
+            "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+            &format!("type = \"focas\"\n{driver}"),
+        )
+    };
+    let c = ok(&focas(
+        "address = \"10.0.0.7\"\nmacros = [3027, 500, 3027]\nparams = [6712]\ninterval = \"500ms\"",
+    ));
+    assert_eq!(
+        c.machines[0].driver,
+        DriverConfig::Focas {
+            spec: FocasSpec {
+                address: "10.0.0.7:8193".into(),
+                macros: vec![3027, 500],
+                params: vec![6712],
+                timeout: Duration::from_secs(2),
+            },
+            interval: Duration::from_millis(500),
+        }
+    );
+    let c = ok(&focas("address = \"cnc-5.shop:8194\""));
+    let DriverConfig::Focas { spec, .. } = &c.machines[0].driver else {
+        panic!("{:?}", c.machines[0].driver);
+    };
+    assert_eq!(spec.address, "cnc-5.shop:8194");
+    insta::assert_snapshot!(errs(&focas("address = \"10.0.0.7:0\"\nmacros = [0]\nparams = [-1]\ntimeout = \"0s\"")), @r#"
+    shopbridge.toml:12:11: machines[0].driver.address: expected "host" or "host:port" (the control's FOCAS/Ethernet port, 8193 unless set otherwise), found "10.0.0.7:0"
+    shopbridge.toml:13:11: machines[0].driver.macros[0]: expected a macro variable number 1-99999 (like 3027), found 0
+    shopbridge.toml:14:11: machines[0].driver.params[0]: expected a parameter number 0-65535 (like 6712), found -1
+    shopbridge.toml:15:11: machines[0].driver.timeout: expected a duration longer than zero, found "0s"
+    "#);
+    insta::assert_snapshot!(errs(&focas("macros = [3027]")), @"shopbridge.toml:10:1: machines[0].driver: missing key `address`");
+    insta::assert_snapshot!(errs(&focas("address = \"10.0.0.7\"\nserial = \"/dev/ttyS0\"")), @"shopbridge.toml:13:1: machines[0].driver.serial: unknown key `serial`, expected one of `address`, `interval`, `timeout`, `macros`, `params`");
 }

@@ -5,6 +5,7 @@
 //! it reads; normalization does. Link loss is reported as [`DriverEvent::Link`] with
 //! [`LinkStatus::Lost`]; a driver never invents values.
 
+pub mod focas;
 pub mod haas;
 pub mod modbus;
 pub mod mtconnect;

@@ -10,7 +10,12 @@
 //! - report by exception: a value is sent when it differs from the last one sent for that key
 //!   (value or quality), and every key again after a reconnect, so the journal holds changes,
 //!   not a sample per poll;
-//! - counters and rate-limited logs.
+//! - counters and rate-limited logs;
+//! - conditions by exception: a driver that reads a control's active alarms lists them each
+//!   poll ([`Readings::conditions`]); the runner raises (`Fault`) the codes that appeared and
+//!   clears (`Normal` with the code) the ones that went, and on a new connection first clears
+//!   the key (`Normal` without a code), so an alarm reset while the link was down does not
+//!   stay active.
 //!
 //! Errors are kept apart in the types, the way tokio-modbus does it: a [`LinkError`] from
 //! `connect` or `poll` ends the connection (reconnect), while a device's answer that one item is
@@ -24,8 +29,8 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 
 use super::retry::{Backoff, LogLimiter};
-use super::{DriverContext, DriverCounters, DriverEvent, RawObservation};
-use crate::model::{LinkStatus, Quality, QualityReason, SignalId, Value};
+use super::{DriverContext, DriverCounters, DriverEvent, RawCondition, RawObservation};
+use crate::model::{ConditionLevel, LinkStatus, Quality, QualityReason, SignalId, Value};
 
 /// The least wall time between two polls, however fast a demo clock runs.
 pub const WALL_FLOOR: Duration = Duration::from_millis(20);
@@ -62,6 +67,17 @@ pub struct Readings {
     pub replies: u64,
     /// Bytes read (for `shopbridge_driver_bytes_total`).
     pub bytes: u64,
+    /// Input that could not be read (for `shopbridge_driver_bad_input_total`).
+    pub bad_input: u64,
+    conditions: Vec<ActiveSet>,
+}
+
+/// The conditions active on one key, as a poll read them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveSet {
+    pub key: SignalId,
+    /// `(native code, message)` of each active condition (all at level Fault).
+    pub active: Vec<(String, String)>,
 }
 
 impl Readings {
@@ -93,6 +109,15 @@ impl Readings {
         });
     }
 
+    /// The conditions now active on `key` (all of them; an empty list clears the key). Not
+    /// calling this in a poll (the read failed) leaves the key as it was.
+    pub fn conditions(&mut self, key: &SignalId, active: Vec<(String, String)>) {
+        self.conditions.push(ActiveSet {
+            key: key.clone(),
+            active,
+        });
+    }
+
     pub fn items(&self) -> &[Reading] {
         &self.items
     }
@@ -116,6 +141,12 @@ pub trait Poller: Send {
         link: &mut Self::Link,
         out: &mut Readings,
     ) -> impl Future<Output = Result<(), LinkError>> + Send;
+    /// Says goodbye on a link that is still good, at shutdown (best effort: the runner bounds
+    /// it with a short timeout). By default the link is just dropped.
+    fn close(&mut self, link: Self::Link) -> impl Future<Output = ()> + Send {
+        drop(link);
+        std::future::ready(())
+    }
 }
 
 /// How often to poll and how long a connection attempt may take.
@@ -165,7 +196,12 @@ pub async fn run<P: Poller>(mut poller: P, timing: Timing, ctx: DriverContext) {
                         .await
                     {
                         Some(r) => r,
-                        None => return,
+                        None => {
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(1), poller.close(link))
+                                    .await;
+                            return;
+                        }
                     };
                 // Closed before the next attempt: never two connections to one control.
                 drop(link);
@@ -220,6 +256,8 @@ async fn connection<P: Poller>(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut delivered = false;
     let mut device_log = LogLimiter::new(LOG_EVERY);
+    // Conditions raised on this connection, per key: native code → message.
+    let mut raised: HashMap<SignalId, HashMap<String, String>> = HashMap::new();
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return None,
@@ -232,8 +270,12 @@ async fn connection<P: Poller>(
         };
         DriverCounters::add(&ctx.counters.messages, out.replies);
         DriverCounters::add(&ctx.counters.bytes, out.bytes);
+        DriverCounters::add(&ctx.counters.bad_input, out.bad_input);
         let received = ctx.clock.now();
         let mut batch = Vec::new();
+        for set in std::mem::take(&mut out.conditions) {
+            conditions(&mut raised, set, machine, received, &mut batch);
+        }
         for r in out.items {
             if let Quality::Bad(_) = r.quality {
                 if sent.get(&r.key).is_none_or(|(v, _)| *v != r.value) {
@@ -270,6 +312,48 @@ async fn connection<P: Poller>(
             return Some((e.0, delivered));
         }
     }
+}
+
+/// The condition events that take `raised` to `set`.
+fn conditions(
+    raised: &mut HashMap<SignalId, HashMap<String, String>>,
+    set: ActiveSet,
+    machine: &crate::model::MachineId,
+    received: crate::model::Timestamp,
+    batch: &mut Vec<DriverEvent>,
+) {
+    let event = |level, code: Option<&str>, message: Option<&str>| {
+        DriverEvent::Condition(Box::new(RawCondition {
+            machine: machine.clone(),
+            key: set.key.clone(),
+            level,
+            native_code: code.map(str::to_string),
+            native_severity: None,
+            qualifier: None,
+            message: message.map(str::to_string),
+            source_time: None,
+            received,
+            meta: None,
+        }))
+    };
+    let known = raised.contains_key(&set.key);
+    let was = raised.entry(set.key.clone()).or_default();
+    if !known {
+        // First read on this connection: whatever was active before is cleared.
+        batch.push(event(ConditionLevel::Normal, None, None));
+    }
+    let now: HashMap<String, String> = set.active.iter().cloned().collect();
+    for (code, message) in &set.active {
+        if was.get(code) != Some(message) {
+            batch.push(event(ConditionLevel::Fault, Some(code), Some(message)));
+        }
+    }
+    for code in was.keys() {
+        if !now.contains_key(code) {
+            batch.push(event(ConditionLevel::Normal, Some(code), None));
+        }
+    }
+    *was = now;
 }
 
 async fn link_event(

@@ -34,6 +34,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../profiles/fanuc-mtconnect.toml"),
     ),
     ("haas-ngc", include_str!("../../profiles/haas-ngc.toml")),
+    (
+        "fanuc-focas",
+        include_str!("../../profiles/fanuc-focas.toml"),
+    ),
     ("moxa-e1212", include_str!("../../profiles/moxa-e1212.toml")),
     (
         "advantech-adam-6050",

@@ -77,7 +77,7 @@ fn errors_name_the_file_line_column_and_what_was_expected() {
     profiles/test.toml:5:12: signal[0].debounce: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "2 parsecs" (unknown unit "parsecs")
     "#);
     insta::assert_snapshot!(compile("[state]\nexecution = [{ when = \"true\", value = \"RUNNING\" }]\n").unwrap_err(), @"profiles/test.toml:2:39: state.execution[0].value: expected one of READY, ACTIVE, INTERRUPTED, FEED_HOLD, STOPPED, OPTIONAL_STOP, PROGRAM_STOPPED, PROGRAM_COMPLETED, WAIT, found \"RUNNING\"");
-    insta::assert_snapshot!(compile("extends = \"okuma\"\n").unwrap_err(), @"profiles/test.toml:1:11: extends: unknown profile \"okuma\"; known: advantech-adam-6050, fanuc-mtconnect, haas-ngc, mazak, moxa-e1212, moxa-e1240-current, mtconnect-generic, okuma-osp");
+    insta::assert_snapshot!(compile("extends = \"okuma\"\n").unwrap_err(), @"profiles/test.toml:1:11: extends: unknown profile \"okuma\"; known: advantech-adam-6050, fanuc-focas, fanuc-mtconnect, haas-ngc, mazak, moxa-e1212, moxa-e1240-current, mtconnect-generic, okuma-osp");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"x\"\n").unwrap_err(), @"profiles/test.toml:1:1: signal[0]: signal \"x\" needs `from` (which source items feed it) or `expr` (how to compute it)");
 }
 
@@ -628,4 +628,113 @@ profiles/test.toml:17:8: register[2].type: a string needs `length`: the register
 profiles/test.toml:23:7: register[3].bit: expected a bit 0-15 (0 = least significant), found 16
 profiles/test.toml:24:14: register[3].word_order: expected "big" or "little", found "middle"
 "#);
+}
+
+#[test]
+fn fanuc_focas_maps_statinfo_and_alarm_conditions() {
+    use crate::model::{ControllerMode, EmergencyStop};
+    let p = ProfileSource::default()
+        .load("fanuc-focas")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut n = Normalizer::new();
+    n.set_profile(m(), Arc::new(p));
+    let mut out = Vec::new();
+    let state = |n: &Normalizer| {
+        n.state(&m())
+            .map(|s| (s.execution, s.controller_mode, s.emergency_stop, s.alarm))
+    };
+    n.process_batch(
+        [
+            obs("statinfo.aut", Value::Int(1), 0),
+            obs("statinfo.run", Value::Int(3), 0),
+            obs("statinfo.emergency", Value::Int(0), 0),
+            obs("statinfo.alarm", Value::Int(0), 0),
+            obs("program.name", Value::text("O4417"), 0),
+            obs("param.6711", Value::Int(12), 0),
+            obs("#3027", Value::Float(4500.0), 0),
+        ],
+        &mut out,
+    );
+    assert_eq!(
+        state(&n),
+        Some((
+            Some(Execution::Active),
+            Some(ControllerMode::Automatic),
+            Some(EmergencyStop::Armed),
+            false
+        ))
+    );
+    assert_eq!(values_of(&out, "program"), vec![&Value::text("O4417")]);
+    assert_eq!(values_of(&out, "part_count"), vec![&Value::Int(12)]);
+    assert_eq!(
+        values_of(&out, "spindle_speed"),
+        vec![&Value::Float(4500.0)]
+    );
+    // HOLD in MDI; then STOP in EDIT with the e-stop pressed.
+    n.process_batch(
+        [
+            obs("statinfo.run", Value::Int(2), 1_000),
+            obs("statinfo.aut", Value::Int(0), 1_000),
+        ],
+        &mut out,
+    );
+    assert_eq!(
+        state(&n).map(|s| (s.0, s.1)),
+        Some((
+            Some(Execution::FeedHold),
+            Some(ControllerMode::ManualDataInput)
+        ))
+    );
+    n.process_batch(
+        [
+            obs("statinfo.run", Value::Int(1), 2_000),
+            obs("statinfo.aut", Value::Int(3), 2_000),
+            obs("statinfo.emergency", Value::Int(1), 2_000),
+        ],
+        &mut out,
+    );
+    assert_eq!(
+        state(&n).map(|s| (s.0, s.1, s.2)),
+        Some((
+            Some(Execution::Stopped),
+            Some(ControllerMode::Edit),
+            Some(EmergencyStop::Triggered)
+        ))
+    );
+    // An alarm the driver reads as a condition, and statinfo's ALM: the machine is in alarm;
+    // a low battery (2) is not.
+    let cond = |level, code: Option<&str>, t| {
+        DriverEvent::Condition(Box::new(RawCondition {
+            machine: m(),
+            key: SignalId::new("alarm"),
+            level,
+            native_code: code.map(str::to_string),
+            native_severity: None,
+            qualifier: None,
+            message: code.map(|_| "OVER TRAVEL ( +1 )".to_string()),
+            source_time: Some(Timestamp::from_millis(t)),
+            received: Timestamp::from_millis(t),
+            meta: None,
+        }))
+    };
+    n.process_batch(
+        [
+            obs("statinfo.emergency", Value::Int(0), 3_000),
+            obs("statinfo.alarm", Value::Int(2), 3_000),
+        ],
+        &mut out,
+    );
+    assert_eq!(state(&n).map(|s| s.3), Some(false));
+    n.process_batch(
+        [cond(ConditionLevel::Fault, Some("OT0500"), 4_000)],
+        &mut out,
+    );
+    assert_eq!(state(&n).map(|s| s.3), Some(true));
+    n.process_batch(
+        [cond(ConditionLevel::Normal, Some("OT0500"), 5_000)],
+        &mut out,
+    );
+    assert_eq!(state(&n).map(|s| s.3), Some(false));
+    n.process_batch([obs("statinfo.alarm", Value::Int(1), 6_000)], &mut out);
+    assert_eq!(state(&n).map(|s| s.3), Some(true));
 }

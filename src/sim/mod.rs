@@ -110,6 +110,7 @@
 pub mod agent_face;
 pub mod dialect;
 pub mod floor;
+pub mod focas_face;
 pub mod haas_face;
 pub mod machine;
 pub mod modbus_face;

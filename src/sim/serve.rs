@@ -14,10 +14,15 @@ use tracing::Instrument;
 
 use super::agent_face::{self, AgentOptions};
 use super::shop::{self, ShopOptions, SimShop};
-use super::{TruthSink, haas_face, modbus_face, shdr_face};
+use super::{TruthSink, focas_face, haas_face, modbus_face, shdr_face};
 
 /// The profile of the machines that get a Haas MDC face.
 pub const HAAS_PROFILE: &str = "haas-ngc";
+/// The family of the shop's Fanuc machines, which get a FOCAS face when asked for
+/// ([`Ports::focas_base`]); the bridge then reads them with the `fanuc-focas` profile.
+pub const FANUC_FAMILY: &str = "fanuc-mtconnect";
+/// The profile a bridge reads a FOCAS face with.
+pub const FOCAS_PROFILE: &str = "fanuc-focas";
 /// The profile of the retrofitted machines, which get a Modbus face (a stack-light module).
 pub const MODBUS_PROFILE: &str = "moxa-e1212";
 
@@ -61,6 +66,9 @@ pub struct Ports {
     /// Machine `i`'s retrofit Modbus module, for retrofitted machines, is this + i (0: free
     /// ports).
     pub modbus_base: u16,
+    /// Fanuc machine `i`'s FOCAS/Ethernet port is this + i (0: free ports); `None`: the Fanuc
+    /// machines have no FOCAS face and are read through their SHDR adapter or the agent.
+    pub focas_base: Option<u16>,
 }
 
 /// A running simulated shop.
@@ -74,6 +82,8 @@ pub struct SimServer {
     pub haas: Vec<Option<SocketAddr>>,
     /// Each machine's retrofit Modbus module (retrofitted machines only), in machine order.
     pub modbus: Vec<Option<SocketAddr>>,
+    /// Each machine's FOCAS port (Fanuc machines, when asked for), in machine order.
+    pub focas: Vec<Option<SocketAddr>>,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -120,6 +130,7 @@ impl SimServer {
             ("SHDR", "--shdr-base-port", ports.shdr_base),
             ("Haas MDC", "--haas-base-port", ports.haas_base),
             ("Modbus", "--modbus-base-port", ports.modbus_base),
+            ("FOCAS", "--focas-base-port", ports.focas_base.unwrap_or(0)),
         ] {
             if base != 0 && usize::from(base) + n > 65_536 {
                 return Err(ServeError::PortRange {
@@ -143,6 +154,10 @@ impl SimServer {
             "retrofit Modbus module",
         )
         .await?;
+        let (focas, focas_listeners) = match ports.focas_base {
+            Some(base) => bind_faces(&shop, Some(FANUC_FAMILY), base, "FOCAS port").await?,
+            None => (vec![None; n], Vec::new()),
+        };
         let agent_listener = bind(ports.mtconnect, "the MTConnect agent".into()).await?;
         let agent = agent_listener
             .local_addr()
@@ -162,6 +177,14 @@ impl SimServer {
                 tracing::info_span!("sim_face", face = "modbus", machine = %shop.machines()[i].id);
             tasks.spawn(modbus_face::serve(l, shop.clone(), i, stop.clone()).instrument(span));
         }
+        for (k, (i, l)) in focas_listeners.into_iter().enumerate() {
+            let span =
+                tracing::info_span!("sim_face", face = "focas", machine = %shop.machines()[i].id);
+            let series = focas_face::Series::of_fanuc(k);
+            tasks.spawn(
+                focas_face::serve(l, shop.clone(), i, series, stop.clone()).instrument(span),
+            );
+        }
         let span = tracing::info_span!("sim_face", face = "mtconnect");
         tasks.spawn(
             agent_face::serve(
@@ -180,12 +203,14 @@ impl SimServer {
             agent,
             haas,
             modbus,
+            focas,
             tasks,
             stop,
         })
     }
 
     /// The shop's machines as a bridge configures them: Haas machines through their MDC port,
+    /// Fanuc machines through their FOCAS port when they have one (profile `fanuc-focas`),
     /// the others even ones through their SHDR adapter, odd ones through the agent (which
     /// serves them all on one connection).
     pub fn machine_configs(&self) -> Vec<MachineConfig> {
@@ -194,7 +219,19 @@ impl SimServer {
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
-                let driver = if let Some(Some(addr)) = self.haas.get(i) {
+                let mut profile = m.profile.to_string();
+                let driver = if let Some(Some(addr)) = self.focas.get(i) {
+                    profile = FOCAS_PROFILE.to_string();
+                    DriverConfig::Focas {
+                        spec: crate::drivers::focas::FocasSpec {
+                            address: addr.to_string(),
+                            macros: vec![3027],
+                            params: vec![],
+                            timeout: std::time::Duration::from_secs(2),
+                        },
+                        interval: std::time::Duration::from_secs(1),
+                    }
+                } else if let Some(Some(addr)) = self.haas.get(i) {
                     DriverConfig::Haas {
                         spec: crate::drivers::haas::HaasSpec {
                             transport: crate::drivers::haas::Transport::Tcp(addr.to_string()),
@@ -228,7 +265,7 @@ impl SimServer {
                 Some(MachineConfig {
                     id: m.id.clone(),
                     name: m.name.clone(),
-                    profile: m.profile.to_string(),
+                    profile,
                     identification: super::nameplate(&m.name, &m.uuid),
                     calendar: Some(super::calendar_of(i).to_string()),
                     parts_per_cycle: 1,
