@@ -80,6 +80,9 @@ pub enum BenchCommand {
     /// Fanuc FOCAS/Ethernet: per-poll latency (status, program, part count and alarms in one
     /// request) of N simulated controls (a child `shopbridge simulate`), and the driver's CPU.
     Focas(super::bench_focas::FocasArgs),
+    /// Plugins: observations/s through one plugin's pipe (the SDK's `flood` example), and the
+    /// host's CPU.
+    Plugin(super::bench_plugin::PluginArgs),
     /// Modbus TCP: registers/s read with coalescing from N devices (a child process of
     /// tokio-modbus servers), and the CPU the bridge's drivers spend on it.
     Modbus(super::bench_polling::ModbusArgs),
@@ -143,6 +146,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Haas(a) => super::bench_polling::haas(a),
         BenchCommand::Modbus(a) => super::bench_polling::modbus(a),
         BenchCommand::Focas(a) => super::bench_focas::run(a),
+        BenchCommand::Plugin(a) => super::bench_plugin::run(a),
         BenchCommand::ModbusDevices(a) => super::bench_polling::modbus_devices(a),
         BenchCommand::Review(a) => super::bench_review::run(a),
     }

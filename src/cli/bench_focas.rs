@@ -37,17 +37,7 @@ pub struct FocasArgs {
 
 /// The shop's machine indices that are Fanuc machines, the first `n` of them.
 fn fanuc_indices(n: usize) -> Vec<usize> {
-    (0..)
-        .filter(|i| crate::sim::model_of(*i).profile == crate::sim::serve::FANUC_FAMILY)
-        .take(n)
-        .collect()
-}
-
-/// The first port of `n` consecutive ports on 127.0.0.1 that are free right now.
-fn free_port_range(n: usize) -> Option<u16> {
-    (21_000u16..60_000)
-        .step_by(1_700)
-        .find(|b| (0..n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()))
+    super::bench_polling::family_indices(crate::sim::serve::FANUC_FAMILY, n)
 }
 
 pub fn run(a: FocasArgs) -> anyhow::Result<i32> {
@@ -59,8 +49,8 @@ pub fn run(a: FocasArgs) -> anyhow::Result<i32> {
     let indices = fanuc_indices(a.machines);
     let shop_size = indices.last().map_or(1, |i| i + 1);
     anyhow::ensure!(shop_size <= 1000, "at most 125 Fanuc machines");
-    let base =
-        free_port_range(shop_size).context("no free range of ports for the simulated controls")?;
+    let base = super::bench_polling::free_port_range(shop_size)
+        .context("no free range of ports for the simulated controls")?;
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut child = Command::new(exe)
         .args([

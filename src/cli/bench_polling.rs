@@ -38,14 +38,19 @@ pub struct HaasArgs {
 
 /// The simulated shop's machine indices that are Haas machines, the first `n` of them.
 fn haas_indices(n: usize) -> Vec<usize> {
+    family_indices(crate::sim::serve::HAAS_PROFILE, n)
+}
+
+/// The simulated shop's machine indices of one profile family, the first `n` of them.
+pub(super) fn family_indices(profile: &str, n: usize) -> Vec<usize> {
     (0..)
-        .filter(|i| crate::sim::model_of(*i).profile == crate::sim::serve::HAAS_PROFILE)
+        .filter(|i| crate::sim::model_of(*i).profile == profile)
         .take(n)
         .collect()
 }
 
 /// The first port of `n` consecutive ports on 127.0.0.1 that are free right now.
-fn free_port_range(n: usize) -> Option<u16> {
+pub(super) fn free_port_range(n: usize) -> Option<u16> {
     (20_000u16..60_000)
         .step_by(1_500)
         .find(|b| (0..n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()))

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_focas;
 mod bench_opcua;
+mod bench_plugin;
 mod bench_polling;
 mod bench_protocols;
 mod bench_review;

@@ -226,6 +226,18 @@ impl DriverCounters {
 }
 
 impl DriverContext {
+    /// Reports a machine's link status now; false when the pipeline is gone.
+    pub async fn link(&self, machine: &MachineId, status: LinkStatus, detail: String) -> bool {
+        self.send(vec![DriverEvent::Link {
+            machine: machine.clone(),
+            status,
+            at: self.clock.now(),
+            detail: Some(detail),
+            missed: None,
+        }])
+        .await
+    }
+
     /// Sends a batch; returns false when the pipeline is gone (shutting down).
     pub async fn send(&self, batch: DriverBatch) -> bool {
         if batch.is_empty() {

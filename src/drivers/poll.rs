@@ -178,13 +178,13 @@ pub async fn run<P: Poller>(mut poller: P, timing: Timing, ctx: DriverContext) {
         let why = match attempt {
             Ok(Ok(mut link)) => {
                 tracing::info!(%machine, source = %source, "connected");
-                if !link_event(
-                    &ctx,
-                    &machine,
-                    LinkStatus::Connected,
-                    format!("connected to {source}"),
-                )
-                .await
+                if !ctx
+                    .link(
+                        &machine,
+                        LinkStatus::Connected,
+                        format!("connected to {source}"),
+                    )
+                    .await
                 {
                     return;
                 }
@@ -230,7 +230,7 @@ pub async fn run<P: Poller>(mut poller: P, timing: Timing, ctx: DriverContext) {
         };
         DriverCounters::add(&ctx.counters.link_errors, 1);
         if !lost_reported {
-            if !link_event(&ctx, &machine, LinkStatus::Lost, why).await {
+            if !ctx.link(&machine, LinkStatus::Lost, why).await {
                 return;
             }
             lost_reported = true;
@@ -354,20 +354,4 @@ fn conditions(
         }
     }
     *was = now;
-}
-
-async fn link_event(
-    ctx: &DriverContext,
-    machine: &crate::model::MachineId,
-    status: LinkStatus,
-    detail: String,
-) -> bool {
-    ctx.send(vec![DriverEvent::Link {
-        machine: machine.clone(),
-        status,
-        at: ctx.clock.now(),
-        detail: Some(detail),
-        missed: None,
-    }])
-    .await
 }

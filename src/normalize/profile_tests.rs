@@ -77,7 +77,7 @@ fn errors_name_the_file_line_column_and_what_was_expected() {
     profiles/test.toml:5:12: signal[0].debounce: expected a duration: a number with a unit ms, s, m, h or d, like "90s", "12h", "30d" or "1h30m", found "2 parsecs" (unknown unit "parsecs")
     "#);
     insta::assert_snapshot!(compile("[state]\nexecution = [{ when = \"true\", value = \"RUNNING\" }]\n").unwrap_err(), @"profiles/test.toml:2:39: state.execution[0].value: expected one of READY, ACTIVE, INTERRUPTED, FEED_HOLD, STOPPED, OPTIONAL_STOP, PROGRAM_STOPPED, PROGRAM_COMPLETED, WAIT, found \"RUNNING\"");
-    insta::assert_snapshot!(compile("extends = \"okuma\"\n").unwrap_err(), @"profiles/test.toml:1:11: extends: unknown profile \"okuma\"; known: advantech-adam-6050, fanuc-focas, fanuc-mtconnect, haas-ngc, mazak, moxa-e1212, moxa-e1240-current, mtconnect-generic, okuma-osp");
+    insta::assert_snapshot!(compile("extends = \"okuma\"\n").unwrap_err(), @"profiles/test.toml:1:11: extends: unknown profile \"okuma\"; known: advantech-adam-6050, fanuc-focas, fanuc-mtconnect, haas-ngc, heidenhain-lsv2, mazak, moxa-e1212, moxa-e1240-current, mtconnect-generic, okuma-osp, opcua-machine-tool, sinumerik-opcua");
     insta::assert_snapshot!(compile("[[signal]]\nid = \"x\"\n").unwrap_err(), @"profiles/test.toml:1:1: signal[0]: signal \"x\" needs `from` (which source items feed it) or `expr` (how to compute it)");
 }
 

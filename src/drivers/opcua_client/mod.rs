@@ -182,7 +182,7 @@ pub async fn run(spec: OpcuaSpec, ctx: DriverContext) {
             tracing::warn!(%machine, endpoint = %spec.endpoint, reason = %why, failed_since_last_log = more, "OPC UA link down; retrying with backoff");
         }
         if !lost_reported {
-            if !link_event(&ctx, &machine, LinkStatus::Lost, why).await {
+            if !ctx.link(&machine, LinkStatus::Lost, why).await {
                 return;
             }
             lost_reported = true;
@@ -193,22 +193,6 @@ pub async fn run(spec: OpcuaSpec, ctx: DriverContext) {
             _ = ctx.clock.sleep(delay) => {}
         }
     }
-}
-
-async fn link_event(
-    ctx: &DriverContext,
-    machine: &MachineId,
-    status: LinkStatus,
-    detail: String,
-) -> bool {
-    ctx.send(vec![DriverEvent::Link {
-        machine: machine.clone(),
-        status,
-        at: ctx.clock.now(),
-        detail: Some(detail),
-        missed: None,
-    }])
-    .await
 }
 
 fn client(spec: &OpcuaSpec) -> Result<opcua::client::Client, String> {
@@ -326,13 +310,13 @@ async fn session(
         }
     };
     tracing::info!(%machine, endpoint = %spec.endpoint, items = count, "OPC UA subscription created");
-    if !link_event(
-        ctx,
-        machine,
-        LinkStatus::Connected,
-        format!("subscribed to {count} nodes at {}", spec.endpoint),
-    )
-    .await
+    if !ctx
+        .link(
+            machine,
+            LinkStatus::Connected,
+            format!("subscribed to {count} nodes at {}", spec.endpoint),
+        )
+        .await
     {
         return Ok(());
     }
@@ -363,7 +347,7 @@ async fn session(
                     DriverCounters::add(&ctx.counters.link_errors, 1);
                     tracing::warn!(%machine, endpoint = %spec.endpoint, status = %s, "OPC UA connection lost; the session reconnects");
                     if !*lost_reported {
-                        if !link_event(ctx, machine, LinkStatus::Lost, format!("connection to {} lost: {s}", spec.endpoint)).await {
+                        if !ctx.link(machine, LinkStatus::Lost, format!("connection to {} lost: {s}", spec.endpoint)).await {
                             break Ok(());
                         }
                         *lost_reported = true;
@@ -376,7 +360,7 @@ async fn session(
                 }
                 Some(Ok(SessionPollResult::Reconnected(mode))) => {
                     tracing::info!(%machine, endpoint = %spec.endpoint, ?mode, "OPC UA session reconnected");
-                    if !link_event(ctx, machine, LinkStatus::Connected, format!("reconnected to {}", spec.endpoint)).await {
+                    if !ctx.link(machine, LinkStatus::Connected, format!("reconnected to {}", spec.endpoint)).await {
                         break Ok(());
                     }
                     *lost_reported = false;

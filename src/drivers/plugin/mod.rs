@@ -290,7 +290,12 @@ async fn session(
                         &buf
                     };
                     DriverCounters::add(&ctx.counters.messages, 1);
-                    match parser.line(line, received, &mut batch) {
+                    let parsed = if line.len() > spec.limits.max_line {
+                        Parsed::Refused(format!("line of {} bytes, longer than max_line ({})", line.len(), spec.limits.max_line))
+                    } else {
+                        parser.line(line, received, &mut batch)
+                    };
+                    match parsed {
                         Parsed::Ok => {}
                         Parsed::Pong(id) => {
                             if awaiting.is_some_and(|(want, _)| want == id) {
