@@ -281,7 +281,7 @@ impl Control {
                 }
             },
             func::MACRO => {
-                if a1 < a0 || a1 - a0 >= 100 {
+                if a1 < a0 || i64::from(a1) - i64::from(a0) >= 100 {
                     return SubResponse::error(req, ew::LENGTH);
                 }
                 let mut out = Vec::new();
@@ -294,7 +294,7 @@ impl Control {
                 out
             }
             func::PARAM => {
-                if a1 < a0 || a1 - a0 >= 10 {
+                if a1 < a0 || i64::from(a1) - i64::from(a0) >= 10 {
                     return SubResponse::error(req, ew::LENGTH);
                 }
                 let slots = usize::try_from(self.sysinfo().max_axis).unwrap_or(1);
@@ -493,6 +493,17 @@ mod tests {
         assert_eq!(alarms.first().map(Alarm::code), Some("SV1401".to_string()));
         assert_eq!(c.statinfo().alarm, 1);
         assert_eq!(c.answer(&SubRequest::cnc(0x77, &[])).error, ew::FUNC);
+        // Ranges from a client are checked, not trusted.
+        for args in [[i32::MIN, i32::MAX], [5, 1], [500, 700]] {
+            assert_eq!(
+                c.answer(&SubRequest::cnc(func::MACRO, &args)).error,
+                ew::LENGTH
+            );
+            assert_eq!(
+                c.answer(&SubRequest::cnc(func::PARAM, &args)).error,
+                ew::LENGTH
+            );
+        }
         let mut thirty = Control::new(Series::ThirtyI, 12);
         thirty.apply(signals::PROGRAM, &v("O4417"), t);
         let name = thirty.answer(&SubRequest::cnc(func::PROGRAM_NAME, &[]));
@@ -500,5 +511,23 @@ mod tests {
             wire::decode_program_name(&name.data),
             "//CNC_MEM/USER/PATH1/O4417"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_request_gets_an_answer_not_a_panic(
+            device in 0u16..4,
+            code in 0u16..0x100,
+            args in proptest::prelude::any::<[i32; 5]>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+        ) {
+            for series in [Series::ZeroI, Series::ThirtyI] {
+                let c = Control::new(series, 0);
+                let req = SubRequest { device, function: func::wire(code), args, extra: vec![] };
+                let a = c.answer(&req);
+                proptest::prop_assert_eq!(a.function, req.function);
+                let _ = reply(&c, &Packet::new(1, wire::REQUEST, body.clone()));
+            }
+        }
     }
 }
