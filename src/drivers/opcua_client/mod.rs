@@ -323,7 +323,10 @@ async fn session(
     *lost_reported = false;
     backoff.reset();
 
-    // Forward data changes in batches; follow the session's health.
+    // Forward data changes in batches; follow the session's health. The first connect's own
+    // `Reconnected(NewSession)` may still be queued: only a new session after a loss means
+    // the server restarted.
+    let mut saw_loss = false;
     let mut batch: Vec<DriverEvent> = Vec::new();
     let result = loop {
         tokio::select! {
@@ -344,6 +347,7 @@ async fn session(
             }
             st = status_rx.recv() => match st {
                 Some(Ok(SessionPollResult::ConnectionLost(s))) => {
+                    saw_loss = true;
                     DriverCounters::add(&ctx.counters.link_errors, 1);
                     tracing::warn!(%machine, endpoint = %spec.endpoint, status = %s, "OPC UA connection lost; the session reconnects");
                     if !*lost_reported {
@@ -353,7 +357,7 @@ async fn session(
                         *lost_reported = true;
                     }
                 }
-                Some(Ok(SessionPollResult::Reconnected(SessionConnectMode::NewSession(_)))) => {
+                Some(Ok(SessionPollResult::Reconnected(SessionConnectMode::NewSession(_)))) if saw_loss => {
                     // The server lost the session (it restarted): its address space may have
                     // changed too, so browse and subscribe again from scratch.
                     break Err(format!("{} restarted; reading it again", spec.endpoint));
