@@ -842,6 +842,13 @@ fn compile_machines(
             RawDriver::Modbus(m) => modbus_driver(p, &at, m),
             RawDriver::Opcua(o) => opcua_driver(p, &at, o),
             RawDriver::Plugin(d) => match plugins.get(d.plugin.trim()) {
+                Some(_) if d.settings.as_ref().is_some_and(|s| !s.is_object()) => {
+                    p.at(
+                        at("driver.settings"),
+                        "expected a table of settings for the plugin, like { address = \"10.0.0.30:19000\" }",
+                    );
+                    None
+                }
                 Some(def) => Some(DriverConfig::Plugin {
                     plugin: def.clone(),
                     settings: d.settings.clone().unwrap_or_else(|| serde_json::json!({})),

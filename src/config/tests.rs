@@ -796,3 +796,42 @@ fn focas_with_its_default_port() {
     insta::assert_snapshot!(errs(&focas("macros = [3027]")), @"shopbridge.toml:10:1: machines[0].driver: missing key `address`");
     insta::assert_snapshot!(errs(&focas("address = \"10.0.0.7\"\nserial = \"/dev/ttyS0\"")), @"shopbridge.toml:13:1: machines[0].driver.serial: unknown key `serial`, expected one of `address`, `interval`, `timeout`, `macros`, `params`");
 }
+
+#[test]
+fn plugins_and_the_machines_that_name_them() {
+    let with = |plugins: &str, driver: &str| {
+        format!(
+            "{plugins}\n{}",
+            ONE_SHDR.replace(
+                "type = \"shdr\"\naddress = \"127.0.0.1:7878\"",
+                &format!("type = \"plugin\"\n{driver}"),
+            )
+        )
+    };
+    let c = ok(&with(
+        "[[plugins]]\nid = \"lsv2\"\ncommand = \"python3\"\nargs = [\"p.py\"]\nsettings = { verbose = true }\nhealth_interval = \"2s\"\n[plugins.limits]\nmemory = \"256MiB\"\nopen_files = 128",
+        "plugin = \"lsv2\"\nsettings = { address = \"10.0.0.30:19000\" }",
+    ));
+    let DriverConfig::Plugin { plugin, settings } = &c.machines[0].driver else {
+        panic!("{:?}", c.machines[0].driver);
+    };
+    assert_eq!(plugin.id, "lsv2");
+    assert_eq!(plugin.args, vec!["p.py".to_string()]);
+    assert_eq!(plugin.limits.memory, Some(256 << 20));
+    assert_eq!(plugin.limits.open_files, Some(128));
+    assert_eq!(plugin.health_interval, Duration::from_secs(2));
+    assert_eq!(plugin.settings["verbose"], serde_json::json!(true));
+    assert_eq!(settings["address"], serde_json::json!("10.0.0.30:19000"));
+    insta::assert_snapshot!(errs(&with("[[plugins]]\nid = \"lsv2\"\ncommand = \"python3\"", "plugin = \"lsv3\"")), @r#"shopbridge.toml:15:10: machines[0].driver.plugin: no plugin "lsv3" is configured; the [[plugins]] ids are: lsv2"#);
+    insta::assert_snapshot!(errs(&with("[[plugins]]\nid = \"a b\"\ncommand = \"\"\n[plugins.limits]\nmemory = \"lots\"\nopen_files = 3", "plugin = \"x\"\nsettings = \"10.0.0.30\"")), @r#"
+    shopbridge.toml:2:6: plugins[0].id: expected a plugin id of letters, digits, `-` and `_`, found "a b"
+    shopbridge.toml:3:11: plugins[0].command: expected the program to run (`python3`, `/usr/lib/shopbridge/plugins/csv-log`)
+    shopbridge.toml:5:10: plugins[0].limits.memory: expected a size like "256MiB", found "lots"
+    shopbridge.toml:6:14: plugins[0].limits.open_files: expected 16-1048576, found 3
+    shopbridge.toml:18:10: machines[0].driver.plugin: no plugin "x" is configured; the [[plugins]] ids are: (none)
+    "#);
+    insta::assert_snapshot!(errs(&with("[[plugins]]\nid = \"p\"\ncommand = \"x\"\n[[plugins]]\nid = \"p\"\ncommand = \"y\"", "plugin = \"p\"\nsettings = \"10.0.0.30\"")), @r#"
+    shopbridge.toml:5:6: plugins[1].id: plugin id "p" is used twice
+    shopbridge.toml:19:12: machines[0].driver.settings: expected a table of settings for the plugin, like { address = "10.0.0.30:19000" }
+    "#);
+}
