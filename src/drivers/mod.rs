@@ -238,6 +238,30 @@ impl DriverContext {
         .await
     }
 
+    /// After a connection failed or ended: counts it, reports the machine's link lost (once
+    /// per outage, `lost_reported` keeps track) and waits the backoff's next delay. False when
+    /// the bridge is shutting down.
+    pub async fn link_down(
+        &self,
+        machine: &MachineId,
+        why: String,
+        lost_reported: &mut bool,
+        backoff: &mut retry::Backoff,
+    ) -> bool {
+        DriverCounters::add(&self.counters.link_errors, 1);
+        if !*lost_reported {
+            if !self.link(machine, LinkStatus::Lost, why).await {
+                return false;
+            }
+            *lost_reported = true;
+        }
+        let delay = backoff.next_wait();
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = self.clock.sleep(delay) => true,
+        }
+    }
+
     /// Sends a batch; returns false when the pipeline is gone (shutting down).
     pub async fn send(&self, batch: DriverBatch) -> bool {
         if batch.is_empty() {

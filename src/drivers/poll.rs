@@ -228,17 +228,11 @@ pub async fn run<P: Poller>(mut poller: P, timing: Timing, ctx: DriverContext) {
                 why
             }
         };
-        DriverCounters::add(&ctx.counters.link_errors, 1);
-        if !lost_reported {
-            if !ctx.link(&machine, LinkStatus::Lost, why).await {
-                return;
-            }
-            lost_reported = true;
-        }
-        let delay = backoff.next_wait();
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = ctx.clock.sleep(delay) => {}
+        if !ctx
+            .link_down(&machine, why, &mut lost_reported, &mut backoff)
+            .await
+        {
+            return;
         }
     }
 }

@@ -177,20 +177,14 @@ pub async fn run(spec: OpcuaSpec, ctx: DriverContext) {
                 Err(why) => why,
             },
         };
-        DriverCounters::add(&ctx.counters.link_errors, 1);
         if let Some(more) = log.allow() {
             tracing::warn!(%machine, endpoint = %spec.endpoint, reason = %why, failed_since_last_log = more, "OPC UA link down; retrying with backoff");
         }
-        if !lost_reported {
-            if !ctx.link(&machine, LinkStatus::Lost, why).await {
-                return;
-            }
-            lost_reported = true;
-        }
-        let delay = backoff.next_wait();
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = ctx.clock.sleep(delay) => {}
+        if !ctx
+            .link_down(&machine, why, &mut lost_reported, &mut backoff)
+            .await
+        {
+            return;
         }
     }
 }
