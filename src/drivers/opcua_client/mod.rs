@@ -356,6 +356,8 @@ async fn session(
                     // changed too, so browse and subscribe again from scratch.
                     break Err(format!("{} restarted; reading it again", spec.endpoint));
                 }
+                // The first connect's own event (see above) is not a reconnect.
+                Some(Ok(SessionPollResult::Reconnected(_))) if !saw_loss => {}
                 Some(Ok(SessionPollResult::Reconnected(mode))) => {
                     tracing::info!(%machine, endpoint = %spec.endpoint, ?mode, "OPC UA session reconnected");
                     if !ctx.link(machine, LinkStatus::Connected, format!("reconnected to {}", spec.endpoint)).await {
