@@ -234,6 +234,7 @@ impl JournalOptions {
             max_bytes: c.max_bytes,
             hard_cap_bytes: c.hard_cap_bytes,
             batch_max_records: c.batch_max_records,
+            min_free_bytes: c.min_free_bytes,
             clock,
             ..JournalOptions::default()
         }

@@ -3,11 +3,11 @@
 //! machine is an SHDR adapter played by the test over a real socket, so every record is known.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,197 +17,8 @@ const GROUP: &str = "plant-7";
 const NODE: &str = "bridge-1";
 
 mod common;
+use common::mqtt::{Adapter, Host, is, metric, metrics, mosquitto};
 use common::{KillOnDrop, free_port};
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not open port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Mosquitto from the Debian package (in /usr/sbin, off a non-root PATH).
-fn mosquitto(dir: &Path, port: u16, extra: &str) -> KillOnDrop {
-    let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("mosquitto"));
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\npersistence false\n{extra}\n"),
-    )
-    .unwrap();
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto (./scripts/test installs it)");
-    wait_for_port(port, "mosquitto");
-    KillOnDrop(child)
-}
-
-/// The pysparkplug host: every line it prints, and its stdin for commands.
-struct Host {
-    _child: KillOnDrop,
-    stdin: ChildStdin,
-    lines: Receiver<Value>,
-    /// Every message seen so far, in order.
-    seen: Vec<Value>,
-}
-
-impl Host {
-    fn start(broker: u16, extra: &[&str]) -> Host {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sparkplug/host.py");
-        Host::spawn(
-            Command::new("python3")
-                .arg(script)
-                .args(["--broker", &format!("127.0.0.1:{broker}"), "--group", GROUP])
-                .args(["--seconds", "300"])
-                .args(extra),
-        )
-    }
-
-    /// Runs `cmd` (host.py with its arguments) and waits for its `ready`.
-    fn spawn(cmd: &mut Command) -> Host {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run python3 (./scripts/test installs pysparkplug)");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut h = Host {
-            _child: KillOnDrop(child),
-            stdin,
-            lines,
-            seen: Vec::new(),
-        };
-        h.until("the host subscribed", Duration::from_secs(30), |v| {
-            v == "ready"
-        });
-        h
-    }
-
-    /// The next line matching `pred` (every line is also kept in `seen`).
-    fn until(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    assert!(v.get("decode_error").is_none(), "host: {v}");
-                    if v.get("type").is_some() {
-                        assert_ne!(v["seq_ok"], false, "seq out of order: {v}");
-                        assert!(
-                            v.get("duplicate_aliases").is_none_or(
-                                |d| d.is_null() || d.as_array().is_some_and(|a| a.is_empty())
-                            ),
-                            "duplicate aliases: {v}"
-                        );
-                    }
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => panic!(
-                    "timed out waiting for {what}; the host saw (last 10): {:#?}",
-                    &self.seen[self.seen.len().saturating_sub(10)..]
-                ),
-            }
-        }
-    }
-
-    fn send(&mut self, cmd: Value) {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-}
-
-fn is(v: &Value, kind: &str, device: Option<&str>) -> bool {
-    v["type"] == kind && device.is_none_or(|d| v["device"] == d)
-}
-
-fn metric<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    metrics(v, name).into_iter().next()
-}
-
-/// Every value of metric `name` in a message (a DDATA may carry several, in time order).
-fn metrics<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
-    v["metrics"]
-        .as_array()
-        .map(|a| a.iter().filter(|m| m["name"] == name).collect())
-        .unwrap_or_default()
-}
-
-/// The test's SHDR adapter for machine `mill-1`: answers the bridge's pings, writes lines.
-struct Adapter {
-    listener: TcpListener,
-    sock: Arc<Mutex<Option<TcpStream>>>,
-}
-
-impl Adapter {
-    fn new() -> Adapter {
-        Adapter {
-            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
-            sock: Arc::new(Mutex::new(None)),
-        }
-    }
-
-    fn address(&self) -> String {
-        self.listener.local_addr().unwrap().to_string()
-    }
-
-    /// Waits for the bridge to connect; pings are answered from then on.
-    fn accept(&self) {
-        let (s, _) = self.listener.accept().unwrap();
-        let reader = s.try_clone().unwrap();
-        *self.sock.lock().unwrap() = Some(s);
-        let sock = self.sock.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            let mut r = reader;
-            loop {
-                match r.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) if buf[..n].windows(6).any(|w| w == b"* PING") => {
-                        if let Some(s) = sock.lock().unwrap().as_mut() {
-                            let _ = s.write_all(b"* PONG 10000\n");
-                        }
-                    }
-                    Ok(_) => {}
-                }
-            }
-        });
-    }
-
-    fn write(&self, line: &str) {
-        let mut g = self.sock.lock().unwrap();
-        let s = g.as_mut().expect("the bridge is connected");
-        s.write_all(line.as_bytes()).unwrap();
-        s.write_all(b"\n").unwrap();
-    }
-
-    fn hang_up(&self) {
-        if let Some(s) = self.sock.lock().unwrap().take() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
 
 fn bridge(dir: &Path, broker: u16, adapter: &str, mqtt_extra: &str) -> KillOnDrop {
     bridge_with(dir, broker, adapter, "", mqtt_extra)
@@ -270,7 +81,7 @@ fn a_host_sees_births_data_commands_rebirth_deaths_and_the_will() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _broker = mosquitto(dir.path(), port, "allow_anonymous true");
-    let mut host = Host::start(port, &[]);
+    let mut host = Host::start(port, GROUP, &[]);
     let adapter = Adapter::new();
     let mut bridge = bridge(dir.path(), port, &adapter.address(), "");
     adapter.accept();
@@ -401,7 +212,7 @@ fn a_broker_outage_loses_nothing_and_the_backlog_arrives_once_in_order_as_histor
     let auth = format!("allow_anonymous false\npassword_file {}", passwd.display());
     let mut broker = mosquitto(dir.path(), port, &auth);
     let host_args = ["--username", "host", "--password", "h-pw", "--no-stdin"];
-    let mut host = Host::start(port, &host_args);
+    let mut host = Host::start(port, GROUP, &host_args);
     let adapter = Adapter::new();
     let _bridge = bridge(
         dir.path(),
@@ -641,7 +452,7 @@ fn with_a_primary_host_the_node_waits_for_it_and_holds_data_while_it_is_offline(
     adapter.accept();
     adapter.write("|avail|AVAILABLE|execution|ACTIVE|PartCount|1");
     // A plain watcher sees no birth while no host is online.
-    let mut watcher = Host::start(port, &["--no-stdin", "--client-id", "watcher"]);
+    let mut watcher = Host::start(port, GROUP, &["--no-stdin", "--client-id", "watcher"]);
     std::thread::sleep(Duration::from_secs(2));
     while let Ok(v) = watcher.lines.try_recv() {
         assert!(
@@ -650,7 +461,7 @@ fn with_a_primary_host_the_node_waits_for_it_and_holds_data_while_it_is_offline(
         );
     }
     // The primary host comes online: births.
-    let mut host = Host::start(port, &["--host-id", "scada-1"]);
+    let mut host = Host::start(port, GROUP, &["--host-id", "scada-1"]);
     host.until("NBIRTH", T, |v| is(v, "NBIRTH", None));
     host.until("DBIRTH", T, |v| is(v, "DBIRTH", Some("mill-1")));
     // The host goes offline: NDEATH, and data is held.

@@ -562,6 +562,7 @@ fn compile_journal(raw: &RawConfig, p: &mut Problems) -> Option<JournalConfig> {
     };
     let max_bytes = size("max_bytes", &j.max_bytes, d.max_bytes);
     let hard_cap_bytes = size("hard_cap_bytes", &j.hard_cap_bytes, d.hard_cap_bytes);
+    let min_free_bytes = size("min_free_bytes", &j.min_free_bytes, d.min_free_bytes);
     if let (Some(max), Some(cap)) = (max_bytes, hard_cap_bytes) {
         if cap < max {
             p.at_any(
@@ -596,6 +597,7 @@ fn compile_journal(raw: &RawConfig, p: &mut Problems) -> Option<JournalConfig> {
         max_bytes: max_bytes.unwrap_or(d.max_bytes),
         hard_cap_bytes: hard_cap_bytes.unwrap_or(d.hard_cap_bytes),
         batch_max_records,
+        min_free_bytes: min_free_bytes.unwrap_or(d.min_free_bytes),
     })
 }
 

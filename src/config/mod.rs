@@ -299,6 +299,9 @@ pub struct JournalConfig {
     pub hard_cap_bytes: u64,
     /// The most records one consumer batch may hold. Always `>= 1`.
     pub batch_max_records: usize,
+    /// Below this much free space on the data directory's file system the journal holds
+    /// records (pausing collection) rather than fill the disk.
+    pub min_free_bytes: u64,
 }
 
 impl JournalConfig {
@@ -307,6 +310,7 @@ impl JournalConfig {
     pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
     pub const DEFAULT_HARD_CAP_BYTES: u64 = 4 << 30;
     pub const DEFAULT_BATCH_MAX_RECORDS: usize = 16_384;
+    pub const DEFAULT_MIN_FREE_BYTES: u64 = 32 << 20;
 }
 
 impl Default for JournalConfig {
@@ -317,6 +321,7 @@ impl Default for JournalConfig {
             max_bytes: Self::DEFAULT_MAX_BYTES,
             hard_cap_bytes: Self::DEFAULT_HARD_CAP_BYTES,
             batch_max_records: Self::DEFAULT_BATCH_MAX_RECORDS,
+            min_free_bytes: Self::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

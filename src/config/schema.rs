@@ -144,6 +144,7 @@ pub struct RawJournal {
     pub max_bytes: Option<Human>,
     pub hard_cap_bytes: Option<Human>,
     pub batch_max_records: Option<u64>,
+    pub min_free_bytes: Option<Human>,
 }
 
 /// `[log]`

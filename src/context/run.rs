@@ -106,7 +106,16 @@ async fn run_inner(
     let mut last_tick = Instant::now();
     let mut out = Vec::new();
     loop {
-        let batch = cursor.next_batch(BATCH)?;
+        let batch = match cursor.next_batch(BATCH) {
+            Ok(b) => b,
+            // The journal reopening its file after a failed write: try again shortly.
+            Err(e) if !shutdown.is_cancelled() && !matches!(e, JournalError::Closed) => {
+                tracing::warn!(error = %e, "the context layer cannot read the journal; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if batch.lost > 0 {
             tracing::error!(
                 lost = batch.lost,

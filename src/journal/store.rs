@@ -88,6 +88,9 @@ pub struct JournalOptions {
     pub retention_interval: Duration,
     /// The clock retention reads its "now" from.
     pub clock: Clock,
+    /// Below this much free space on the journal's file system the writer holds commits (and
+    /// with them the pipeline and the drivers) instead of letting the disk fill up.
+    pub min_free_bytes: u64,
 }
 
 impl Default for JournalOptions {
@@ -100,6 +103,7 @@ impl Default for JournalOptions {
             block_records: 4096,
             retention_interval: Duration::from_secs(10),
             clock: Clock::system(),
+            min_free_bytes: 32 << 20,
         }
     }
 }
@@ -122,6 +126,9 @@ pub struct JournalStats {
     /// sum in microseconds.
     pub commit_buckets: Vec<u64>,
     pub commit_micros_sum: u64,
+    /// Records the writer holds because it cannot write them (the disk is full, or the file
+    /// system failed a write): non-zero means the journal, and with it collection, is paused.
+    pub held_records: u64,
 }
 
 /// Upper bounds (milliseconds) of the commit-duration histogram.
@@ -140,6 +147,7 @@ struct Counters {
     cursors: Mutex<BTreeMap<String, u64>>,
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len()],
     commit_micros_sum: AtomicU64,
+    held_records: AtomicU64,
 }
 
 impl Counters {
@@ -398,14 +406,18 @@ pub struct Journal {
     inner: Arc<Inner>,
 }
 
+/// The open database as readers find it: taken on close (so that the file is released once
+/// readers finish), and swapped by the writer when it reopens the file after an I/O error.
+type SharedCore = Arc<RwLock<Option<Arc<Core>>>>;
+
 struct Inner {
-    /// Taken on close, so that the database file is released once readers finish.
-    core: RwLock<Option<Arc<Core>>>,
+    core: SharedCore,
     tx: mpsc::Sender<Cmd>,
     committed: watch::Sender<u64>,
     counters: Arc<Counters>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    closed: AtomicBool,
+    /// Set by `close`; a writer holding records it cannot write gives up when it sees it.
+    closed: Arc<AtomicBool>,
 }
 
 /// A ticket for records handed to the writer: resolves once they are durable.
@@ -430,7 +442,15 @@ impl Journal {
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, JournalError> {
         let core = Arc::new(Core::open(dir, true)?);
         let counters = Arc::new(Counters::default());
-        let writer = Writer::load(core.clone(), counters.clone(), opts.clone())?;
+        let shared: SharedCore = Arc::new(RwLock::new(Some(core.clone())));
+        let closed = Arc::new(AtomicBool::new(false));
+        let writer = Writer::load(
+            core.clone(),
+            counters.clone(),
+            opts.clone(),
+            shared.clone(),
+            closed.clone(),
+        )?;
         let (committed, _) = watch::channel(writer.next_seq - 1);
         let (tx, rx) = mpsc::channel::<Cmd>(1024);
         let committed_tx = committed.clone();
@@ -462,12 +482,12 @@ impl Journal {
             })?;
         Ok(Journal {
             inner: Arc::new(Inner {
-                core: RwLock::new(Some(core)),
+                core: shared,
                 tx,
                 committed,
                 counters,
                 writer: Mutex::new(Some(handle)),
-                closed: AtomicBool::new(false),
+                closed,
             }),
         })
     }
@@ -619,6 +639,7 @@ impl Journal {
                 .map(|b| b.load(Ordering::Relaxed))
                 .collect(),
             commit_micros_sum: c.commit_micros_sum.load(Ordering::Relaxed),
+            held_records: c.held_records.load(Ordering::Relaxed),
         }
     }
 
@@ -678,7 +699,12 @@ impl ReadOnlyJournal {
 
 /// The writer thread's state.
 struct Writer {
-    core: Arc<Core>,
+    /// The database; `None` only for the moment of a reopen.
+    core: Option<Arc<Core>>,
+    /// The data directory (the database file's parent).
+    dir: PathBuf,
+    shared: SharedCore,
+    closed: Arc<AtomicBool>,
     counters: Arc<Counters>,
     opts: JournalOptions,
     next_seq: u64,
@@ -759,6 +785,8 @@ impl Writer {
         core: Arc<Core>,
         counters: Arc<Counters>,
         opts: JournalOptions,
+        shared: SharedCore,
+        closed: Arc<AtomicBool>,
     ) -> Result<Writer, JournalError> {
         let r = st!(core.db.begin_read(), "loading")?;
         let meta = st!(r.open_table(META), "loading")?;
@@ -811,7 +839,14 @@ impl Writer {
             *c = cursors.iter().map(|(k, v)| (k.clone(), *v)).collect();
         }
         Ok(Writer {
-            core,
+            dir: core
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            core: Some(core),
+            shared,
+            closed,
             counters,
             opts,
             next_seq,
@@ -926,7 +961,7 @@ impl Writer {
                         StartAt::Beginning => 0,
                         StartAt::End => self.next_seq - 1,
                         StartAt::Sequence(s) => s.saturating_sub(1).min(self.next_seq - 1),
-                        StartAt::Time(t) => match self.core.seek_time(t) {
+                        StartAt::Time(t) => match self.db().and_then(|c| c.seek_time(t)) {
                             Ok(p) => p,
                             Err(e) => {
                                 let _ = done.send(Err(e));
@@ -964,7 +999,7 @@ impl Writer {
             return;
         }
         let began = Instant::now();
-        let result = self.write_txn(&records, &acks, &states);
+        let result = self.write_held(&records, &acks, &states);
         self.counters.observe_commit(began.elapsed());
         match result {
             Ok((new_blocks, new_tail)) => {
@@ -1043,6 +1078,123 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn db(&self) -> Result<&Arc<Core>, JournalError> {
+        self.core.as_ref().ok_or(JournalError::Storage {
+            op: "reopening",
+            detail: "the journal file is being reopened".into(),
+        })
+    }
+
+    /// [`Writer::write_txn`], holding on while it cannot write: while the file system has
+    /// less than `min_free_bytes` free, or a write fails with an I/O error (a full disk),
+    /// the records stay here and the writer tries again, taking no new commands meanwhile.
+    /// The pipeline then waits for room, and the drivers wait for the pipeline (they stop
+    /// reading their machines, whose own buffers hold the data), so a full disk pauses
+    /// collection instead of dropping records. Gives up (the records are refused) only when the
+    /// journal is closing.
+    fn write_held(
+        &mut self,
+        records: &[RecordKind],
+        acks: &[(String, u64)],
+        states: &[(String, Vec<u8>)],
+    ) -> Result<(Vec<BlockInfo>, Option<Tail>), JournalError> {
+        let mut held_since: Option<Instant> = None;
+        let mut last_log: Option<Instant> = None;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let reopened = if self.core.is_none() {
+                self.reopen().err().map(|e| e.to_string())
+            } else {
+                None
+            };
+            let why = match reopened.or_else(|| self.free_space_short()) {
+                Some(why) => why,
+                None => match self.write_txn(records, acks, states) {
+                    Ok(done) => {
+                        if let Some(since) = held_since {
+                            self.counters.held_records.store(0, Ordering::Relaxed);
+                            tracing::info!(
+                                records = records.len(),
+                                paused_s = since.elapsed().as_secs(),
+                                "the journal is writing again; the records it held are stored and collection resumes"
+                            );
+                        }
+                        return Ok(done);
+                    }
+                    Err(e) if is_io(&e) => {
+                        self.counters
+                            .commit_errors_total
+                            .fetch_add(1, Ordering::Relaxed);
+                        // redb refuses every operation after a failed write until the file is
+                        // opened again.
+                        if let Err(r) = self.reopen() {
+                            tracing::warn!(error = %r, "cannot reopen the journal yet; will retry");
+                        }
+                        e.to_string()
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            if held_since.is_none() {
+                held_since = Some(Instant::now());
+                self.counters
+                    .held_records
+                    .store(records.len().max(1) as u64, Ordering::Relaxed);
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                tracing::error!(
+                    records = records.len(),
+                    reason = %why,
+                    "the journal is closing while it cannot write: these records are lost"
+                );
+                return Err(JournalError::Storage {
+                    op: "committing",
+                    detail: why,
+                });
+            }
+            if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                last_log = Some(Instant::now());
+                tracing::error!(
+                    records = records.len(),
+                    paused_s = held_since.map(|t| t.elapsed().as_secs()).unwrap_or(0),
+                    reason = %why,
+                    "the journal cannot write: it holds these records and retries; collection is paused (drivers stop reading their machines) until there is room. Free space in the data directory"
+                );
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Why the journal's file system is too full to write to, if it is.
+    fn free_space_short(&self) -> Option<String> {
+        let dir = &self.dir;
+        let free = free_bytes(dir)?;
+        (free < self.opts.min_free_bytes).then(|| {
+            format!(
+                "{} has {} KiB free, less than journal.min_free_bytes ({} KiB)",
+                dir.display(),
+                free >> 10,
+                self.opts.min_free_bytes >> 10
+            )
+        })
+    }
+
+    /// Closes the database and opens it again (after redb failed a write). Readers get an
+    /// error for the moment in between and retry.
+    fn reopen(&mut self) -> Result<(), JournalError> {
+        self.shared
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.core = None;
+        let core = Arc::new(Core::open(&self.dir, false)?);
+        *self.shared.write().unwrap_or_else(|p| p.into_inner()) = Some(core.clone());
+        self.core = Some(core);
+        tracing::warn!(dir = %self.dir.display(), "reopened the journal after a failed write");
+        Ok(())
     }
 
     /// One write transaction: blocks, dictionary entries, cursor positions.
@@ -1133,7 +1285,7 @@ impl Writer {
         }
         // Readers may decode a block as soon as it commits: publish the dictionary first.
         if !self.pending_machines.is_empty() || !self.pending_signals.is_empty() {
-            let mut d = self.core.dict.write().unwrap_or_else(|p| p.into_inner());
+            let mut d = self.db()?.dict.write().unwrap_or_else(|p| p.into_inner());
             for (id, m) in &self.pending_machines {
                 if *id as usize == d.machines.len() {
                     d.machines.push(m.clone());
@@ -1145,7 +1297,7 @@ impl Writer {
                 }
             }
         }
-        let w = st!(self.core.db.begin_write(), "starting a write")?;
+        let w = st!(self.db()?.db.begin_write(), "starting a write")?;
         {
             let mut blocks = st!(w.open_table(BLOCKS), "writing blocks")?;
             let mut meta = st!(w.open_table(BLOCK_META), "writing blocks")?;
@@ -1216,7 +1368,7 @@ impl Writer {
             self.in_drop_episode = false;
             return Ok(());
         }
-        let w = st!(self.core.db.begin_write(), "starting retention")?;
+        let w = st!(self.db()?.db.begin_write(), "starting retention")?;
         {
             let mut blocks = st!(w.open_table(BLOCKS), "removing blocks")?;
             let mut meta = st!(w.open_table(BLOCK_META), "removing blocks")?;
@@ -1271,4 +1423,27 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// A write the file system failed (a full disk, most often), as opposed to one redb refused
+/// for what was written: worth holding the records and trying again.
+fn is_io(e: &JournalError) -> bool {
+    matches!(e, JournalError::Storage { detail, .. } if detail.contains("I/O") || detail.contains("os error"))
+}
+
+/// Bytes an unprivileged process may still write on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: statvfs writes a statvfs into the buffer it is given and reads the C string.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets (32-bit ARM boards among them).
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }

@@ -208,3 +208,4 @@ pub async fn index_ready(base: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+pub mod mqtt;

@@ -48,7 +48,7 @@ pub fn render_metrics(s: &HttpState) -> String {
         ),
         (
             "shopbridge_journal_commit_errors_total",
-            "Journal commits that failed (their records were refused).",
+            "Journal commits that failed (the journal holds their records and retries, pausing collection).",
             js.commit_errors_total,
         ),
         (
@@ -182,7 +182,7 @@ pub fn render_metrics(s: &HttpState) -> String {
         family(&mut o, name, "counter", help);
         let _ = writeln!(o, "{name} {v}");
     }
-    let gauges: [(&str, &str, u64); 6] = [
+    let gauges: [(&str, &str, u64); 7] = [
         (
             "shopbridge_sparkplug_online",
             "1 while the Sparkplug edge node is born and publishing; 0 while it waits for the broker or the primary host (the journal buffers meanwhile).",
@@ -207,6 +207,11 @@ pub fn render_metrics(s: &HttpState) -> String {
             "shopbridge_journal_file_bytes",
             "Size of the journal file on disk.",
             js.file_bytes,
+        ),
+        (
+            "shopbridge_journal_held_records",
+            "Records the journal holds because it cannot write them (a full disk); above zero, collection is paused.",
+            js.held_records,
         ),
         (
             "shopbridge_process_resident_bytes",

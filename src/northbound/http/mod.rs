@@ -247,16 +247,30 @@ pub(super) async fn healthz(State(s): State<HttpState>) -> Response {
     let mut components = BTreeMap::new();
     let js = s.journal.stats();
     let journal_ok = !s.journal.is_closed();
+    // Holding records it cannot write (a full disk): up, but collection is paused.
+    let paused = js.held_records > 0;
     components.insert(
         "journal".to_string(),
         ComponentHealth {
-            status: if journal_ok { "ok" } else { "down" },
+            status: match (journal_ok, paused) {
+                (false, _) => "down",
+                (true, true) => "paused",
+                (true, false) => "ok",
+            },
             detail: Some(format!(
-                "last_seq {} ({} records stored, {} bytes), {} commit errors",
+                "last_seq {} ({} records stored, {} bytes), {} commit errors{}",
                 js.last_seq,
                 js.last_seq.saturating_sub(js.first_seq.saturating_sub(1)),
                 js.bytes,
-                js.commit_errors_total
+                js.commit_errors_total,
+                if paused {
+                    format!(
+                        "; cannot write (disk full?): holding {} records, collection paused",
+                        js.held_records
+                    )
+                } else {
+                    String::new()
+                }
             )),
         },
     );
@@ -288,7 +302,11 @@ pub(super) async fn healthz(State(s): State<HttpState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = Health {
-        status: if journal_ok { "ok" } else { "down" },
+        status: match (journal_ok, paused) {
+            (false, _) => "down",
+            (true, true) => "degraded",
+            (true, false) => "ok",
+        },
         version: s.version,
         uptime_seconds: s.started.elapsed().as_secs_f64(),
         components,
