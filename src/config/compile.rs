@@ -562,7 +562,17 @@ fn compile_journal(raw: &RawConfig, p: &mut Problems) -> Option<JournalConfig> {
     };
     let max_bytes = size("max_bytes", &j.max_bytes, d.max_bytes);
     let hard_cap_bytes = size("hard_cap_bytes", &j.hard_cap_bytes, d.hard_cap_bytes);
-    let min_free_bytes = size("min_free_bytes", &j.min_free_bytes, d.min_free_bytes);
+    // Zero is allowed here: it turns the free-space guard off.
+    let min_free_bytes = match &j.min_free_bytes {
+        None => Some(d.min_free_bytes),
+        Some(h) => match parse_size(&h.0) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                p.at("journal.min_free_bytes", e);
+                None
+            }
+        },
+    };
     if let (Some(max), Some(cap)) = (max_bytes, hard_cap_bytes) {
         if cap < max {
             p.at_any(

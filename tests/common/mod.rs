@@ -208,4 +208,5 @@ pub async fn index_ready(base: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+pub mod modbus;
 pub mod mqtt;

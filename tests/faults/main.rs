@@ -48,7 +48,12 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("kill9", kill9::run),
     ("broker", broker::run),
     ("shdr-drops", links::shdr),
+    ("mtconnect-drops", links::mtconnect),
+    ("agent-restart", links::agent_restart),
+    ("haas-drops", links::haas),
+    ("modbus-drops", links::modbus),
     ("disk", disk_full::run),
+    ("disk-io", disk_full::write_fails),
     ("clock", clock_jump::run),
     ("slow-http", slow_http::run),
 ];

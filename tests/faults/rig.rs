@@ -409,12 +409,10 @@ impl Chaos {
         let stop = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<(TcpStream, TcpStream)>>> = Arc::default();
         {
-            let (live, to_bridge, stop) = (live.clone(), to_bridge.clone(), stop.clone());
+            let (live, to_bridge) = (live.clone(), to_bridge.clone());
+            // Accepts for the rest of the test (the thread ends with the test process).
             std::thread::spawn(move || {
                 for client in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
                     let Ok(client) = client else { continue };
                     let Ok(server) = TcpStream::connect(target) else {
                         continue;
@@ -459,7 +457,7 @@ impl Chaos {
         }
     }
 
-    /// Stops dropping (connections made from now on stay up).
+    /// Stops dropping: the connection up now, and those made from now on, stay up.
     pub fn calm(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }

@@ -12,7 +12,11 @@
 //!    not have is an ERROR naming it and the devices the agent does have; the driver reports
 //!    its machines Lost and tries again later (the agent's configuration may be fixed).
 //! 2. `GET /current`: every item's latest value, one batch per machine, the machine's
-//!    `Link Connected` first. Its header gives the `instanceId` and `nextSequence`.
+//!    `Link Connected` first. Its header gives the `instanceId` and `nextSequence`. On a
+//!    reconnect to the same agent life whose buffer still holds our position, the snapshot is
+//!    skipped and the stream resumes where it was (a dropped link loses nothing); after an
+//!    agent restart the new life's buffer is streamed from its `firstSequence` (see
+//!    [`seq::Baseline`]).
 //! 3. `GET /sample?from=…&interval=…&count=…&heartbeat=…`: the agent answers with a
 //!    `multipart/x-mixed-replace` stream of Streams documents, one per `interval` when
 //!    something changed and an empty one every `heartbeat` otherwise. Each part is one
@@ -49,7 +53,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::multipart::{MultipartReader, boundary_of};
-use self::seq::{Gap, SeqTracker, Step};
+use self::seq::{Baseline, Gap, SeqTracker, Step};
 use self::xml::{Device, Obs, ObsKind, StreamsParser, StreamsSink, XmlError};
 use super::retry::{Backoff, LogLimiter};
 use super::{
@@ -609,12 +613,22 @@ impl Driver {
                     source,
                 }
             })?;
-        let restarted = self.tracker.on_current(&header);
+        let (restarted, snapshot) = match self.tracker.on_current(&header) {
+            Baseline::Snapshot(gap) => (gap, true),
+            Baseline::Resume => (None, false),
+            Baseline::Replay(gap) => (Some(gap), false),
+        };
         if let Some(gap) = &restarted {
             DriverCounters::add(&self.counters().gaps, 1);
             tracing::warn!(url = %self.base, "mtconnect data gap: {}", gap.detail());
         }
-        self.fetch_assets(&mut sink).await;
+        if snapshot {
+            self.fetch_assets(&mut sink).await;
+        } else {
+            // The stream brings every change from our position on: the snapshot's values
+            // would only repeat them.
+            sink.per_slot.iter_mut().for_each(Vec::clear);
+        }
         for (slot, events) in map.slots.iter().zip(sink.per_slot) {
             let mut batch = Vec::with_capacity(events.len() + 1);
             if announce {
@@ -800,6 +814,11 @@ impl Driver {
                     return Some(StreamEnd::Closed);
                 }
                 None
+            }
+            // A restarted agent's new life is read again from its start: this document's
+            // observations come again then.
+            Step::Resync(gap) if matches!(gap.reason, seq::GapReason::AgentRestarted { .. }) => {
+                Some(self.gap(map, gap, Vec::new()).await)
             }
             // The document's own observations are real and newer than the hole: they go out
             // after the Gap record, and /current follows.

@@ -17,7 +17,10 @@
 //!
 //! After any of these the data has a hole: the driver reports it (a `Gap` link record) and
 //! resynchronizes from `/current`, which gives every item's latest value and a fresh
-//! `nextSequence`. Nothing here does I/O; it is numbers in, decisions out.
+//! `nextSequence`. A reconnect reads `/current` too, but resumes from its old position when
+//! the agent still holds it (a dropped link loses nothing), and replays a restarted agent's
+//! new buffer from its start ([`Baseline`]). Nothing here does I/O; it is numbers in,
+//! decisions out.
 
 use super::xml::StreamsHeader;
 
@@ -75,6 +78,18 @@ pub enum Step {
     Resync(Gap),
 }
 
+/// Where the stream starts after a `/current` ([`SeqTracker::on_current`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// Use the snapshot's values; stream from its `nextSequence`. A gap, when our old
+    /// position was overwritten while we were away.
+    Snapshot(Option<Gap>),
+    /// Stream on from our position: the agent still holds everything since.
+    Resume,
+    /// The agent restarted (the gap): stream its new life from its `firstSequence`.
+    Replay(Gap),
+}
+
 /// The tracker: one per agent connection's life, kept across resyncs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeqTracker {
@@ -97,22 +112,48 @@ impl SeqTracker {
         self.instance_id
     }
 
-    /// A `/current` document sets the baseline: whatever came before is replaced by its
-    /// snapshot; the next sample starts at its `nextSequence`. When the agent's instance
-    /// changed since the last document we saw (it restarted while we were reconnecting), that
-    /// is a gap too, and is returned for reporting.
-    pub fn on_current(&mut self, h: &StreamsHeader) -> Option<Gap> {
+    /// A `/current` document (read at every connect) decides where the sample stream starts:
+    ///
+    /// - **Resume**: the same agent life and our position is still in its buffer (a dropped
+    ///   link, a bridge that reconnected): stream on from where we were; the agent's buffer
+    ///   holds every change since, so the snapshot is not needed and nothing is lost.
+    /// - **Replay**: the agent restarted since the last document we saw. What its old life
+    ///   held beyond our position is unknown (the returned gap), but its new life's buffer is
+    ///   whole: stream from its `firstSequence` (the values its adapters resent at start, then
+    ///   every change) instead of taking the snapshot.
+    /// - **Snapshot**: first contact, a position lost after a hole, or our position overwritten
+    ///   while we were away (the returned gap counts what was missed): take the snapshot's
+    ///   values and stream from its `nextSequence`.
+    pub fn on_current(&mut self, h: &StreamsHeader) -> Baseline {
         let old = self.instance_id.replace(h.instance_id);
-        self.from = Some(h.next_sequence);
-        match old {
-            Some(old) if old != h.instance_id => Some(Gap {
-                reason: GapReason::AgentRestarted {
-                    old,
-                    new: h.instance_id,
-                },
-                missed: None,
-            }),
-            _ => None,
+        match (old, self.from) {
+            (Some(old), _) if old != h.instance_id => {
+                self.from = Some(h.first_sequence.max(1));
+                Baseline::Replay(Gap {
+                    reason: GapReason::AgentRestarted {
+                        old,
+                        new: h.instance_id,
+                    },
+                    missed: None,
+                })
+            }
+            (Some(_), Some(from)) if from >= h.first_sequence && from <= h.next_sequence => {
+                Baseline::Resume
+            }
+            (Some(_), Some(from)) if from < h.first_sequence => {
+                self.from = Some(h.next_sequence);
+                Baseline::Snapshot(Some(Gap {
+                    reason: GapReason::Overrun {
+                        from,
+                        first: h.first_sequence,
+                    },
+                    missed: Some(h.first_sequence - from),
+                }))
+            }
+            _ => {
+                self.from = Some(h.next_sequence);
+                Baseline::Snapshot(None)
+            }
         }
     }
 
@@ -125,11 +166,16 @@ impl SeqTracker {
         };
         if h.instance_id != instance {
             // Remember the new life now, so that the resync's /current does not report the
-            // same restart a second time.
+            // same restart a second time, and its start: the resync resumes from there (the new
+            // life's buffer is whole; this document's part of it comes again).
             self.instance_id = Some(h.instance_id);
-            return self.lose(GapReason::AgentRestarted {
-                old: instance,
-                new: h.instance_id,
+            self.from = Some(h.first_sequence.max(1));
+            return Step::Resync(Gap {
+                reason: GapReason::AgentRestarted {
+                    old: instance,
+                    new: h.instance_id,
+                },
+                missed: None,
             });
         }
         if from < h.first_sequence {
@@ -199,7 +245,7 @@ mod tests {
     fn follows_next_sequence() {
         let mut t = SeqTracker::new();
         assert_eq!(t.from(), None);
-        assert_eq!(t.on_current(&h(1, 1, 100)), None);
+        assert_eq!(t.on_current(&h(1, 1, 100)), Baseline::Snapshot(None));
         assert_eq!(t.from(), Some(100));
         assert_eq!(t.on_sample(&h(1, 1, 150)), Step::Continue { from: 150 });
         // A heartbeat-only part: nothing new, same from.
@@ -221,10 +267,10 @@ mod tests {
             gap.detail(),
             "agent restarted: instanceId 1700000000 → 1700000123"
         );
-        // The position is forgotten until the resync's /current.
-        assert_eq!(t.from(), None);
-        assert_eq!(t.on_current(&h(1_700_000_123, 1, 7)), None);
-        assert_eq!(t.from(), Some(7));
+        // The resync's /current resumes from the new life's start.
+        assert_eq!(t.from(), Some(1));
+        assert_eq!(t.on_current(&h(1_700_000_123, 1, 7)), Baseline::Resume);
+        assert_eq!(t.from(), Some(1));
         assert_eq!(t.instance_id(), Some(1_700_000_123));
         assert_eq!(
             t.on_sample(&h(1_700_000_123, 1, 9)),
@@ -274,14 +320,30 @@ mod tests {
     }
 
     #[test]
-    fn restart_seen_at_current_after_a_reconnect() {
+    fn a_reconnect_resumes_replays_or_takes_the_snapshot() {
         let mut t = SeqTracker::new();
-        assert_eq!(t.on_current(&h(5, 1, 100)), None);
-        // Same agent life after a reconnect: no gap.
-        assert_eq!(t.on_current(&h(5, 50, 180)), None);
-        let gap = t.on_current(&h(9, 1, 3)).unwrap();
+        assert_eq!(t.on_current(&h(5, 1, 100)), Baseline::Snapshot(None));
+        assert_eq!(t.on_sample(&h(5, 1, 120)), Step::Continue { from: 120 });
+        // Same agent life, our position still buffered: resume from it.
+        assert_eq!(t.on_current(&h(5, 50, 180)), Baseline::Resume);
+        assert_eq!(t.from(), Some(120));
+        // Exactly at the oldest buffered is still whole.
+        assert_eq!(t.on_current(&h(5, 120, 400)), Baseline::Resume);
+        // Overwritten while away: the snapshot, and a gap counting the loss.
+        let Baseline::Snapshot(Some(gap)) = t.on_current(&h(5, 150, 400)) else {
+            panic!("overrun not seen");
+        };
+        assert_eq!(gap.missed, Some(30));
+        assert_eq!(t.from(), Some(400));
+        // Restarted: a gap of unknown size, then the new life from its start.
+        let Baseline::Replay(gap) = t.on_current(&h(9, 1, 3)) else {
+            panic!("restart not seen");
+        };
         assert_eq!(gap.detail(), "agent restarted: instanceId 5 → 9");
-        assert_eq!(t.from(), Some(3));
+        assert_eq!(t.from(), Some(1));
+        // After a hole in the stream the position is gone: the snapshot.
+        t.on_out_of_range();
+        assert_eq!(t.on_current(&h(9, 1, 50)), Baseline::Snapshot(None));
     }
 
     #[test]
