@@ -288,16 +288,16 @@ impl Mqtt {
             .collect()
     }
 
-    /// Waits until the host has received part `n`.
+    /// Waits until the host has received part `n` or a later one.
     pub fn until_part(&mut self, n: i64, within: Duration) {
-        if self.delivered().contains(&n) {
+        if self.delivered().last().is_some_and(|m| *m >= n) {
             return;
         }
         self.host.until(&format!("part {n}"), within, |v| {
             (is(v, "DDATA", Some(MACHINE)) || is(v, "DBIRTH", Some(MACHINE)))
                 && metrics(v, "Counts/Parts")
                     .iter()
-                    .any(|m| m["value"].as_i64() == Some(n))
+                    .any(|m| m["value"].as_i64() >= Some(n))
         });
     }
 

@@ -6,6 +6,7 @@ engineer would. Run by tests/opcua_server.rs against `shopbridge demo`:
     python3 tests/opcua/client.py methods   URL HTTP_BASE
     python3 tests/opcua/client.py secure    URL PKI_DIR WORK_DIR
     python3 tests/opcua/client.py events    URL MACHINE_NAME   (interactive, see tests/opcua_events.rs)
+    python3 tests/opcua/client.py watch     URL SECONDS        (tests/faults: reconnects as SCADA does)
 
 Each prints one JSON object with what it found and exits 0, or prints why it failed and
 exits 1.
@@ -197,6 +198,38 @@ async def subscribe(url):
             "first_change_after_s": round(time.time() - started, 2),
             "last": [node, str(val)],
         }
+
+
+async def watch(url, seconds):
+    """Watches every machine's part count for SECONDS the way a SCADA client does: when the
+    server goes away, connect again (every 0.5 s) and subscribe again. Prints one line per
+    session; returns the largest part count each session saw."""
+    ended = time.time() + seconds
+    sessions = []
+    while time.time() < ended:
+        try:
+            async with Client(url, timeout=5) as c:
+                ns = await namespaces(c)
+                nodes = []
+                for m in await machines(c, ns):
+                    sig = await m.get_child([f"{ns[SB]}:Signals"])
+                    nodes.append(await sig.get_child([f"{ns[SB]}:part_count"]))
+                handler = Changes()
+                sub = await c.create_subscription(100, handler)
+                await sub.subscribe_data_change(nodes, sampling_interval=100)
+                sessions.append(None)
+                print(json.dumps({"event": "connected", "session": len(sessions)}), flush=True)
+                while time.time() < ended:
+                    await asyncio.sleep(0.2)
+                    parts = [v for (_, v, _, _) in handler.seen if isinstance(v, int)]
+                    if parts and (sessions[-1] is None or max(parts) > sessions[-1]):
+                        sessions[-1] = max(parts)
+                        print(json.dumps({"part": sessions[-1], "session": len(sessions)}), flush=True)
+                    # A dead server: reading the server state fails.
+                    await c.nodes.server_state.read_value()
+        except Exception:  # noqa: BLE001 - any failure means: the server is away, try again
+            await asyncio.sleep(0.5)
+    return {"sessions": len(sessions), "max_part": sessions}
 
 
 def records(http, kind):
@@ -453,6 +486,8 @@ async def main(argv):
         return await secure(argv[2], argv[3], argv[4])
     if what == "events":
         return await events(argv[2], argv[3])
+    if what == "watch":
+        return await watch(argv[2], float(argv[3]))
     raise Failed(f"unknown scenario {what}")
 
 
