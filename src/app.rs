@@ -381,8 +381,9 @@ pub async fn run(
     };
     let http_task = tokio::spawn({
         let c = consumers.clone();
+        let max_connections = config.http.max_connections;
         async move {
-            if let Err(e) = http::run(listener, http_state, c).await {
+            if let Err(e) = http::run(listener, http_state, c, max_connections).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }

@@ -225,10 +225,22 @@ fn compile_http(raw: &RawConfig, p: &mut Problems) -> Option<HttpConfig> {
             sha256,
         });
     }
+    let max_connections = match h.max_connections {
+        None => d.max_connections,
+        Some(n @ 1..=65_535) => n as usize,
+        Some(n) => {
+            p.at(
+                "http.max_connections",
+                format!("expected a whole number from 1 to 65535, found {n}"),
+            );
+            d.max_connections
+        }
+    };
     (p.0.len() == before).then_some(HttpConfig {
         listen,
         local_role,
         tokens,
+        max_connections,
     })
 }
 

@@ -253,6 +253,8 @@ pub struct HttpConfig {
     /// token; `None` requires a token of everyone.
     pub local_role: Option<Role>,
     pub tokens: Vec<ApiToken>,
+    /// Most HTTP connections open at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -261,6 +263,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
             local_role: Some(Role::Operator),
             tokens: Vec::new(),
+            max_connections: 256,
         }
     }
 }

@@ -124,6 +124,7 @@ pub struct RawHttp {
     /// The role of a request from this host (loopback) that brings no token.
     pub local_role: Option<String>,
     pub tokens: Vec<RawToken>,
+    pub max_connections: Option<u64>,
 }
 
 /// `[[http.tokens]]`: an API token, kept as its SHA-256.

@@ -142,7 +142,7 @@ fn syntax_error() {
 fn unknown_key_typo_lists_the_expected_keys() {
     let text = ONE_SHDR.replace("address =", "adress =");
     insta::assert_snapshot!(errs(&text), @r#"shopbridge.toml:12:1: machines[0].driver.adress: unknown key `adress`, expected one of `address`, `heartbeat`, `device`, `devices_file`"#);
-    insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected one of `listen`, `local_role`, `tokens`"#);
+    insta::assert_snapshot!(errs("[http]\nlisen = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:2:1: http.lisen: unknown key `lisen`, expected one of `listen`, `local_role`, `tokens`, `max_connections`"#);
     insta::assert_snapshot!(errs("[htttp]\nlisten = \"127.0.0.1:8080\"\n"), @r#"shopbridge.toml:1:2: htttp: unknown section `htttp`, expected one of `http`, `journal`, `log`, `sim`, `taxonomy`, `profiles`, `opcua`, `sparkplug`, `mqtt`, `context`, `calendars`, `machines`, `plugins`"#);
 }
 
@@ -338,7 +338,7 @@ fn env_overrides_win_over_the_file() {
 fn bad_env_values_name_the_variable() {
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__LISTEN", "0.0.0.0:99999")]), @r#"environment variable SHOPBRIDGE_HTTP__LISTEN: http.listen: expected an IP address and port like "127.0.0.1:8080" or "0.0.0.0:8080", found "0.0.0.0:99999""#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS", "lots")]), @r#"environment variable SHOPBRIDGE_JOURNAL__BATCH_MAX_RECORDS: journal.batch_max_records: expected an integer, found string "lots""#);
-    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__LISTN", "0.0.0.0:9090")]), @r#"environment variable SHOPBRIDGE_HTTP__LISTN: http.listn: unknown key `listn`, expected one of `listen`, `local_role`, `tokens`"#);
+    insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_HTTP__LISTN", "0.0.0.0:9090")]), @r#"environment variable SHOPBRIDGE_HTTP__LISTN: http.listn: unknown key `listn`, expected one of `listen`, `local_role`, `tokens`, `max_connections`"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS", "nowhere")]), @r#"environment variable SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS: machines[0].driver.address: expected "host:port" with a port 1-65535, found "nowhere""#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__OKUMA__NAME", "x")]), @r#"environment variable SHOPBRIDGE_MACHINES__OKUMA__NAME: a machine is addressed by its position in the file (0 for the first): expected SHOPBRIDGE_MACHINES__<index>__<KEY>, like SHOPBRIDGE_MACHINES__0__DRIVER__ADDRESS"#);
     insta::assert_snapshot!(errs_env(ONE_SHDR, &[("SHOPBRIDGE_MACHINES__3__NAME", "x")]), @r#"environment variable SHOPBRIDGE_MACHINES__3__NAME: there is no machines[3]: the file defines 1 machine (counted from 0); an environment variable can only change a machine the file defines"#);

@@ -35,7 +35,7 @@ pub fn render_metrics(s: &HttpState) -> String {
     let mut o = String::with_capacity(4096);
     let js = s.journal.stats();
     let t = &s.telemetry;
-    let counters: [(&str, &str, u64); 28] = [
+    let counters: [(&str, &str, u64); 29] = [
         (
             "shopbridge_journal_records_appended_total",
             "Records made durable in the journal.",
@@ -110,6 +110,11 @@ pub fn render_metrics(s: &HttpState) -> String {
             "shopbridge_http_requests_total",
             "HTTP requests served.",
             t.http_requests_total.load(Ordering::Relaxed),
+        ),
+        (
+            "shopbridge_http_connections_refused_total",
+            "HTTP connections closed at once because [http] max_connections were open.",
+            t.http_connections_refused_total.load(Ordering::Relaxed),
         ),
         (
             "shopbridge_opcua_logins_refused_total",

@@ -6,6 +6,7 @@ pub mod auth;
 mod context_api;
 mod export_api;
 pub mod floor;
+pub mod guard;
 mod metrics;
 mod openapi;
 mod review_api;
@@ -44,6 +45,8 @@ pub struct Telemetry {
     /// Records the journal refused (a commit failed): data lost, a person must act.
     pub append_failed_records_total: AtomicU64,
     pub http_requests_total: AtomicU64,
+    /// HTTP connections closed at once because `[http] max_connections` were open.
+    pub http_connections_refused_total: AtomicU64,
     pub conditions_total: AtomicU64,
     pub assets_total: AtomicU64,
     /// OPC UA: logins refused (wrong password, unknown user, anonymous when off).
@@ -213,12 +216,25 @@ async fn count_requests(
     next.run(req).await
 }
 
-/// Serves until `shutdown` fires, then finishes in-flight requests.
+/// A connection sent nothing for this long is closed when next read from ([`guard`]).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serves until `shutdown` fires, then finishes in-flight requests. At most
+/// `max_connections` connections are open at once ([`guard`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: CancellationToken,
+    max_connections: usize,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = guard::GuardedListener::new(
+        listener,
+        max_connections,
+        IDLE_TIMEOUT,
+        state.telemetry.clone(),
+    )
+    .tap_io(|_| {});
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
