@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::Row;
-use crate::common::mqtt::{Adapter, is};
-use crate::rig::{self, Bridge, Feeder, Mqtt, T};
+use crate::common::mqtt::is;
+use crate::rig::{self, Feeder, ShdrRig, T};
 
 /// How long the broker stays down (`FAULT_BROKER_SECS`, default 60).
 fn outage() -> Duration {
@@ -17,35 +17,24 @@ fn outage() -> Duration {
 }
 
 pub fn run() -> Row {
-    let dir = tempfile::tempdir().unwrap();
-    let mut mqtt = Mqtt::start(dir.path());
-    let adapter = Adapter::new();
-    adapter.accept_forever();
-    Bridge::configure(
-        dir.path(),
-        Some(mqtt.port),
-        &rig::shdr_machine(&adapter.address()),
-    );
-    let mut bridge = Bridge::start(dir.path());
-    let mut feeder = Feeder::start(&adapter, Duration::from_millis(10));
-    mqtt.until_part(100, T);
+    let mut r = ShdrRig::start("", "");
+    let mut feeder = Feeder::start(&r.adapter, Duration::from_millis(10));
+    r.mqtt.until_part(100, T);
 
-    mqtt.stop_broker();
+    r.mqtt.stop_broker();
     let down_from = feeder.last.load(std::sync::atomic::Ordering::SeqCst);
     std::thread::sleep(outage());
     let down_to = feeder.last.load(std::sync::atomic::Ordering::SeqCst);
-    mqtt.start_broker();
-    let after = mqtt.host.seen.len();
-    mqtt.host
+    r.mqtt.start_broker();
+    let after = r.mqtt.host.seen.len();
+    r.mqtt
+        .host
         .until("the NBIRTH after the outage", T, |v| is(v, "NBIRTH", None));
     std::thread::sleep(Duration::from_secs(2));
-    let written = feeder.stop();
-    let last = *written.last().unwrap();
-    mqtt.until_part(last, Duration::from_secs(60));
-    bridge.stop();
+    let f = r.finish(&mut feeder, Duration::from_secs(60));
 
     // The backlog arrives in order, flagged historical, before live data.
-    let post: Vec<(i64, bool)> = mqtt.host.seen[after..]
+    let post: Vec<(i64, bool)> = r.mqtt.host.seen[after..]
         .iter()
         .filter(|v| is(v, "DDATA", Some(rig::MACHINE)))
         .flat_map(|v| crate::common::mqtt::metrics(v, "Counts/Parts"))
@@ -61,11 +50,7 @@ pub fn run() -> Row {
         post[first_live..].iter().all(|p| !p.1),
         "historical data after live data"
     );
-    let records = bridge.journal();
-    rig::assert_contiguous(&records);
-    let stored = rig::stored_values(&records, "part_count");
-    let offered = written.iter().copied().collect();
-    let (o, s, d, lost) = rig::count(&offered, &stored, &mqtt.delivered());
+    let (o, s, d, lost) = f.counts;
     Row {
         fault: format!("MQTT broker down {} s at 100 records/s", outage().as_secs()),
         offered: o,

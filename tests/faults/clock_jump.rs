@@ -6,37 +6,22 @@ use std::time::Duration;
 use shopbridge::model::RecordKind;
 
 use crate::Row;
-use crate::common::mqtt::Adapter;
-use crate::rig::{self, Bridge, Feeder, Mqtt, T};
+use crate::rig::{self, Feeder, ShdrRig, T};
 
 pub fn run() -> Row {
-    let dir = tempfile::tempdir().unwrap();
-    let mut mqtt = Mqtt::start(dir.path());
-    let adapter = Adapter::new();
-    adapter.accept_forever();
-    Bridge::configure(
-        dir.path(),
-        Some(mqtt.port),
-        &rig::shdr_machine(&adapter.address()),
-    );
-    let mut bridge = Bridge::start(dir.path());
-    let mut feeder = Feeder::start(&adapter, Duration::from_millis(20));
-    mqtt.until_part(100, T);
+    let mut r = ShdrRig::start("", "");
+    let mut feeder = Feeder::start(&r.adapter, Duration::from_millis(20));
+    r.mqtt.until_part(100, T);
     let jump_at = feeder.last.load(Ordering::SeqCst);
     feeder.skew_micros.store(3_600_000_000, Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs(6));
-    let written = feeder.stop();
-    let last = *written.last().unwrap();
-    mqtt.until_part(last, T);
-    bridge.stop();
+    let f = r.finish(&mut feeder, T);
 
-    let records = bridge.journal();
-    rig::assert_contiguous(&records);
     // Every part lands on the bridge's time line: aligned within 2 s of its arrival (never an
     // hour in the future), and never going back.
     let mut prev = None;
     let mut worst = 0i64;
-    for r in &records {
+    for r in &f.records {
         if let RecordKind::Observation(o) = &r.kind {
             if o.machine.as_str() != rig::MACHINE || o.signal.as_str() != "part_count" {
                 continue;
@@ -54,9 +39,7 @@ pub fn run() -> Row {
             prev = Some(o.time.aligned);
         }
     }
-    let stored = rig::stored_values(&records, "part_count");
-    let offered = written.iter().copied().collect();
-    let (o, s, d, lost) = rig::count(&offered, &stored, &mqtt.delivered());
+    let (o, s, d, lost) = f.counts;
     Row {
         fault: "a machine's clock jumps +1 h".into(),
         offered: o,

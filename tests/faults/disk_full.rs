@@ -6,8 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::Row;
-use crate::common::mqtt::Adapter;
-use crate::rig::{self, Bridge, Feeder, Mqtt, T};
+use crate::rig::{self, Feeder, ShdrRig, T};
 
 /// A small tmpfs mounted for the test (root only), unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -75,22 +74,13 @@ pub fn write_fails() -> Row {
 
 fn scenario(min_free: &str) -> Row {
     let dir = tempfile::tempdir().unwrap();
-    let _fs = Tmpfs::mount(&dir.path().join("data"), "24m");
-    let mut mqtt = Mqtt::start(dir.path());
-    let adapter = Adapter::new();
-    adapter.accept_forever();
-    Bridge::configure_with(
-        dir.path(),
-        Some(mqtt.port),
-        &format!("min_free_bytes = \"{min_free}\""),
-        &rig::shdr_machine(&adapter.address()),
-    );
-    let mut bridge = Bridge::start(dir.path());
-    let http = bridge.http();
-    let mut feeder = Feeder::start(&adapter, Duration::from_millis(5));
-    mqtt.until_part(100, T);
+    let fs = Tmpfs::mount(&dir.path().join("data"), "24m");
+    let mut r = ShdrRig::start_in(dir, &format!("min_free_bytes = \"{min_free}\""), "");
+    let http = r.bridge.http();
+    let mut feeder = Feeder::start(&r.adapter, Duration::from_millis(5));
+    r.mqtt.until_part(100, T);
 
-    let ballast = dir.path().join("data/ballast");
+    let ballast = r.dir.path().join("data/ballast");
     let filled = fill(&ballast);
     let full_from = feeder.last.load(std::sync::atomic::Ordering::SeqCst);
     // A full disk until the bridge says so (at most 40 s), then 5 s more: it must keep
@@ -99,26 +89,26 @@ fn scenario(min_free: &str) -> Row {
     let mut said_at = None;
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        assert!(bridge.alive(), "the bridge died: {}", bridge.log_tail());
+        assert!(r.bridge.alive(), "the bridge died: {}", r.bridge.log_tail());
         // Whatever crept back (a file the bridge deleted) is taken again.
         if min_free != "0" {
-            fill(&dir.path().join("data/ballast2"));
+            fill(&r.dir.path().join("data/ballast2"));
         }
-        if said_at.is_none() && journal_error(&bridge.log()) {
+        if said_at.is_none() && journal_error(&r.bridge.log()) {
             said_at = Some(began.elapsed());
         }
         match said_at {
             Some(t) if began.elapsed() > t + Duration::from_secs(5) => break,
             None if began.elapsed() > Duration::from_secs(40) => panic!(
                 "no ERROR about the journal 40 s into a full disk: {}",
-                bridge.log_tail()
+                r.bridge.log_tail()
             ),
             _ => {}
         }
     }
     let (code, _) = rig::http_get(http, "/healthz", Duration::from_secs(5)).expect("healthz");
     assert!(code > 0, "the API stopped answering");
-    let log = bridge.log();
+    let log = r.bridge.log();
     let how = if log.contains("reopened the journal") {
         "a write failed: the journal reopened its file and retried"
     } else {
@@ -126,18 +116,12 @@ fn scenario(min_free: &str) -> Row {
     };
     let full_to = feeder.last.load(std::sync::atomic::Ordering::SeqCst);
     std::fs::remove_file(&ballast).unwrap();
-    let _ = std::fs::remove_file(dir.path().join("data/ballast2"));
+    let _ = std::fs::remove_file(r.dir.path().join("data/ballast2"));
     std::thread::sleep(Duration::from_secs(3));
-    let written = feeder.stop();
-    let last = *written.last().unwrap();
-    mqtt.until_part(last, Duration::from_secs(60));
-    bridge.stop();
+    let f = r.finish(&mut feeder, Duration::from_secs(60));
 
-    let records = bridge.journal();
-    rig::assert_contiguous(&records);
-    let stored = rig::stored_values(&records, "part_count");
-    let offered = written.iter().copied().collect();
-    let (o, s, d, lost) = rig::count(&offered, &stored, &mqtt.delivered());
+    let (o, s, d, lost) = f.counts;
+    drop(fs);
     Row {
         fault: if min_free != "0" {
             "data directory's disk full for 10 s (24 MiB tmpfs), then space returns".into()

@@ -3,52 +3,39 @@
 use std::time::Duration;
 
 use crate::Row;
-use crate::common::mqtt::Adapter;
-use crate::rig::{self, Bridge, Feeder, Mqtt, T};
+use crate::rig::{self, Feeder, ShdrRig, T};
 
 pub fn run() -> Row {
-    let dir = tempfile::tempdir().unwrap();
-    let mut mqtt = Mqtt::start(dir.path());
-    let adapter = Adapter::new();
-    adapter.accept_forever();
     let opcua = crate::common::free_port();
-    Bridge::configure(
-        dir.path(),
-        Some(mqtt.port),
+    let mut r = ShdrRig::start(
+        "",
         &format!(
-            "[opcua]\nlisten = \"127.0.0.1:{opcua}\"\nsecurity_none = true\nanonymous = true\n{}",
-            rig::shdr_machine(&adapter.address())
+            "[opcua]\nlisten = \"127.0.0.1:{opcua}\"\nsecurity_none = true\nanonymous = true\n"
         ),
     );
-    let mut bridge = Bridge::start(dir.path());
     // A SCADA client watching the part count over OPC UA, reconnecting as SCADA does.
     let mut scada = Watcher::start(opcua);
     // 200 parts a second from the start.
-    let mut feeder = Feeder::start(&adapter, Duration::from_millis(5));
+    let mut feeder = Feeder::start(&r.adapter, Duration::from_millis(5));
     // (The first start makes the OPC UA server's key pair: up to a minute in a debug build.)
-    mqtt.until_part(200, Duration::from_secs(120));
+    r.mqtt.until_part(200, Duration::from_secs(120));
     let seen_before = scada.until_part_in_session(1, 200, T);
     std::thread::sleep(Duration::from_millis(1500));
-    let before = mqtt.delivered();
-    let births_before = mqtt.bdseqs();
+    let before = r.mqtt.delivered();
+    let births_before = r.mqtt.bdseqs();
 
-    bridge.kill9();
+    r.bridge.kill9();
     std::thread::sleep(Duration::from_secs(1));
-    bridge.restart();
-    mqtt.host.until("the NBIRTH after the restart", T, |v| {
+    r.bridge.restart();
+    r.mqtt.host.until("the NBIRTH after the restart", T, |v| {
         crate::common::mqtt::is(v, "NBIRTH", None)
     });
     std::thread::sleep(Duration::from_secs(3));
     // The OPC UA client is back, on the same endpoint and node ids, seeing new parts.
     let seen_after = scada.until_part_in_session(2, seen_before + 1, T);
-    let written = feeder.stop();
-    let last = *written.last().unwrap();
-    mqtt.until_part(last, T);
-    bridge.stop();
+    let f = r.finish(&mut feeder, T);
 
-    let records = bridge.journal();
-    rig::assert_contiguous(&records);
-    let stored = rig::stored_values(&records, "part_count");
+    let stored = rig::stored_values(&f.records, "part_count");
     let missing: Vec<_> = before.difference(&stored).collect();
     assert!(
         missing.is_empty(),
@@ -56,12 +43,12 @@ pub fn run() -> Row {
     );
     // bdSeq: the restarted bridge's NBIRTH carries the next number (its will, published by the
     // broker for the killed one, carried the previous).
-    let births = mqtt.bdseqs();
+    let births = r.mqtt.bdseqs();
     assert_eq!(births.len(), births_before.len() + 1, "births: {births:?}");
     let (a, b) = (births[births.len() - 2], births[births.len() - 1]);
     assert_eq!(b, (a + 1) % 256, "bdSeq did not advance: {births:?}");
-    let offered = written.iter().copied().collect();
-    let delivered = mqtt.delivered();
+    let offered = f.written.iter().copied().collect();
+    let delivered = r.mqtt.delivered();
     let (o, s, d, lost) = rig::count(&stored, &stored, &delivered);
     let not_taken = rig::count(&offered, &stored, &delivered).0 - s;
     Row {
@@ -74,7 +61,7 @@ pub fn run() -> Row {
             "journal 1..{} contiguous, no seq reused; every part delivered before the kill still stored; \
              bdSeq {a} → {b}; an OPC UA client reconnected (part {seen_before} before, {seen_after} after); {not_taken} parts written into the killed bridge's socket were never read \
              (SHDR has no acknowledgement: a restart reads the adapter's current values)",
-            records.len()
+            f.records.len()
         ),
     }
 }

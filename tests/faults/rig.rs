@@ -525,3 +525,65 @@ pub fn count(
     let lost = offered.difference(stored).count() + stored.difference(delivered).count();
     (offered.len(), s, d, lost)
 }
+
+/// The rows built on one SHDR machine: a bridge reading the test's adapter and publishing
+/// Sparkplug to Mosquitto, watched by the pysparkplug host.
+pub struct ShdrRig {
+    pub mqtt: Mqtt,
+    pub adapter: Adapter,
+    pub bridge: Bridge,
+    pub dir: tempfile::TempDir,
+}
+
+/// What a row ends with: the journal (checked contiguous), the parts written, and the counts
+/// (offered, stored, delivered, lost) with everything written as offered.
+pub struct Finished {
+    pub records: Vec<Record>,
+    pub written: Vec<i64>,
+    pub counts: (usize, usize, usize, usize),
+}
+
+impl ShdrRig {
+    /// In a new directory; `journal` adds `[journal]` keys, `sections` whole sections.
+    pub fn start(journal: &str, sections: &str) -> ShdrRig {
+        ShdrRig::start_in(tempfile::tempdir().unwrap(), journal, sections)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, journal: &str, sections: &str) -> ShdrRig {
+        let mqtt = Mqtt::start(dir.path());
+        let adapter = Adapter::new();
+        adapter.accept_forever();
+        Bridge::configure_with(
+            dir.path(),
+            Some(mqtt.port),
+            journal,
+            &format!("{sections}{}", shdr_machine(&adapter.address())),
+        );
+        let bridge = Bridge::start(dir.path());
+        ShdrRig {
+            mqtt,
+            adapter,
+            bridge,
+            dir,
+        }
+    }
+
+    /// Stops `feeder`, waits (up to `within`) until its last part reached the host, stops the
+    /// bridge and reads the journal back.
+    pub fn finish(&mut self, feeder: &mut Feeder, within: Duration) -> Finished {
+        let written = feeder.stop();
+        let last = *written.last().expect("parts were written");
+        self.mqtt.until_part(last, within);
+        self.bridge.stop();
+        let records = self.bridge.journal();
+        assert_contiguous(&records);
+        let stored = stored_values(&records, "part_count");
+        let offered = written.iter().copied().collect();
+        let counts = count(&offered, &stored, &self.mqtt.delivered());
+        Finished {
+            records,
+            written,
+            counts,
+        }
+    }
+}

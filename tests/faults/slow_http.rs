@@ -5,8 +5,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::Row;
-use crate::common::mqtt::Adapter;
-use crate::rig::{self, Bridge, Feeder, Mqtt, T};
+use crate::rig::{self, Feeder, ShdrRig, T};
 
 /// More than `[http] max_connections` (256 by default), and more than a default open-files
 /// limit of 1024 would allow without it.
@@ -19,20 +18,11 @@ fn fds(pid: u32) -> usize {
 }
 
 pub fn run() -> Row {
-    let dir = tempfile::tempdir().unwrap();
-    let mut mqtt = Mqtt::start(dir.path());
-    let adapter = Adapter::new();
-    adapter.accept_forever();
-    Bridge::configure(
-        dir.path(),
-        Some(mqtt.port),
-        &rig::shdr_machine(&adapter.address()),
-    );
-    let mut bridge = Bridge::start(dir.path());
-    let http = bridge.http();
-    let mut feeder = Feeder::start(&adapter, Duration::from_millis(10));
-    mqtt.until_part(50, T);
-    let fds_before = fds(bridge.pid());
+    let mut r = ShdrRig::start("", "");
+    let http = r.bridge.http();
+    let mut feeder = Feeder::start(&r.adapter, Duration::from_millis(10));
+    r.mqtt.until_part(50, T);
+    let fds_before = fds(r.bridge.pid());
 
     // Each client sends half a request, then a byte every second.
     let mut slow: Vec<TcpStream> = (0..CLIENTS)
@@ -56,8 +46,8 @@ pub fn run() -> Row {
             Ok((200, _)) => served += 1,
             _ => refused += 1,
         }
-        peak_fds = peak_fds.max(fds(bridge.pid()));
-        assert!(bridge.alive(), "the bridge died: {}", bridge.log_tail());
+        peak_fds = peak_fds.max(fds(r.bridge.pid()));
+        assert!(r.bridge.alive(), "the bridge died: {}", r.bridge.log_tail());
         std::thread::sleep(Duration::from_secs(1));
     }
     drop(slow);
@@ -81,16 +71,9 @@ pub fn run() -> Row {
         peak_fds < 256 + 64,
         "{peak_fds} descriptors open: the connection limit did not hold"
     );
-    let fds_after = fds(bridge.pid());
-    let written = feeder.stop();
-    let last = *written.last().unwrap();
-    mqtt.until_part(last, T);
-    bridge.stop();
-    let records = bridge.journal();
-    rig::assert_contiguous(&records);
-    let stored = rig::stored_values(&records, "part_count");
-    let offered = written.iter().copied().collect();
-    let (o, s, d, lost) = rig::count(&offered, &stored, &mqtt.delivered());
+    let fds_after = fds(r.bridge.pid());
+    let f = r.finish(&mut feeder, T);
+    let (o, s, d, lost) = f.counts;
     assert!(
         fds_after <= fds_before + 10,
         "descriptors leaked: {fds_before} before, {fds_after} after"
