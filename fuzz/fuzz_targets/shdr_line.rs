@@ -25,13 +25,12 @@ fuzz_target!(|data: &[u8]| {
         Parser::new()
     };
     let mut fed = 0u64;
-    let mut items: Vec<ShdrItem<'_>> = Vec::new();
     for raw in rest.split(|&b| b == b'\n') {
         if raw.len() > MAX_LINE {
             continue;
         }
         let line = String::from_utf8_lossy(raw);
-        items.clear();
+        let mut items: Vec<ShdrItem<'_>> = Vec::new();
         let result = parser.push_line(&line, &mut items);
         fed += 1;
         // Every item is consumed the way the driver does: by looking at all of it.
