@@ -198,7 +198,17 @@ impl Register {
         );
         Ok(match (self.scale, self.offset) {
             (None, None) if integral => Value::Int(raw as i64),
-            (s, o) => Value::Float(raw * s.unwrap_or(1.0) + o.unwrap_or(0.0)),
+            (s, o) => {
+                // A profile may give `scale = nan` or `inf` (TOML allows both), and a large
+                // scale can overflow: the record holds finite numbers only.
+                let v = raw * s.unwrap_or(1.0) + o.unwrap_or(0.0);
+                if !v.is_finite() {
+                    return Err(format!(
+                        "the registers hold {raw}, scaled and offset {v}, not a number"
+                    ));
+                }
+                Value::Float(v)
+            }
         })
     }
 }
@@ -290,6 +300,28 @@ mod tests {
         let nan = reg("n", Table::Holding, 0, DataType::F32);
         assert!(nan.decode(&[0x7FC0, 0]).is_err());
         assert!(nan.decode(&[0x7FC0]).is_err());
+    }
+
+    /// Found by the `modbus_decode` fuzz target: `scale = nan` (valid TOML, accepted by the
+    /// profile) made every reading NaN, and a large scale overflowed to infinity.
+    #[test]
+    fn a_scale_or_offset_that_makes_no_number_is_an_error() {
+        let mut r = reg("r0", Table::Holding, 0, DataType::U32);
+        r.word_big = false;
+        r.byte_big = false;
+        r.scale = Some(f64::NAN);
+        r.offset = Some(1.0829723726368859e-225);
+        assert!(r.decode(&[65535, 65535]).is_err());
+        r.scale = Some(f64::MAX);
+        r.offset = None;
+        assert!(r.decode(&[65535, 65535]).is_err());
+        r.scale = Some(2.0);
+        r.offset = Some(f64::INFINITY);
+        assert!(r.decode(&[1, 0]).is_err());
+        r.offset = Some(0.5);
+        r.word_big = true;
+        r.byte_big = true;
+        assert_eq!(r.decode(&[0, 1]), Ok(Value::Float(2.5)));
     }
 
     #[test]
