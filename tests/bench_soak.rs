@@ -19,7 +19,11 @@ fn a_short_soak_samples_the_bridge_and_summarises_the_trends() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    for want in ["  RSS: first ", "  open fds: first ", "  journal: encoded bytes max "] {
+    for want in [
+        "  RSS: first ",
+        "  open fds: first ",
+        "  journal: encoded bytes max ",
+    ] {
         assert!(stdout.contains(want), "no {want:?} in\n{stdout}");
     }
 
@@ -29,7 +33,11 @@ fn a_short_soak_samples_the_bridge_and_summarises_the_trends() {
     let rows: Vec<Vec<f64>> = text
         .lines()
         .skip(1)
-        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
         .collect();
     assert!(rows.len() >= 10, "{} samples:\n{text}", rows.len());
     assert!(rows.iter().all(|r| r[1] > 1e6 && r[2] > 3.0), "{text}");

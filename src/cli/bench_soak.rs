@@ -783,16 +783,19 @@ mod tests {
 
     #[test]
     fn least_squares_slope_fits_a_line_through_noise() {
-        // y = 3x + 7 with symmetric noise: the noise cancels out of the slope.
+        // y = 3x + 7 plus noise that is symmetric about the middle x: it cannot tilt the line.
         let pts: Vec<(f64, f64)> = (0..10)
             .map(|i| {
                 let x = f64::from(i);
-                let noise = if i % 2 == 0 { 0.5 } else { -0.5 };
+                let noise = ((x - 4.5).abs() - 2.5) * 0.3;
                 (x, 3.0 * x + 7.0 + noise)
             })
             .collect();
         let s = least_squares_slope(&pts).unwrap_or(f64::NAN);
-        assert!((s - 3.0).abs() < 0.02, "{s}");
+        assert!((s - 3.0).abs() < 1e-9, "{s}");
+        // Worked by hand: mean x 1.5, mean y 2.5, Sxy 4, Sxx 5.
+        let s = least_squares_slope(&[(0.0, 1.0), (1.0, 3.0), (2.0, 2.0), (3.0, 4.0)]);
+        assert!(s.is_some_and(|s| (s - 0.8).abs() < 1e-12), "{s:?}");
         // Flat with a spike in the middle: no trend.
         let flat = [(0.0, 5.0), (1.0, 5.0), (2.0, 9.0), (3.0, 5.0), (4.0, 5.0)];
         assert_eq!(least_squares_slope(&flat), Some(0.0));
