@@ -125,6 +125,25 @@ pub(crate) fn least_squares_slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
+/// The standard error of [`least_squares_slope`]'s slope: how far the fitted slope may be off
+/// by the scatter of the points about their line alone. `None` for fewer than three points or
+/// when every x is the same.
+pub(crate) fn slope_standard_error(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
+    }
+    let slope = least_squares_slope(points)?;
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let residuals: f64 = points
+        .iter()
+        .map(|p| (p.1 - mean_y - slope * (p.0 - mean_x)).powi(2))
+        .sum();
+    Some((residuals / (n - 2.0) / sxx).sqrt())
+}
+
 /// One sample of the bridge.
 #[derive(Debug, Default, Clone)]
 struct Sample {
@@ -656,6 +675,11 @@ impl Report<'_> {
         let rss_min = rss.iter().copied().min().unwrap_or(0);
         let rss_max = rss.iter().copied().max().unwrap_or(0);
         let rss_slope = slope_per_h(&|x| x.rss_bytes as f64 / 1e6);
+        let rss_points: Vec<(f64, f64)> = after
+            .iter()
+            .map(|x| (x.t / 3600.0, x.rss_bytes as f64 / 1e6))
+            .collect();
+        let rss_error = slope_standard_error(&rss_points);
         let fd_slope = slope_per_h(&|x| x.fds as f64);
         let thread_slope = slope_per_h(&|x| x.threads as f64);
         let file_slope = slope_per_h(&|x| x.journal_file_bytes / 1e6);
@@ -708,14 +732,23 @@ impl Report<'_> {
         );
         let fmt_slope =
             |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:+.2} {unit}"));
+        // A slope whose standard error exceeds the goal cannot show the goal met or missed:
+        // the RSS wanders more than the run is long enough to average out.
+        let inconclusive = rss_error.is_some_and(|e| e > RSS_SLOPE_GOAL_MB_PER_H);
         println!(
-            "  RSS: first {:.1} MiB, last {:.1} MiB, min {:.1}, max {:.1}; slope {} (goal <= {RSS_SLOPE_GOAL_MB_PER_H} MB/h): {}",
+            "  RSS: first {:.1} MiB, last {:.1} MiB, min {:.1}, max {:.1}; slope {} ± {} (1 standard error; goal <= {RSS_SLOPE_GOAL_MB_PER_H} MB/h): {}{}",
             mib(first.rss_bytes),
             mib(last.rss_bytes),
             mib(rss_min),
             mib(rss_max),
             fmt_slope(rss_slope, "MB/h"),
-            verdict(rss_slope.is_some_and(|v| v <= RSS_SLOPE_GOAL_MB_PER_H))
+            rss_error.map_or("n/a".into(), |e| format!("{e:.2}")),
+            verdict(rss_slope.is_some_and(|v| v <= RSS_SLOPE_GOAL_MB_PER_H)),
+            if inconclusive {
+                " (inconclusive: the standard error is above the goal; run longer)"
+            } else {
+                ""
+            }
         );
         // No upward trend: the fitted line rises by less than one descriptor over the window.
         let fd_rise = fd_slope.map(|v| v * window_h);
@@ -801,6 +834,13 @@ mod tests {
         assert_eq!(least_squares_slope(&flat), Some(0.0));
         // Falling.
         assert_eq!(least_squares_slope(&[(0.0, 2.0), (2.0, 0.0)]), Some(-1.0));
+        // The same fit's scatter: residuals -0.3, 0.9, -0.9, 0.3 -> sqrt(1.8 / 2 / 5).
+        let e = slope_standard_error(&[(0.0, 1.0), (1.0, 3.0), (2.0, 2.0), (3.0, 4.0)]);
+        assert!(
+            e.is_some_and(|e| (e - 0.18f64.sqrt()).abs() < 1e-12),
+            "{e:?}"
+        );
+        assert_eq!(slope_standard_error(&pts[..2]), None);
         // Not enough to fit.
         assert_eq!(least_squares_slope(&[(1.0, 1.0)]), None);
         assert_eq!(least_squares_slope(&[(1.0, 1.0), (1.0, 2.0)]), None);
