@@ -89,6 +89,10 @@ pub enum BenchCommand {
     /// The daily review of N machines × 3 shifts, computed from an interval index holding
     /// weeks of history.
     Review(super::bench_review::ReviewArgs),
+    /// Soak: a bridge reading N simulated machines (sped up) for a long while, with Sparkplug,
+    /// a REST client and small journal limits; RSS, open fds and journal size sampled, and
+    /// their trends after a warm-up.
+    Soak(super::bench_soak::SoakArgs),
     /// The devices `bench modbus` polls (run by it in a child process).
     #[command(hide = true)]
     ModbusDevices(super::bench_polling::ModbusDevicesArgs),
@@ -149,6 +153,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<i32> {
         BenchCommand::Plugin(a) => super::bench_plugin::run(a),
         BenchCommand::ModbusDevices(a) => super::bench_polling::modbus_devices(a),
         BenchCommand::Review(a) => super::bench_review::run(a),
+        BenchCommand::Soak(a) => super::bench_soak::run(a),
     }
 }
 
@@ -493,7 +498,7 @@ pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(super) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -579,7 +584,7 @@ fn startup(runs: usize) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
+pub(super) fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1))

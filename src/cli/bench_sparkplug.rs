@@ -105,13 +105,13 @@ pub fn run(a: SparkplugArgs) -> anyhow::Result<i32> {
 }
 
 /// A Mosquitto of the bench's own, stopped on drop.
-struct Mosquitto {
+pub(super) struct Mosquitto {
     child: std::process::Child,
-    port: u16,
+    pub(super) port: u16,
 }
 
 impl Mosquitto {
-    fn start(dir: &Path, bin: Option<&Path>) -> anyhow::Result<Self> {
+    pub(super) fn start(dir: &Path, bin: Option<&Path>) -> anyhow::Result<Self> {
         let bin = bin.map(Path::to_path_buf).unwrap_or_else(|| {
             let sbin = PathBuf::from("/usr/sbin/mosquitto");
             if sbin.exists() {

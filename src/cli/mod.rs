@@ -7,6 +7,7 @@ mod bench_plugin;
 mod bench_polling;
 mod bench_protocols;
 mod bench_review;
+mod bench_soak;
 mod bench_sparkplug;
 mod reclassify;
 mod score;
