@@ -17,7 +17,7 @@ const GROUP: &str = "plant-7";
 const NODE: &str = "bridge-1";
 
 mod common;
-use common::mqtt::{Adapter, Host, is, metric, metrics, mosquitto};
+use common::mqtt::{Adapter, Host, is, metric, metrics, mosquitto, write_passwd};
 use common::{KillOnDrop, free_port};
 
 fn bridge(dir: &Path, broker: u16, adapter: &str, mqtt_extra: &str) -> KillOnDrop {
@@ -197,17 +197,7 @@ fn a_broker_outage_loses_nothing_and_the_backlog_arrives_once_in_order_as_histor
     // Users, so that the test decides when the bridge may come back: after the host has
     // resubscribed (a backlog published before would reach no subscriber).
     let passwd = dir.path().join("passwd");
-    let users = |who: &[(&str, &str)]| {
-        let _ = std::fs::remove_file(&passwd);
-        for (i, (u, p)) in who.iter().enumerate() {
-            let mut c = Command::new("mosquitto_passwd");
-            if i == 0 {
-                c.arg("-c");
-            }
-            let ok = c.arg("-b").arg(&passwd).args([u, p]).status().unwrap();
-            assert!(ok.success(), "mosquitto_passwd");
-        }
-    };
+    let users = |who: &[(&str, &str)]| write_passwd(&passwd, who);
     users(&[("host", "h-pw"), ("bridge", "b-pw")]);
     let auth = format!("allow_anonymous false\npassword_file {}", passwd.display());
     let mut broker = mosquitto(dir.path(), port, &auth);

@@ -221,3 +221,16 @@ impl Adapter {
         }
     }
 }
+
+/// Writes Mosquitto's password file `passwd` with these users (replacing it).
+pub fn write_passwd(passwd: &Path, who: &[(&str, &str)]) {
+    let _ = std::fs::remove_file(passwd);
+    for (i, (u, p)) in who.iter().enumerate() {
+        let mut c = Command::new("mosquitto_passwd");
+        if i == 0 {
+            c.arg("-c");
+        }
+        let ok = c.arg("-b").arg(passwd).args([u, p]).status().unwrap();
+        assert!(ok.success(), "mosquitto_passwd");
+    }
+}

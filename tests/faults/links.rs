@@ -135,6 +135,18 @@ fn finish(
     }
 }
 
+/// Starts a bridge reading `machine` and publishing to `mqtt`; returns once the host has the
+/// machine's birth (counting starts then: what came before is history a first contact does not
+/// replay).
+fn start_reading(dir: &std::path::Path, mqtt: &mut Mqtt, machine: &str) -> Bridge {
+    Bridge::configure(dir, Some(mqtt.port), machine);
+    let bridge = Bridge::start(dir);
+    mqtt.host.until("the machine's birth", T, |v| {
+        is(v, "DBIRTH", Some(rig::MACHINE))
+    });
+    bridge
+}
+
 fn machine(profile: &str, driver: &str) -> String {
     format!(
         "[[machines]]\nid = \"{}\"\nname = \"Mill 1\"\nprofile = \"{profile}\"\ndriver = {driver}\n",
@@ -149,9 +161,9 @@ pub fn mtconnect() -> Row {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let agent = Agent::start(&rt);
     let chaos = Chaos::start(agent.addr, Duration::from_secs(3));
-    Bridge::configure(
+    let mut bridge = start_reading(
         dir.path(),
-        Some(mqtt.port),
+        &mut mqtt,
         &machine(
             "mtconnect-generic",
             &format!(
@@ -160,12 +172,6 @@ pub fn mtconnect() -> Row {
             ),
         ),
     );
-    let mut bridge = Bridge::start(dir.path());
-    // Counting starts once the bridge reads the machine (what came before is history the
-    // first contact does not replay).
-    mqtt.host.until("the machine's birth", T, |v| {
-        is(v, "DBIRTH", Some(rig::MACHINE))
-    });
     let offered = count_behind_chaos(&mut bridge, &chaos, Duration::from_millis(20), |n| {
         agent.part(n)
     });
@@ -185,9 +191,9 @@ pub fn agent_restart() -> Row {
     let mut mqtt = Mqtt::start(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let agent = Agent::start(&rt);
-    Bridge::configure(
+    let mut bridge = start_reading(
         dir.path(),
-        Some(mqtt.port),
+        &mut mqtt,
         &machine(
             "mtconnect-generic",
             &format!(
@@ -196,10 +202,6 @@ pub fn agent_restart() -> Row {
             ),
         ),
     );
-    let mut bridge = Bridge::start(dir.path());
-    mqtt.host.until("the machine's birth", T, |v| {
-        is(v, "DBIRTH", Some(rig::MACHINE))
-    });
     let mut offered = BTreeSet::new();
     let began = Instant::now();
     let mut n = 0;
@@ -350,9 +352,9 @@ pub fn haas() -> Row {
     }
     let _stop = stop.drop_guard();
     let chaos = Chaos::start(addr, Duration::from_secs(3));
-    Bridge::configure(
+    let mut bridge = start_reading(
         dir.path(),
-        Some(mqtt.port),
+        &mut mqtt,
         &machine(
             "haas-ngc",
             &format!(
@@ -361,12 +363,6 @@ pub fn haas() -> Row {
             ),
         ),
     );
-    let mut bridge = Bridge::start(dir.path());
-    // Counting starts once the bridge reads the machine (what came before is history the
-    // first contact does not replay).
-    mqtt.host.until("the machine's birth", T, |v| {
-        is(v, "DBIRTH", Some(rig::MACHINE))
-    });
     let offered = count_behind_chaos(&mut bridge, &chaos, Duration::from_secs(2), |n| {
         control
             .lock()
@@ -393,9 +389,9 @@ pub fn modbus() -> Row {
         SocketAddr::from(([127, 0, 0, 1], peer.port)),
         Duration::from_secs(3),
     );
-    Bridge::configure(
+    let mut bridge = start_reading(
         dir.path(),
-        Some(mqtt.port),
+        &mut mqtt,
         &machine(
             "moxa-e1212",
             &format!(
@@ -404,12 +400,6 @@ pub fn modbus() -> Row {
             ),
         ),
     );
-    let mut bridge = Bridge::start(dir.path());
-    // Counting starts once the bridge reads the machine (what came before is history the
-    // first contact does not replay).
-    mqtt.host.until("the machine's birth", T, |v| {
-        is(v, "DBIRTH", Some(rig::MACHINE))
-    });
     let offered = count_behind_chaos(&mut bridge, &chaos, Duration::from_secs(2), |n| {
         // DI4's counter: input registers 0x18 (high word) and 0x19.
         peer.set(4, 0x18, serde_json::json!([(n >> 16) & 0xffff, n & 0xffff]))

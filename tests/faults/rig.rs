@@ -17,7 +17,7 @@ use shopbridge::journal::ReadOnlyJournal;
 use shopbridge::model::{Record, RecordKind};
 
 use crate::common::KillOnDrop;
-use crate::common::mqtt::{Adapter, Host, is, metrics, mosquitto};
+use crate::common::mqtt::{Adapter, Host, is, metrics, mosquitto, write_passwd};
 
 pub const GROUP: &str = "faults";
 pub const NODE: &str = "edge-1";
@@ -238,19 +238,11 @@ impl Mqtt {
     /// configuration lines for it.
     fn users(dir: &Path, bridge: bool) -> String {
         let passwd = dir.join("passwd");
-        let _ = std::fs::remove_file(&passwd);
         let mut who = vec![("host", "h-pw")];
         if bridge {
             who.push(("bridge", "b-pw"));
         }
-        for (i, (u, p)) in who.iter().enumerate() {
-            let mut c = Command::new("mosquitto_passwd");
-            if i == 0 {
-                c.arg("-c");
-            }
-            let ok = c.arg("-b").arg(&passwd).args([u, p]).status().unwrap();
-            assert!(ok.success(), "mosquitto_passwd");
-        }
+        write_passwd(&passwd, &who);
         format!("allow_anonymous false\npassword_file {}", passwd.display())
     }
 
