@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod drivers;
 pub mod journal;
+pub mod memory;
 pub mod model;
 pub mod normalize;
 pub mod northbound;

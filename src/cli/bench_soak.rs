@@ -88,6 +88,11 @@ pub struct SoakArgs {
     /// removed at the end).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Start the bridge under this command, split at spaces (a heap profiler, for example
+    /// `--wrap "heaptrack -o /tmp/soak"`). RSS and descriptors are then sampled from the process
+    /// running this executable with the soak's config, not from the wrapper.
+    #[arg(long)]
+    pub wrap: Option<String>,
 }
 
 /// A child process stopped (SIGTERM, then SIGKILL after 5 s) when the guard is dropped.
@@ -96,6 +101,19 @@ struct ChildGuard(Child);
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         stop_child(&mut self.0);
+    }
+}
+
+/// A `--wrap`ped bridge (a grandchild): sent SIGTERM when dropped, so that it stops, and the
+/// wrapper can finish, on every exit path.
+struct WrappedBridge(Option<u32>);
+
+impl Drop for WrappedBridge {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) with a pid found running this executable; no memory is touched.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
     }
 }
 
@@ -312,8 +330,17 @@ pub fn run(a: SoakArgs) -> anyhow::Result<i32> {
     if let Some(b) = &broker {
         sparkplug_host(b.port, counters.clone(), stop.clone());
     }
+    let mut command = match a.wrap.as_deref().map(str::split_whitespace) {
+        Some(mut words) => {
+            let program = words.next().context("--wrap: expected a command")?;
+            let mut c = Command::new(program);
+            c.args(words).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
     let mut bridge = ChildGuard(
-        Command::new(&exe)
+        command
             .args(["run", "--config"])
             .arg(&config_path)
             .stdout(Stdio::null())
@@ -336,6 +363,13 @@ pub fn run(a: SoakArgs) -> anyhow::Result<i32> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Under --wrap, the bridge is a descendant of the child started here.
+    let wrapped = WrappedBridge(
+        a.wrap
+            .as_ref()
+            .and_then(|_| bridge_process(&exe, &config_path)),
+    );
+    let pid = wrapped.0.unwrap_or(pid);
     let t0 = Instant::now();
     if a.poll > 0.0 {
         rest_client(
@@ -410,6 +444,13 @@ pub fn run(a: SoakArgs) -> anyhow::Result<i32> {
     }
     let load1 = load_average();
     stop.store(true, Ordering::SeqCst);
+    if wrapped.0.is_some() {
+        // Stop the bridge, then let the wrapper finish on its own (a profiler writes its
+        // output after the program exits).
+        drop(wrapped);
+        eprintln!("bench soak: waiting for the --wrap command to finish");
+        let _ = bridge.0.wait();
+    }
     drop(bridge);
     drop(sim);
     drop(broker);
@@ -463,6 +504,19 @@ fn printed_config(sim: &mut Child) -> anyhow::Result<String> {
         .find("[[machines]]")
         .context("the simulator's configuration has no [[machines]]")?;
     Ok(text[start..].to_string())
+}
+
+/// The process running this executable with `--config <config>` (the bridge a `--wrap`
+/// command started).
+fn bridge_process(exe: &Path, config: &Path) -> Option<u32> {
+    let config = config.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let runs_exe = std::fs::read_link(e.path().join("exe")).ok()? == exe;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let has_config = cmdline.split(|b| *b == 0).any(|arg| arg == config);
+        (runs_exe && has_config).then_some(pid)
+    })
 }
 
 fn sample(pid: u32, http_port: u16, t0: Instant, c: &Counters) -> Sample {

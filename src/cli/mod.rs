@@ -190,6 +190,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Demo(a) => {
             init_tracing("info", false);
+            crate::memory::tune_for_long_run();
             simulate::demo(a)
         }
         Command::Simulate(a) => {
@@ -205,6 +206,7 @@ pub fn main(cli: Cli) -> anyhow::Result<i32> {
                 }
             };
             init_tracing(&cfg.log.level, cfg.log.json);
+            crate::memory::tune_for_long_run();
             let clock = app::demo_clock(cfg.sim.speed);
             run_config(cfg, clock)
         }

@@ -34,8 +34,10 @@ use crate::model::{
     ScheduleFeedback, ShopState, StateInterval, TimeCategory, Timestamp, Value, signals,
 };
 
-/// Segments of an operation kept for re-attribution on confirmation.
-const MAX_OP_SEGMENTS: usize = 4096;
+/// Segments of an operation kept for re-attribution on confirmation: about two shifts of a
+/// busy machine. Every machine's are held in memory, so the bound sets the engine's size (the
+/// soak, `shopbridge bench soak`, saw them grow with every long-running operation).
+pub(crate) const MAX_OP_SEGMENTS: usize = 512;
 /// Segments of a stop kept for an operator's reason.
 const MAX_STOP_SEGMENTS: usize = 512;
 /// An operator's reason replaces rule decisions less sure than this (and the decision of the
@@ -45,6 +47,11 @@ const REASON_OVERRIDES_BELOW: f32 = 0.75;
 const PAUSE_AFTER_MICROS: i64 = 30 * 60 * 1_000_000;
 /// Cycle times the robust median is taken over.
 const CYCLE_WINDOW: usize = 15;
+/// An operation no dispatch list has named for this long, and that no machine runs, is
+/// forgotten (the ERP is done with it); until then a re-dispatch remembers it was completed.
+const OP_MEMORY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// How often (engine time) forgotten operations are looked for.
+const OP_FORGET_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Per-machine settings.
 #[derive(Clone, Debug)]
@@ -174,6 +181,9 @@ struct Segment {
 struct OpStatus {
     started: bool,
     completed: bool,
+    /// When a dispatch list last named it (absent in snapshots of older versions).
+    #[serde(default)]
+    listed: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -208,7 +218,10 @@ struct MachineCtx {
     stop_start: Option<Timestamp>,
     /// The intervals written for the current (or last) stop.
     stop_segments: Vec<StopSpan>,
-    /// The intervals written since the operation started.
+    /// The intervals written since the operation started. Not in the saved state: it would
+    /// make every save (each 10 s) carry up to [`MAX_OP_SEGMENTS`] intervals per machine; after
+    /// a restart a correction re-attributes the intervals written since.
+    #[serde(skip)]
     op_segments: Vec<StateInterval>,
     reason: Option<Override>,
     last_context: Option<ContextRecord>,
@@ -223,6 +236,8 @@ pub struct Engine {
     last_seq: u64,
     machines: HashMap<MachineId, MachineCtx>,
     ops: HashMap<(String, String), OpStatus>,
+    /// When [`Engine::forget_old_ops`] last looked.
+    ops_forgotten: Option<Timestamp>,
 }
 
 /// What [`Engine::snapshot`] stores.
@@ -273,6 +288,7 @@ impl Engine {
             last_seq: 0,
             machines: HashMap::new(),
             ops: HashMap::new(),
+            ops_forgotten: None,
         }
     }
 
@@ -338,6 +354,39 @@ impl Engine {
         };
         cx.apply(&mut m, r);
         self.machines.insert(machine, m);
+        if matches!(r.kind, RecordKind::Dispatch(_)) {
+            self.forget_old_ops(r.kind.time());
+        }
+    }
+
+    /// Forgets the operations no dispatch list has named for [`OP_MEMORY`] and that no
+    /// machine runs or waits on; without this the map (and every snapshot) would grow with
+    /// each job the shop ever ran. Looks at most once per [`OP_FORGET_EVERY`].
+    fn forget_old_ops(&mut self, now: Timestamp) {
+        if self
+            .ops_forgotten
+            .is_some_and(|last| now.saturating_sub(OP_FORGET_EVERY) < last)
+        {
+            return;
+        }
+        self.ops_forgotten = Some(now);
+        let horizon = now.saturating_sub(OP_MEMORY);
+        let mut in_use: std::collections::HashSet<(&str, &str)> = Default::default();
+        for m in self.machines.values() {
+            if let Some(o) = &m.op {
+                in_use.insert((&o.op.job, &o.op.operation));
+            }
+            for o in &m.dispatch {
+                in_use.insert((&o.job, &o.operation));
+                if let Some(after) = &o.after {
+                    in_use.insert((&o.job, after));
+                }
+            }
+        }
+        self.ops.retain(|(job, op), s| {
+            let listed = *s.listed.get_or_insert(now);
+            listed >= horizon || in_use.contains(&(job.as_str(), op.as_str()))
+        });
     }
 
     /// Re-decides every open span as of `now` (how long it has lasted so far) and writes the
@@ -540,7 +589,8 @@ impl Cx<'_> {
                 for o in &d.operations {
                     self.ops
                         .entry((o.job.clone(), o.operation.clone()))
-                        .or_default();
+                        .or_default()
+                        .listed = Some(t);
                 }
                 if let Some(op) = &mut m.op {
                     if let Some(fresh) = d

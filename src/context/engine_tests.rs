@@ -844,3 +844,43 @@ fn a_long_stop_pauses_the_operation_and_running_again_resumes_it() {
     assert_eq!(events, vec!["started", "paused", "resumed"]);
     assert_eq!(f.operations()[1].at, Feed::at(2000));
 }
+
+#[test]
+fn operations_no_list_names_for_a_week_are_forgotten_unless_a_machine_runs_them() {
+    let day = 24 * 3600;
+    let remembered = |f: &Feed| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&f.engine.snapshot()).unwrap();
+        let mut ops: Vec<String> = v["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e[0][0].as_str().unwrap(),
+                    e[0][1].as_str().unwrap()
+                )
+            })
+            .collect();
+        ops.sort();
+        ops
+    };
+    let mut f = Feed::new();
+    f.dispatch(
+        0,
+        vec![op("24173", "10", "O5000", 1), op("24174", "10", "O5001", 5)],
+    );
+    f.obs(10, signals::PROGRAM, Value::text("O5000"));
+    f.cycle(100, 100, 1);
+    // 24173/10 is complete and the ERP drops it; the machine moves on to 24174/10.
+    f.dispatch(day, vec![op("24174", "10", "O5001", 5)]);
+    f.obs(day + 10, signals::PROGRAM, Value::text("O5001"));
+    f.cycle(day + 100, 100, 1);
+    // A day later it is still remembered (a re-dispatch would find it complete) ...
+    f.dispatch(2 * day, vec![op("24174", "10", "O5001", 5)]);
+    assert_eq!(remembered(&f), ["24173/10", "24174/10"]);
+    // ... a week after the last list named it, it is gone; the running one stays although no
+    // list has named it since.
+    f.dispatch(10 * day, vec![]);
+    assert_eq!(remembered(&f), ["24174/10"]);
+}
