@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use super::bench::{TempDir, free_port, http_get, metric, process_cpu_seconds, stop_child};
+use super::bench::{
+    TempDir, free_port, http_get, metric, process_cpu_seconds, send_sigterm, stop_child,
+};
 use super::bench_sparkplug::Mosquitto;
 
 /// Goal: resident memory grows by at most this much per hour after the warm-up (MB, 10^6 B).
@@ -110,9 +112,8 @@ struct WrappedBridge(Option<u32>);
 
 impl Drop for WrappedBridge {
     fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
-            // SAFETY: kill(2) with a pid found running this executable; no memory is touched.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        if let Some(pid) = self.0 {
+            send_sigterm(pid);
         }
     }
 }
