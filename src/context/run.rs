@@ -160,11 +160,18 @@ async fn run_inner(
             engine.tick(clock.now(), &mut out);
         }
         let save = last_save.elapsed() >= SAVE_EVERY;
-        let state = save.then(|| encode_state(last, engine));
-        written(&out);
-        journal
-            .append_derived(std::mem::take(&mut out), CURSOR, last, state)
-            .await?;
+        if out.is_empty() && !save {
+            // Nothing derived: only the position moves, and it needs no commit of its own.
+            // Should a crash take it back, the same records are read again from the same
+            // state and derive nothing again.
+            cursor.ack_soon(last);
+        } else {
+            let state = save.then(|| encode_state(last, engine));
+            written(&out);
+            journal
+                .append_derived(std::mem::take(&mut out), CURSOR, last, state)
+                .await?;
+        }
         if save {
             last_save = Instant::now();
         }

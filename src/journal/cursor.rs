@@ -106,6 +106,18 @@ impl Cursor {
         Ok(())
     }
 
+    /// Records that everything up to `upto` was delivered, without waiting for a commit: the
+    /// position counts at once (for [`Cursor::rewind`]), and it becomes durable with the
+    /// journal's next commit (see [`crate::journal::Journal::ack_soon`]). For a consumer that
+    /// acknowledges often and can deliver a few records twice after a crash.
+    pub fn ack_soon(&mut self, upto: u64) {
+        if upto <= self.acked {
+            return;
+        }
+        self.journal.ack_soon(&self.name, upto);
+        self.acked = upto.min(self.journal.last_seq()).max(self.acked);
+    }
+
     /// Goes back to the last acknowledged position (after a delivery failure).
     pub fn rewind(&mut self) {
         self.position = self.acked;

@@ -145,12 +145,21 @@ struct Counters {
     dropped_total: AtomicU64,
     removed_total: AtomicU64,
     cursors: Mutex<BTreeMap<String, u64>>,
+    /// Acknowledgements handed over with [`Journal::ack_soon`], not yet committed: the writer
+    /// takes them into its next commit (records or a retention tick, whichever comes first).
+    soon: Mutex<HashMap<String, u64>>,
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len()],
     commit_micros_sum: AtomicU64,
     held_records: AtomicU64,
 }
 
 impl Counters {
+    fn ack_soon(&self, cursor: String, upto: u64) {
+        let mut soon = self.soon.lock().unwrap_or_else(|p| p.into_inner());
+        let e = soon.entry(cursor).or_insert(upto);
+        *e = (*e).max(upto);
+    }
+
     fn observe_commit(&self, d: Duration) {
         let ms = d.as_secs_f64() * 1000.0;
         for (b, le) in self.commit_buckets.iter().zip(COMMIT_BUCKETS_MS) {
@@ -606,6 +615,14 @@ impl Journal {
         self.core()?.state(cursor)
     }
 
+    /// Records that a cursor's consumer is done with everything up to `upto`, without waiting
+    /// and without a commit of its own: the acknowledgement rides on the writer's next commit
+    /// (the next append, else the next retention tick, else closing). A crash before that
+    /// commit makes the consumer deliver those records again (at least once), never skip them.
+    pub(crate) fn ack_soon(&self, cursor: &str, upto: u64) {
+        self.inner.counters.ack_soon(cursor.to_string(), upto);
+    }
+
     pub(crate) async fn ack(&self, cursor: &str, upto: u64) -> Result<(), JournalError> {
         let (done, rx) = oneshot::channel();
         self.inner
@@ -904,7 +921,7 @@ impl Writer {
         let rest: Vec<Cmd> = std::iter::from_fn(|| rx.try_recv().ok())
             .filter(|c| !matches!(c, Cmd::Shutdown | Cmd::Tick))
             .collect();
-        if !rest.is_empty() {
+        if !rest.is_empty() || !self.soon_is_empty() {
             self.commit_group(rest);
         }
         committed.send_replace(self.next_seq - 1);
@@ -976,6 +993,24 @@ impl Writer {
                 Cmd::Shutdown => {}
             }
         }
+        let soon = self.take_soon();
+        for (cursor, upto) in &soon {
+            let prev = self.cursors.get(cursor).copied().unwrap_or(0);
+            let upto = (*upto).min(self.next_seq - 1);
+            if upto > prev {
+                acks.push((cursor.clone(), upto));
+            }
+        }
+        // One position per cursor, the furthest: an acknowledgement taken from `soon` may be
+        // older than one a command of this group carries.
+        let mut merged: Vec<(String, u64)> = Vec::with_capacity(acks.len());
+        for (c, upto) in acks {
+            match merged.iter_mut().find(|m| m.0 == c) {
+                Some(m) => m.1 = m.1.max(upto),
+                None => merged.push((c, upto)),
+            }
+        }
+        let acks = merged;
         if records.is_empty() && acks.is_empty() && states.is_empty() {
             let next = self.next_seq;
             for p in pending {
@@ -1054,6 +1089,10 @@ impl Writer {
                 }
             }
             Err(e) => {
+                // The acknowledgements taken for this commit wait for the next one.
+                for (cursor, upto) in soon {
+                    self.counters.ack_soon(cursor, upto);
+                }
                 self.counters
                     .commit_errors_total
                     .fetch_add(1, Ordering::Relaxed);
@@ -1078,6 +1117,18 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn take_soon(&self) -> HashMap<String, u64> {
+        std::mem::take(&mut *self.counters.soon.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn soon_is_empty(&self) -> bool {
+        self.counters
+            .soon
+            .lock()
+            .map(|s| s.is_empty())
+            .unwrap_or(false)
     }
 
     fn db(&self) -> Result<&Arc<Core>, JournalError> {

@@ -87,15 +87,21 @@ fn a_second_writer_on_the_same_directory_is_refused_clearly() {
     assert!(ReadOnlyJournal::open(dir.path()).is_ok());
 }
 
+/// A journal holding records 1..=30 (one a second) and the cursor `mqtt` at its beginning.
+async fn thirty_records_and_a_cursor(dir: &std::path::Path) -> (Journal, Cursor) {
+    let j = Journal::open(dir, opts()).unwrap();
+    j.append((1..=30).map(|i| obs(1, 1, i, i * 1_000_000)).collect())
+        .await
+        .unwrap();
+    let c = j.cursor("mqtt", StartAt::Beginning).await.unwrap();
+    (j, c)
+}
+
 #[test]
 fn cursors_resume_after_their_last_ack_and_start_where_asked() {
     let dir = tempfile::tempdir().unwrap();
     rt().block_on(async {
-        let j = Journal::open(dir.path(), opts()).unwrap();
-        j.append((1..=30).map(|i| obs(1, 1, i, i * 1_000_000)).collect())
-            .await
-            .unwrap();
-        let mut c = j.cursor("mqtt", StartAt::Beginning).await.unwrap();
+        let (j, mut c) = thirty_records_and_a_cursor(dir.path()).await;
         let b = c.next_batch(10).unwrap();
         assert_eq!(b.records.first().unwrap().seq, 1);
         let b = c.next_batch(10).unwrap();
@@ -118,6 +124,42 @@ fn cursors_resume_after_their_last_ack_and_start_where_asked() {
         assert_eq!(c.acked(), 12);
         assert_eq!(c.next_batch(1).unwrap().records[0].seq, 13);
         assert_eq!(j.stats().cursors.get("mqtt"), Some(&12));
+        j.close_async().await;
+    });
+}
+
+#[test]
+fn a_soon_ack_rides_on_the_next_commit_and_is_kept_by_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (j, mut c) = thirty_records_and_a_cursor(dir.path()).await;
+        c.next_batch(20).unwrap();
+        let commits = j.stats().commits_total;
+        c.ack_soon(15);
+        // Counted at once for this cursor, but no commit of its own.
+        assert_eq!(c.acked(), 15);
+        c.rewind();
+        assert_eq!(c.next_batch(1).unwrap().records[0].seq, 16);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(j.stats().commits_total, commits);
+        assert_eq!(j.stats().cursors.get("mqtt"), Some(&0));
+        // The next append's commit carries it.
+        j.append(vec![obs(1, 1, 31, 31_000_000)]).await.unwrap();
+        assert_eq!(j.stats().commits_total, commits + 1);
+        assert_eq!(j.stats().cursors.get("mqtt"), Some(&15));
+        // One still pending when the journal closes is kept.
+        c.ack_soon(25);
+        j.close_async().await;
+
+        let j = Journal::open(dir.path(), opts()).unwrap();
+        let mut c = j.cursor("mqtt", StartAt::End).await.unwrap();
+        assert_eq!(c.acked(), 25);
+        assert_eq!(c.next_batch(1).unwrap().records[0].seq, 26);
+        // Never past what is stored, and never backwards.
+        c.ack_soon(1_000);
+        c.ack_soon(3);
+        j.append(vec![obs(1, 1, 32, 32_000_000)]).await.unwrap();
+        assert_eq!(j.stats().cursors.get("mqtt"), Some(&31));
         j.close_async().await;
     });
 }
