@@ -27,6 +27,9 @@ const META_NEXT_SEQ: &str = "next_seq";
 const META_DROPPED: &str = "dropped_total";
 const META_FORMAT: &str = "format";
 
+/// How many of the newest committed records the journal also keeps decoded in memory.
+const RECENT_RECORDS: usize = 4096;
+
 /// redb page cache size.
 const CACHE_BYTES: usize = 16 << 20;
 
@@ -148,12 +151,57 @@ struct Counters {
     /// Acknowledgements handed over with [`Journal::ack_soon`], not yet committed: the writer
     /// takes them into its next commit (records or a retention tick, whichever comes first).
     soon: Mutex<HashMap<String, u64>>,
+    /// The newest committed records (up to [`RECENT_RECORDS`]), as the writer had them: the
+    /// consumers that follow the journal's end (Sparkplug, the context layer, the live view,
+    /// the interval index) read them from here instead of decoding the tail block each time.
+    recent: Mutex<std::collections::VecDeque<Record>>,
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len()],
     commit_micros_sum: AtomicU64,
     held_records: AtomicU64,
 }
 
 impl Counters {
+    /// Records after `after` from the recent ones, when they hold the next one (`None`: read
+    /// the file).
+    fn read_recent(&self, after: u64, max: usize) -> Option<Vec<Record>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let first = recent.front()?.seq;
+        let last = recent.back()?.seq;
+        if after >= last {
+            // Nothing newer is committed (every commit's records come here first).
+            return Some(Vec::new());
+        }
+        if after < first.saturating_sub(1) {
+            return None;
+        }
+        let skip = (after + 1 - first) as usize;
+        Some(recent.iter().skip(skip).take(max).cloned().collect())
+    }
+
+    fn remember(&self, start_seq: u64, records: Vec<RecordKind>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.back().is_some_and(|r| r.seq + 1 != start_seq) {
+            recent.clear();
+        }
+        let skip = records.len().saturating_sub(RECENT_RECORDS);
+        for (i, kind) in records.into_iter().enumerate().skip(skip) {
+            recent.push_back(Record {
+                seq: start_seq + i as u64,
+                kind,
+            });
+        }
+        let over = recent.len().saturating_sub(RECENT_RECORDS);
+        recent.drain(..over);
+    }
+
+    /// Retention removed everything up to `last`: so does the recent list.
+    fn forget_through(&self, last: u64) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        while recent.front().is_some_and(|r| r.seq <= last) {
+            recent.pop_front();
+        }
+    }
+
     fn ack_soon(&self, cursor: String, upto: u64) {
         let mut soon = self.soon.lock().unwrap_or_else(|p| p.into_inner());
         let e = soon.entry(cursor).or_insert(upto);
@@ -530,6 +578,11 @@ impl Journal {
 
     /// Records with `seq > after`, at most `max`.
     pub fn read(&self, after: u64, max: usize) -> Result<Vec<Record>, JournalError> {
+        if !self.inner.closed.load(Ordering::Relaxed) {
+            if let Some(records) = self.inner.counters.read_recent(after, max) {
+                return Ok(records);
+            }
+        }
         self.core()?.read(after, max)
     }
 
@@ -1066,6 +1119,10 @@ impl Writer {
                 for (c, upto) in acks {
                     self.cursors.insert(c, upto);
                 }
+                if !records.is_empty() {
+                    self.counters
+                        .remember(start_seq, std::mem::take(&mut records));
+                }
                 if let Some(w) = &self.committed {
                     w.send_replace(self.next_seq - 1);
                 }
@@ -1436,6 +1493,9 @@ impl Writer {
             }
         }
         st!(w.commit(), "committing retention")?;
+        if let Some(last) = remove.iter().map(|r| r.1).max() {
+            self.counters.forget_through(last);
+        }
         let removed: u64 = remove.iter().map(|(f, l, _)| l - f + 1).sum();
         for _ in 0..remove.len() {
             self.blocks.pop_front();

@@ -241,6 +241,7 @@ enum Op {
     Reopen,
     Next(u8, u8),
     Ack(u8),
+    AckSoon(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -249,6 +250,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         2 => (0u8..2, 1u8..20).prop_map(|(c, n)| Op::Next(c, n)),
         2 => (0u8..2).prop_map(Op::Ack),
+        1 => (0u8..2).prop_map(Op::AckSoon),
     ]
 }
 
@@ -256,7 +258,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     /// The journal behaves like a Vec of records, whatever the interleaving of appends, reads,
-    /// acknowledgements and restarts.
+    /// acknowledgements (waited for or riding on the next commit) and restarts.
     #[test]
     fn journal_matches_a_vec_model(ops in prop::collection::vec(op(), 1..25), small_blocks in any::<bool>()) {
         let dir = tempfile::tempdir().unwrap();
@@ -320,6 +322,12 @@ proptest! {
                     Op::Ack(c) => {
                         let pos = mc[c as usize].0;
                         cursors[c as usize].ack(pos).await.unwrap();
+                        mc[c as usize].1 = mc[c as usize].1.max(pos);
+                    }
+                    Op::AckSoon(c) => {
+                        // Durable by the next commit at the latest, closing included.
+                        let pos = mc[c as usize].0;
+                        cursors[c as usize].ack_soon(pos);
                         mc[c as usize].1 = mc[c as usize].1.max(pos);
                     }
                 }
