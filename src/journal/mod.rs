@@ -21,7 +21,7 @@
 //!    (`shopbridge_journal_dropped_records_total`) and one ERROR is logged per episode, and a
 //!    cursor that reads past the hole is told how many records it lost.
 //!
-//! The writer also keeps the newest 4,096 committed records decoded in memory: consumers that
+//! The writer also keeps the newest 1,024 committed records decoded in memory: consumers that
 //! follow the journal's end read them from there rather than decoding the tail block again
 //! for every commit. They are put there after their commit and before readers are told, and
 //! leave with retention, so a read answers the same either way.

@@ -28,7 +28,7 @@ const META_DROPPED: &str = "dropped_total";
 const META_FORMAT: &str = "format";
 
 /// How many of the newest committed records the journal also keeps decoded in memory.
-const RECENT_RECORDS: usize = 4096;
+const RECENT_RECORDS: usize = 1024;
 
 /// redb page cache size.
 const CACHE_BYTES: usize = 16 << 20;
