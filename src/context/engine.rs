@@ -176,6 +176,39 @@ struct Segment {
     facts: Vec<Value>,
 }
 
+/// An interval written since its operation started, as much of it as a re-attribution needs:
+/// the machine is the owner's, and consecutive intervals share one context. Every machine holds
+/// up to [`MAX_OP_SEGMENTS`] of them, so their size is most of the engine's memory.
+#[derive(Clone, Debug)]
+struct OpSegment {
+    start: Timestamp,
+    end: Timestamp,
+    state: MachineState,
+    category: Option<TimeCategory>,
+    attribution: Option<Attribution>,
+    provisional: bool,
+    /// The number of the interval's newest revision.
+    revision: Option<u32>,
+    context: Arc<JobContext>,
+}
+
+impl OpSegment {
+    fn interval(&self, machine: &MachineId) -> StateInterval {
+        StateInterval {
+            machine: machine.clone(),
+            start: self.start,
+            end: self.end,
+            shop_state: self.state.shop_state(),
+            state: self.state.clone(),
+            category: self.category.clone(),
+            context: (*self.context).clone(),
+            attribution: self.attribution.clone(),
+            provisional: self.provisional,
+            revision: None,
+        }
+    }
+}
+
 /// Where a machine's operation stands, shared across machines (routing: starved).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct OpStatus {
@@ -222,7 +255,7 @@ struct MachineCtx {
     /// make every save (each 10 s) carry up to [`MAX_OP_SEGMENTS`] intervals per machine; after
     /// a restart a correction re-attributes the intervals written since.
     #[serde(skip)]
-    op_segments: Vec<StateInterval>,
+    op_segments: VecDeque<OpSegment>,
     reason: Option<Override>,
     last_context: Option<ContextRecord>,
     last_time: Option<Timestamp>,
@@ -926,7 +959,7 @@ impl Cx<'_> {
                 && interval.context.operation.as_ref() == Some(&op.op.operation)
         });
         if same_op {
-            push_bounded(&mut m.op_segments, interval.clone(), MAX_OP_SEGMENTS);
+            push_op_segment(&mut m.op_segments, &interval);
         }
         self.out.push(RecordKind::Interval(Box::new(interval)));
     }
@@ -1257,23 +1290,23 @@ impl Cx<'_> {
             ),
             None => return,
         };
-        let mut revised = Vec::with_capacity(m.op_segments.len());
-        for seg in &m.op_segments {
+        let mut last_context: Option<Arc<JobContext>> = None;
+        for seg in m.op_segments.iter_mut() {
             let unchanged = !seg.provisional
                 && seg.context.job.as_deref() == Some(job_ctx.job.as_str())
                 && seg.context.operation.as_deref() == Some(job_ctx.operation.as_str());
             if unchanged {
-                revised.push(seg.clone());
                 continue;
             }
-            let mut next = seg.clone();
+            let mut next = seg.interval(self.id);
             next.context.job = Some(job_ctx.job.clone());
             next.context.operation = Some(job_ctx.operation.clone());
-            next.context.part_number = part_number.clone();
-            next.context.part_revision = part_revision.clone();
+            next.context.part_number.clone_from(&part_number);
+            next.context.part_revision.clone_from(&part_revision);
             next.provisional = false;
+            let n = seg.revision.map_or(1, |n| n + 1);
             next.revision = Some(Revision {
-                n: seg.revision.as_ref().map_or(1, |r| r.n + 1),
+                n,
                 why: why.to_string(),
                 previous_category: seg.category.clone(),
                 previous_source: seg.attribution.as_ref().map(|a| a.source),
@@ -1282,12 +1315,15 @@ impl Cx<'_> {
                 at: t,
                 by: by.clone(),
             });
-            revised.push(next);
+            seg.context = match last_context.take() {
+                Some(c) if *c == next.context => c,
+                _ => Arc::new(next.context.clone()),
+            };
+            last_context = Some(Arc::clone(&seg.context));
+            seg.provisional = false;
+            seg.revision = Some(n);
+            self.out.push(RecordKind::Interval(Box::new(next)));
         }
-        for r in &revised {
-            self.out.push(RecordKind::Interval(Box::new(r.clone())));
-        }
-        m.op_segments = revised;
     }
 
     fn reason(
@@ -1367,9 +1403,23 @@ fn operator_attribution(r: &Override) -> Attribution {
     }
 }
 
-fn push_bounded(v: &mut Vec<StateInterval>, i: StateInterval, max: usize) {
-    if v.len() >= max {
-        v.remove(0);
+/// Keeps an interval of the running operation, the oldest going beyond [`MAX_OP_SEGMENTS`].
+fn push_op_segment(v: &mut VecDeque<OpSegment>, i: &StateInterval) {
+    let context = match v.back() {
+        Some(last) if *last.context == i.context => Arc::clone(&last.context),
+        _ => Arc::new(i.context.clone()),
+    };
+    if v.len() >= MAX_OP_SEGMENTS {
+        v.pop_front();
     }
-    v.push(i);
+    v.push_back(OpSegment {
+        start: i.start,
+        end: i.end,
+        state: i.state.clone(),
+        category: i.category.clone(),
+        attribution: i.attribution.clone(),
+        provisional: i.provisional,
+        revision: i.revision.as_ref().map(|r| r.n),
+        context,
+    });
 }

@@ -594,6 +594,61 @@ fn programs_start_dispatched_operations_and_ambiguity_waits_for_a_confirmation()
 }
 
 #[test]
+fn a_second_correction_revises_again_and_a_repeated_confirmation_writes_nothing() {
+    let mut f = Feed::new();
+    f.dispatch(
+        0,
+        vec![
+            op("24180", "20", "O6000", 5),
+            op("24181", "20", "O6000", 5),
+            op("24182", "20", "O6000", 5),
+        ],
+    );
+    f.obs(10, signals::PROGRAM, Value::text("O6000"));
+    f.cycle(100, 100, 1);
+    f.cycle(300, 100, 2);
+    let confirm = |f: &mut Feed, secs: i64, job: &str| {
+        f.command(
+            secs,
+            Command::ConfirmOperation {
+                job: job.into(),
+                operation: "20".into(),
+            },
+        );
+    };
+    confirm(&mut f, 500, "24181");
+    let first = f.intervals();
+    confirm(&mut f, 520, "24182");
+    let second = f.intervals();
+    // Every interval of the operation so far was revised a second time, from 24181 to 24182.
+    let revised: Vec<&StateInterval> = second
+        .iter()
+        .filter(|i| i.start < Feed::at(500) && i.start >= Feed::at(10))
+        .collect();
+    assert!(!revised.is_empty());
+    for i in &revised {
+        assert_eq!(i.context.job.as_deref(), Some("24182"), "{i:#?}");
+        let rev = i.revision.as_ref().unwrap();
+        assert_eq!(rev.n, 2, "{i:#?}");
+        assert_eq!(rev.previous_job.as_deref(), Some("24181"));
+        let before = first.iter().find(|b| b.start == i.start).unwrap();
+        assert_eq!(before.revision.as_ref().unwrap().n, 1);
+    }
+    // Confirming what is already confirmed re-writes no interval.
+    let written = |f: &Feed| {
+        f.out
+            .iter()
+            .filter(|r| matches!(r, RecordKind::Interval(_)))
+            .count()
+    };
+    let before = written(&f);
+    confirm(&mut f, 540, "24182");
+    let after = written(&f);
+    // Only the span in hand when the command came (520..540) is written.
+    assert_eq!(after - before, 1, "{:#?}", &f.out[f.out.len() - 4..]);
+}
+
+#[test]
 fn schedule_feedback_estimates_completion_and_flags_risk() {
     let mut f = Feed::new();
     let mut o = op("1", "10", "P1", 10);
