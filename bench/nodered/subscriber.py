@@ -123,6 +123,8 @@ def main():
     p.add_argument("--group", default="bench")
     p.add_argument("--client-id", default="bench-subscriber")
     p.add_argument("--out", required=True)
+    p.add_argument("--keepalive", type=int, default=60,
+                   help="MQTT keep-alive, seconds (paho's default; see README.md on the PINGREQ)")
     a = p.parse_args()
     if a.mode == "sparkplug":
         from pysparkplug._protobuf import Payload  # Sparkplug B protobuf classes
@@ -134,7 +136,7 @@ def main():
     client.on_disconnect = rec.on_disconnect
     client.on_message = rec.on_message
     client.reconnect_delay_set(min_delay=0.1, max_delay=0.2)
-    client.connect_async(host, int(port), keepalive=10)
+    client.connect_async(host, int(port), keepalive=a.keepalive)
 
     stop = threading.Event()
     for s in (signal.SIGTERM, signal.SIGINT):
