@@ -221,7 +221,7 @@ impl OpSegment {
 }
 
 /// `value` as an `Arc`: one of `recent`'s if equal, else a new one.
-fn share<'a, T: PartialEq + 'a>(
+fn share<'a, T: 'a>(
     mut recent: impl Iterator<Item = &'a Arc<T>>,
     value: impl FnOnce() -> T,
     equal: impl Fn(&T) -> bool,
