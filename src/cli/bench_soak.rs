@@ -169,6 +169,10 @@ struct Sample {
     /// Seconds since the bridge answered /healthz.
     t: f64,
     rss_bytes: u64,
+    /// Of the RSS: anonymous pages (heap, stacks) and file-backed ones (the program's code and
+    /// read-only data mapped in, which grow as code runs for the first time).
+    rss_anon_bytes: u64,
+    rss_file_bytes: u64,
     fds: u64,
     threads: u64,
     cpu_s: f64,
@@ -185,12 +189,12 @@ struct Sample {
     sse_bytes: u64,
 }
 
-const CSV_HEADER: &str = "t_s,rss_bytes,fds,threads,cpu_s,journal_bytes,journal_file_bytes,first_seq,last_seq,appended_total,removed_total,dropped_total,mqtt_messages,rest_ok,rest_failed,sse_bytes";
+const CSV_HEADER: &str = "t_s,rss_bytes,fds,threads,cpu_s,journal_bytes,journal_file_bytes,first_seq,last_seq,appended_total,removed_total,dropped_total,mqtt_messages,rest_ok,rest_failed,sse_bytes,rss_anon_bytes,rss_file_bytes";
 
 impl Sample {
     fn csv(&self) -> String {
         format!(
-            "{:.1},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{}",
+            "{:.1},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.t,
             self.rss_bytes,
             self.fds,
@@ -206,7 +210,9 @@ impl Sample {
             self.mqtt_messages,
             self.rest_ok,
             self.rest_failed,
-            self.sse_bytes
+            self.sse_bytes,
+            self.rss_anon_bytes,
+            self.rss_file_bytes
         )
     }
 }
@@ -531,6 +537,8 @@ fn sample(pid: u32, http_port: u16, t0: Instant, c: &Counters) -> Sample {
     Sample {
         t: t0.elapsed().as_secs_f64(),
         rss_bytes: status_field(&status, "VmRSS:").unwrap_or(0),
+        rss_anon_bytes: status_field(&status, "RssAnon:").unwrap_or(0),
+        rss_file_bytes: status_field(&status, "RssFile:").unwrap_or(0),
         fds,
         threads: status_field(&status, "Threads:").unwrap_or(0),
         cpu_s: process_cpu_seconds(&pid.to_string()),
@@ -805,6 +813,22 @@ impl Report<'_> {
                 ""
             }
         );
+        // What the RSS is made of, and which part moves.
+        let part = |name: &str, f: &dyn Fn(&Sample) -> u64| {
+            format!(
+                "{name} first {:.1}, last {:.1}, max {:.1} MiB, slope {}",
+                mib(f(first)),
+                mib(f(last)),
+                mib(s.iter().map(f).max().unwrap_or(0)),
+                fmt_slope(slope_per_h(&|x| f(x) as f64 / 1e6), "MB/h")
+            )
+        };
+        println!(
+            "  of the RSS: {}; {}",
+            part("anonymous (heap, stacks)", &|x| x.rss_anon_bytes),
+            part("file-backed (the program's code mapped in)", &|x| x
+                .rss_file_bytes)
+        );
         // No upward trend: the fitted line rises by less than one descriptor over the window.
         let fd_rise = fd_slope.map(|v| v * window_h);
         println!(
@@ -903,8 +927,10 @@ mod tests {
 
     #[test]
     fn status_fields_are_read_in_bytes_or_counts() {
-        let st = "Name:\tshopbridge\nVmRSS:\t   12345 kB\nThreads:\t17\n";
+        let st = "Name:\tshopbridge\nVmRSS:\t   12345 kB\nRssAnon:\t    2345 kB\nRssFile:\t   10000 kB\nThreads:\t17\n";
         assert_eq!(status_field(st, "VmRSS:"), Some(12345 * 1024));
+        assert_eq!(status_field(st, "RssAnon:"), Some(2345 * 1024));
+        assert_eq!(status_field(st, "RssFile:"), Some(10000 * 1024));
         assert_eq!(status_field(st, "Threads:"), Some(17));
         assert_eq!(status_field(st, "VmSwap:"), None);
     }
