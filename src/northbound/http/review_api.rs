@@ -465,8 +465,7 @@ pub async fn get_daily(
         shifts.sort_by_key(|x| x.start);
         let machines: Vec<(MachineId, String)> = s.live.map(|m| (m.id.clone(), m.name.clone()));
         let jobs = job_statuses(&s, now);
-        let through_seq = s.index.position();
-        let input = review::DayInput {
+        let mut input = review::DayInput {
             date: date.to_string(),
             today: today.to_string(),
             zone: cal.zone.name(),
@@ -476,10 +475,15 @@ pub async fn get_daily(
             shifts,
             machines: &machines,
             jobs,
-            through_seq,
+            through_seq: 0,
         };
+        // Read inside the index's lock: the page's spans are exactly those through this seq
+        // (read before it, a batch applied in between put newer spans on the page).
         s.index
-            .read(|ix| review::daily(ix, input))
+            .read(|ix| {
+                input.through_seq = s.index.position();
+                review::daily(ix, input)
+            })
             .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the interval index is poisoned"))
     }
     .await;

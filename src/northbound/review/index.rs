@@ -159,9 +159,10 @@ impl IntervalIndex {
                     inner.insert(r.seq, i);
                 }
             }
-        }
-        if let Some(last) = records.last() {
-            self.position.store(last.seq, Ordering::Release);
+            // Under the lock: a reader holding it sees the position of exactly what it reads.
+            if let Some(last) = records.last() {
+                self.position.store(last.seq, Ordering::Release);
+            }
         }
     }
 
