@@ -465,7 +465,7 @@ pub async fn get_daily(
         shifts.sort_by_key(|x| x.start);
         let machines: Vec<(MachineId, String)> = s.live.map(|m| (m.id.clone(), m.name.clone()));
         let jobs = job_statuses(&s, now);
-        let mut input = review::DayInput {
+        let input = review::DayInput {
             date: date.to_string(),
             today: today.to_string(),
             zone: cal.zone.name(),
@@ -477,13 +477,10 @@ pub async fn get_daily(
             jobs,
             through_seq: 0,
         };
-        // Read inside the index's lock: the page's spans are exactly those through this seq
-        // (read before it, a batch applied in between put newer spans on the page).
+        // The seq with the spans, in one read: read before them, a batch applied in between
+        // put newer spans on the page than its through_seq says.
         s.index
-            .read(|ix| {
-                input.through_seq = s.index.position();
-                review::daily(ix, input)
-            })
+            .read_through(|ix, through_seq| review::daily(ix, review::DayInput { through_seq, ..input }))
             .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the interval index is poisoned"))
     }
     .await;

@@ -171,6 +171,12 @@ impl IntervalIndex {
         self.inner.read().ok().map(|g| f(&g))
     }
 
+    /// Reads the index under its lock, with the last journal seq of exactly what it holds
+    /// (`apply` moves the position under the write lock).
+    pub fn read_through<R>(&self, f: impl FnOnce(&Inner, u64) -> R) -> Option<R> {
+        self.inner.read().ok().map(|g| f(&g, self.position()))
+    }
+
     /// The last journal seq the index has applied.
     pub fn position(&self) -> u64 {
         self.position.load(Ordering::Acquire)
