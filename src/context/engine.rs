@@ -158,12 +158,91 @@ struct Override {
     anchor: TimeCategory,
 }
 
-/// A span written for the current (or last) stop, with the rule's own decision.
+/// A span written for the current (or last) stop, as much of it as writing it again with an
+/// operator's reason needs, with the rule's own decision. A stop of hours keeps up to
+/// [`MAX_STOP_SEGMENTS`] of them per machine and they are in every saved state, so they are
+/// kept like [`OpSegment`]s: the machine is the owner's, and a state, a context or a decision
+/// equal to one of the last few spans' is shared with it (whole intervals, each with its own
+/// job, operator and shift strings, made the soak's heap grow with every hour of a long stop).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StopSpan {
+    start: Timestamp,
+    end: Timestamp,
+    state: Arc<MachineState>,
+    context: Arc<JobContext>,
+    /// As last written.
+    decided: Arc<Decided>,
+    /// The rule's own decision.
+    rule: Arc<RuleDecided>,
+    provisional: bool,
+    /// The number of the span's newest revision.
+    revision: Option<u32>,
+}
+
+/// What the rules decided for a span (an operator's reason aside).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct RuleDecided {
+    category: TimeCategory,
+    attribution: Attribution,
+}
+
+/// A stop's span as versions before the compact [`StopSpan`] saved it: read from an older
+/// saved state, never written.
+#[derive(Clone, Debug, Deserialize)]
+struct WholeStopSpan {
     interval: StateInterval,
     rule: TimeCategory,
     rule_attribution: Attribution,
+}
+
+impl StopSpan {
+    /// Keeps the interval `i`, sharing equal parts with `recent` spans of the machine.
+    fn new(recent: &[StopSpan], i: &StateInterval, rule: RuleDecided) -> StopSpan {
+        let recent = || recent.iter().rev().take(SHARE_WITHIN);
+        StopSpan {
+            start: i.start,
+            end: i.end,
+            state: share(
+                recent().map(|s| &s.state),
+                || i.state.clone(),
+                |s| *s == i.state,
+            ),
+            context: share(
+                recent().map(|s| &s.context),
+                || i.context.clone(),
+                |c| *c == i.context,
+            ),
+            decided: share(
+                recent().map(|s| &s.decided),
+                || Decided {
+                    category: i.category.clone(),
+                    attribution: i.attribution.clone(),
+                },
+                |d| d.category == i.category && d.attribution == i.attribution,
+            ),
+            rule: match recent().find(|s| *s.rule == rule) {
+                Some(s) => Arc::clone(&s.rule),
+                None => Arc::new(rule),
+            },
+            provisional: i.provisional,
+            revision: i.revision.as_ref().map(|r| r.n),
+        }
+    }
+
+    fn interval(&self, machine: &MachineId) -> StateInterval {
+        StateInterval {
+            machine: machine.clone(),
+            start: self.start,
+            end: self.end,
+            shop_state: self.state.shop_state(),
+            state: (*self.state).clone(),
+            category: self.decided.category.clone(),
+            context: (*self.context).clone(),
+            attribution: self.decided.attribution.clone(),
+            provisional: self.provisional,
+            revision: None,
+        }
+    }
 }
 
 /// The span of time being accumulated.
@@ -200,7 +279,7 @@ struct OpSegment {
 }
 
 /// An interval's category and how it was decided.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Decided {
     category: Option<TimeCategory>,
     attribution: Option<Attribution>,
@@ -279,7 +358,12 @@ struct MachineCtx {
     /// When the machine last left RUN (None while it runs).
     stop_start: Option<Timestamp>,
     /// The intervals written for the current (or last) stop.
-    stop_segments: Vec<StopSpan>,
+    #[serde(default)]
+    stop_spans: Vec<StopSpan>,
+    /// The same as saved by versions before compact [`StopSpan`]s: read, moved into
+    /// `stop_spans` on restore, never written.
+    #[serde(default, rename = "stop_segments", skip_serializing)]
+    saved_stop_segments: Vec<WholeStopSpan>,
     /// The intervals written since the operation started. Not in the saved state: it would
     /// make every save (each 10 s) carry up to [`MAX_OP_SEGMENTS`] intervals per machine; after
     /// a restart a correction re-attributes the intervals written since.
@@ -374,6 +458,17 @@ impl Engine {
             .machines
             .into_iter()
             .filter(|(m, _)| self.config.machines.contains_key(m))
+            .map(|(id, mut m)| {
+                for w in std::mem::take(&mut m.saved_stop_segments) {
+                    let rule = RuleDecided {
+                        category: w.rule,
+                        attribution: w.rule_attribution,
+                    };
+                    let span = StopSpan::new(&m.stop_spans, &w.interval, rule);
+                    m.stop_spans.push(span);
+                }
+                (id, m)
+            })
             .collect();
         self.ops = s.ops.into_iter().collect();
         Ok(())
@@ -576,8 +671,8 @@ impl Cx<'_> {
                 } else if prev_shop == ShopState::Run || m.stop_start.is_none() {
                     m.stop_start = Some(t);
                     m.tool_at_stop = m.tool;
-                    m.stop_segments.clear();
-                    m.stop_segments.shrink_to(STOP_SEGMENTS_KEPT);
+                    m.stop_spans.clear();
+                    m.stop_spans.shrink_to(STOP_SEGMENTS_KEPT);
                     m.reason = None;
                 }
                 state_changed = true;
@@ -975,14 +1070,15 @@ impl Cx<'_> {
             revision: None,
         };
         if stopped {
-            if m.stop_segments.len() >= MAX_STOP_SEGMENTS {
-                m.stop_segments.remove(0);
+            if m.stop_spans.len() >= MAX_STOP_SEGMENTS {
+                m.stop_spans.remove(0);
             }
-            m.stop_segments.push(StopSpan {
-                interval: interval.clone(),
-                rule,
-                rule_attribution,
-            });
+            let rule = RuleDecided {
+                category: rule,
+                attribution: rule_attribution,
+            };
+            let span = StopSpan::new(&m.stop_spans, &interval, rule);
+            m.stop_spans.push(span);
         }
         let same_op = m.op.as_ref().is_some_and(|op| {
             interval.context.job.as_ref() == Some(&op.op.job)
@@ -1369,9 +1465,9 @@ impl Cx<'_> {
             .open
             .as_ref()
             .filter(|o| o.state.shop_state() != ShopState::Run);
-        let anchor = match (stopped_now, m.stop_segments.last()) {
+        let anchor = match (stopped_now, m.stop_spans.last()) {
             (Some(o), _) => o.category.clone(),
-            (None, Some(s)) => s.rule.clone(),
+            (None, Some(s)) => s.rule.category.clone(),
             (None, None) => TimeCategory::Loss(LossCategory::UNEXPLAINED),
         };
         let o = Override {
@@ -1384,11 +1480,11 @@ impl Cx<'_> {
         let attribution = operator_attribution(&o);
         // Spans of this stop already written are written again with the reason, back to the
         // first one a confident rule explained otherwise.
-        let mut from = m.stop_segments.len();
+        let mut from = m.stop_spans.len();
         if stopped_now.is_none_or(|s| Self::covers(&o, &s.category, &s.attribution)) {
             while from > 0 {
-                let s = &m.stop_segments[from - 1];
-                if !Self::covers(&o, &s.rule, &s.rule_attribution) {
+                let s = &m.stop_spans[from - 1];
+                if !Self::covers(&o, &s.rule.category, &s.rule.attribution) {
                     break;
                 }
                 from -= 1;
@@ -1396,26 +1492,31 @@ impl Cx<'_> {
         }
         m.reason = Some(o);
         let target = TimeCategory::Loss(category.clone());
-        for span in m.stop_segments[from..].iter_mut() {
-            let seg = &span.interval;
-            if seg.category.as_ref() == Some(&target) {
+        let decided = Arc::new(Decided {
+            category: Some(target.clone()),
+            attribution: Some(attribution.clone()),
+        });
+        for span in m.stop_spans[from..].iter_mut() {
+            if span.decided.category.as_ref() == Some(&target) {
                 continue;
             }
-            let mut next = seg.clone();
-            next.category = Some(target.clone());
-            next.attribution = Some(attribution.clone());
+            let n = span.revision.map_or(1, |n| n + 1);
+            let mut next = span.interval(self.id);
+            next.category = decided.category.clone();
+            next.attribution = decided.attribution.clone();
             next.revision = Some(Revision {
-                n: seg.revision.as_ref().map_or(1, |r| r.n + 1),
+                n,
                 why: "operator reason".into(),
-                previous_category: seg.category.clone(),
-                previous_source: seg.attribution.as_ref().map(|a| a.source),
+                previous_category: span.decided.category.clone(),
+                previous_source: span.decided.attribution.as_ref().map(|a| a.source),
                 previous_job: None,
                 previous_operation: None,
                 at: t,
                 by: by.clone(),
             });
-            self.out.push(RecordKind::Interval(Box::new(next.clone())));
-            span.interval = next;
+            self.out.push(RecordKind::Interval(Box::new(next)));
+            span.decided = Arc::clone(&decided);
+            span.revision = Some(n);
         }
         // While the machine is stopped the reason holds for the open span too (applied when
         // it closes, and shown live now).

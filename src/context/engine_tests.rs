@@ -762,6 +762,100 @@ fn a_restored_snapshot_continues_exactly_like_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_stops_spans_saved_whole_by_an_older_version_take_a_reason_after_the_restore() {
+    let script = |f: &mut Feed, from: usize, to: usize| {
+        type Step = Box<dyn Fn(&mut Feed)>;
+        let steps: Vec<Step> = vec![
+            Box::new(|f| {
+                f.command(
+                    0,
+                    Command::SignIn {
+                        operator: "ann".into(),
+                    },
+                )
+            }),
+            Box::new(|f| f.obs(0, signals::PROGRAM, Value::text("O1"))),
+            Box::new(|f| f.cycle(0, 100, 1)),
+            // The stop from 100 is cut at 400 (signed out) and 700 (signed in): two spans
+            // written before the save.
+            Box::new(|f| f.command(400, Command::SignOut)),
+            Box::new(|f| {
+                f.command(
+                    700,
+                    Command::SignIn {
+                        operator: "bob".into(),
+                    },
+                )
+            }),
+            Box::new(|f| {
+                f.command(
+                    800,
+                    Command::StopReason {
+                        reason: LossCategory::STARVED,
+                        note: None,
+                    },
+                )
+            }),
+            Box::new(|f| f.exec(1000, Execution::Active)),
+            Box::new(|f| f.exec(1100, Execution::ProgramCompleted)),
+            Box::new(|f| f.finish(1200)),
+        ];
+        for s in &steps[from..to] {
+            s(f);
+        }
+    };
+    let mut whole = Feed::new();
+    script(&mut whole, 0, 9);
+    let mut first = Feed::new();
+    script(&mut first, 0, 5);
+    // The save as versions before compact stop spans wrote it: each span whole, by its
+    // newest writing, with the rule's decision beside it.
+    let mut snap: serde_json::Value = serde_json::from_slice(&first.engine.snapshot()).unwrap();
+    let written = first.intervals();
+    let mut converted = 0;
+    for entry in snap["machines"].as_array_mut().unwrap() {
+        let ctx = entry[1].as_object_mut().unwrap();
+        let spans = ctx.remove("stop_spans").unwrap();
+        let old: Vec<serde_json::Value> = spans
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let start: Timestamp = serde_json::from_value(s["start"].clone()).unwrap();
+                let interval = written.iter().rev().find(|i| i.start == start).unwrap();
+                converted += 1;
+                serde_json::json!({
+                    "interval": interval,
+                    "rule": s["rule"]["category"],
+                    "rule_attribution": s["rule"]["attribution"],
+                })
+            })
+            .collect();
+        ctx.insert("stop_segments".into(), serde_json::Value::Array(old));
+    }
+    assert_eq!(converted, 2, "{snap:#}");
+    let mut second = Feed::new();
+    second
+        .engine
+        .restore(&serde_json::to_vec(&snap).unwrap())
+        .unwrap();
+    second.seq = first.seq;
+    second.state = first.state.clone();
+    script(&mut second, 5, 9);
+    let mut joined = first.out.clone();
+    joined.extend(second.out.clone());
+    assert_eq!(joined, whole.out);
+    assert_eq!(whole.category_at(200), "starved");
+    assert_eq!(whole.category_at(500), "starved");
+    // Saved again, the spans are compact and the old field is gone.
+    let again = String::from_utf8(second.engine.snapshot()).unwrap();
+    assert!(
+        again.contains("\"stop_spans\"") && !again.contains("stop_segments"),
+        "{again}"
+    );
+}
+
+#[test]
 fn reclassify_under_the_same_rules_changes_nothing_and_under_new_rules_revises() {
     use super::reclassify::reclassify;
     let mut f = Feed::new();

@@ -198,9 +198,15 @@ impl IntervalIndex {
         };
         let mut removed = 0;
         for spans in inner.machines.values_mut() {
-            let before = spans.len();
-            spans.retain(|_, s| s.end > t);
-            removed += before - spans.len();
+            // Spans tile a machine's time: those that ended before `t` are the first ones, so
+            // a prune costs what it removes, not what the index holds.
+            while let Some(first) = spans.first_entry() {
+                if first.get().end > t {
+                    break;
+                }
+                first.remove();
+                removed += 1;
+            }
         }
         inner.machines.retain(|_, spans| !spans.is_empty());
         inner.history.retain(|(_, start), _| *start >= t);
@@ -218,8 +224,10 @@ impl IntervalIndex {
     }
 }
 
-/// How often the index looks for spans the journal no longer holds.
-const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often the index looks for spans the journal no longer holds. Every ten minutes made
+/// the index a saw of up to ten minutes of every machine's spans (1.8 MB for 200 machines at
+/// the soak's speed 60), which a soak reads as memory rising; a prune removes only what ended.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Reads the whole journal into `index` (off the async threads), then follows it.
 pub async fn run(
