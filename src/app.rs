@@ -90,9 +90,15 @@ pub async fn run_pipeline(
     let mut in_flight: VecDeque<(crate::journal::AppendTicket, usize)> = VecDeque::new();
     let mut last_stats = normalizer.stats;
     let mut events: Vec<crate::drivers::DriverEvent> = Vec::new();
-    // Releases what profiles' debounce and hold filters keep, and refreshes the clock view.
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Releases what profiles' debounce and hold filters keep, and refreshes the clock view:
+    // every TICK while a machine has such filters, else every IDLE_TICK (a bridge of Modbus
+    // devices polled each second need not wake ten times a second for nothing).
+    let ticker_every = |every: Duration| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    };
+    let mut ticker = ticker_every(IDLE_TICK);
     loop {
         let first = tokio::select! {
             b = rx.recv() => match b {
@@ -125,6 +131,9 @@ pub async fn run_pipeline(
         let mut out = Vec::with_capacity(events.len() + 8);
         normalizer.process_batch(events.drain(..), &mut out);
         publish_stats(&telemetry, &mut last_stats, normalizer.stats);
+        if ticker.period() != TICK && normalizer.has_filters() {
+            ticker = ticker_every(TICK);
+        }
         submit(&journal, out, &mut in_flight, &telemetry).await;
     }
     // What the time filters still hold goes in before the journal closes.
@@ -139,6 +148,8 @@ pub async fn run_pipeline(
 
 /// How often the pipeline releases filtered values and refreshes the clock view.
 const TICK: Duration = Duration::from_millis(100);
+/// How often it refreshes the clock view when no machine's profile has a time filter.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 fn publish_clocks(t: &Telemetry, n: &Normalizer) {
     if let Ok(mut c) = t.clocks.write() {

@@ -407,6 +407,12 @@ impl Normalizer {
     }
 
     /// Every machine's clock estimate.
+    /// Whether a machine has a signal with a time filter (debounce or hold), whose values
+    /// [`Normalizer::tick`] must release on time.
+    pub fn has_filters(&self) -> bool {
+        self.tracks.iter().any(|(_, t)| !t.filters.is_empty())
+    }
+
     pub fn clocks(&self) -> impl Iterator<Item = (&MachineId, ClockInfo)> {
         self.tracks.iter().map(|(m, t)| {
             (
