@@ -166,17 +166,10 @@ struct Override {
 /// job, operator and shift strings, made the soak's heap grow with every hour of a long stop).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StopSpan {
-    start: Timestamp,
-    end: Timestamp,
-    state: Arc<MachineState>,
-    context: Arc<JobContext>,
-    /// As last written.
-    decided: Arc<Decided>,
+    #[serde(flatten)]
+    kept: OpSegment,
     /// The rule's own decision.
     rule: Arc<RuleDecided>,
-    provisional: bool,
-    /// The number of the span's newest revision.
-    revision: Option<u32>,
 }
 
 /// What the rules decided for a span (an operator's reason aside).
@@ -200,47 +193,11 @@ impl StopSpan {
     fn new(recent: &[StopSpan], i: &StateInterval, rule: RuleDecided) -> StopSpan {
         let recent = || recent.iter().rev().take(SHARE_WITHIN);
         StopSpan {
-            start: i.start,
-            end: i.end,
-            state: share(
-                recent().map(|s| &s.state),
-                || i.state.clone(),
-                |s| *s == i.state,
-            ),
-            context: share(
-                recent().map(|s| &s.context),
-                || i.context.clone(),
-                |c| *c == i.context,
-            ),
-            decided: share(
-                recent().map(|s| &s.decided),
-                || Decided {
-                    category: i.category.clone(),
-                    attribution: i.attribution.clone(),
-                },
-                |d| d.category == i.category && d.attribution == i.attribution,
-            ),
+            kept: OpSegment::keep(recent().map(|s| &s.kept), i),
             rule: match recent().find(|s| *s.rule == rule) {
                 Some(s) => Arc::clone(&s.rule),
                 None => Arc::new(rule),
             },
-            provisional: i.provisional,
-            revision: i.revision.as_ref().map(|r| r.n),
-        }
-    }
-
-    fn interval(&self, machine: &MachineId) -> StateInterval {
-        StateInterval {
-            machine: machine.clone(),
-            start: self.start,
-            end: self.end,
-            shop_state: self.state.shop_state(),
-            state: (*self.state).clone(),
-            category: self.decided.category.clone(),
-            context: (*self.context).clone(),
-            attribution: self.decided.attribution.clone(),
-            provisional: self.provisional,
-            revision: None,
         }
     }
 }
@@ -266,7 +223,7 @@ struct Segment {
 /// few intervals' is shared with it (a machine goes back and forth between a handful of each).
 /// Every machine holds up to [`MAX_OP_SEGMENTS`] of them, so their size is most of the
 /// engine's memory: about 60 bytes each this way, against 300 for a whole interval.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct OpSegment {
     start: Timestamp,
     end: Timestamp,
@@ -289,6 +246,34 @@ struct Decided {
 const SHARE_WITHIN: usize = 8;
 
 impl OpSegment {
+    /// Keeps the interval `i`, sharing equal parts with `recent` ones of the machine.
+    fn keep<'a>(recent: impl Iterator<Item = &'a OpSegment> + Clone, i: &StateInterval) -> Self {
+        OpSegment {
+            start: i.start,
+            end: i.end,
+            state: share(
+                recent.clone().map(|s| &s.state),
+                || i.state.clone(),
+                |s| *s == i.state,
+            ),
+            decided: share(
+                recent.clone().map(|s| &s.decided),
+                || Decided {
+                    category: i.category.clone(),
+                    attribution: i.attribution.clone(),
+                },
+                |d| d.category == i.category && d.attribution == i.attribution,
+            ),
+            provisional: i.provisional,
+            revision: i.revision.as_ref().map(|r| r.n),
+            context: share(
+                recent.map(|s| &s.context),
+                || i.context.clone(),
+                |c| *c == i.context,
+            ),
+        }
+    }
+
     fn interval(&self, machine: &MachineId) -> StateInterval {
         StateInterval {
             machine: machine.clone(),
@@ -1496,7 +1481,7 @@ impl Cx<'_> {
             category: Some(target.clone()),
             attribution: Some(attribution.clone()),
         });
-        for span in m.stop_spans[from..].iter_mut() {
+        for span in m.stop_spans[from..].iter_mut().map(|s| &mut s.kept) {
             if span.decided.category.as_ref() == Some(&target) {
                 continue;
             }
@@ -1536,40 +1521,14 @@ fn operator_attribution(r: &Override) -> Attribution {
 
 /// Keeps an interval of the running operation, the oldest going beyond [`MAX_OP_SEGMENTS`].
 fn push_op_segment(v: &mut VecDeque<OpSegment>, i: &StateInterval) {
-    let recent = || v.iter().rev().take(SHARE_WITHIN);
-    let state = share(
-        recent().map(|s| &s.state),
-        || i.state.clone(),
-        |s| *s == i.state,
-    );
-    let decided = share(
-        recent().map(|s| &s.decided),
-        || Decided {
-            category: i.category.clone(),
-            attribution: i.attribution.clone(),
-        },
-        |d| d.category == i.category && d.attribution == i.attribution,
-    );
-    let context = share(
-        recent().map(|s| &s.context),
-        || i.context.clone(),
-        |c| *c == i.context,
-    );
+    let kept = OpSegment::keep(v.iter().rev().take(SHARE_WITHIN), i);
     if v.len() >= MAX_OP_SEGMENTS {
         v.pop_front();
     } else if v.capacity() < MAX_OP_SEGMENTS {
         // Once, at the first: `clear` keeps the room for the next operations.
         v.reserve_exact(MAX_OP_SEGMENTS - v.len());
     }
-    v.push_back(OpSegment {
-        start: i.start,
-        end: i.end,
-        state,
-        decided,
-        provisional: i.provisional,
-        revision: i.revision.as_ref().map(|r| r.n),
-        context,
-    });
+    v.push_back(kept);
 }
 
 #[cfg(test)]

@@ -712,139 +712,120 @@ fn nobody_signed_in_idle_in_automatic_is_no_operator() {
     assert_eq!(f.category_at(300), "no_operator");
 }
 
+type Step = Box<dyn Fn(&mut Feed)>;
+
+fn sign_in(at: i64, who: &'static str) -> Step {
+    Box::new(move |f: &mut Feed| {
+        f.command(
+            at,
+            Command::SignIn {
+                operator: who.into(),
+            },
+        )
+    })
+}
+
+fn reason(at: i64, reason: LossCategory) -> Step {
+    Box::new(move |f: &mut Feed| {
+        f.command(
+            at,
+            Command::StopReason {
+                reason: reason.clone(),
+                note: None,
+            },
+        )
+    })
+}
+
+/// Runs `steps` whole, and again split at `at` with the engine's state saved and restored there
+/// (the saved bytes passed through `edit` with the first half's feed): asserts both derived the
+/// same records, and gives back the whole run and the first half's save.
+fn whole_and_split(
+    steps: impl Fn() -> Vec<Step>,
+    at: usize,
+    edit: impl Fn(&Feed, Vec<u8>) -> Vec<u8>,
+) -> (Feed, Feed) {
+    let mut whole = Feed::new();
+    steps().iter().for_each(|s| s(&mut whole));
+    let mut first = Feed::new();
+    steps()[..at].iter().for_each(|s| s(&mut first));
+    let snap = edit(&first, first.engine.snapshot());
+    let mut second = Feed::new();
+    second.engine.restore(&snap).unwrap();
+    second.seq = first.seq;
+    second.state = first.state.clone();
+    steps()[at..].iter().for_each(|s| s(&mut second));
+    let mut joined = first.out.clone();
+    joined.extend(second.out.clone());
+    assert_eq!(joined, whole.out);
+    (whole, second)
+}
+
 #[test]
 fn a_restored_snapshot_continues_exactly_like_an_uninterrupted_run() {
-    let script = |f: &mut Feed, from: usize, to: usize| {
-        type Step = Box<dyn Fn(&mut Feed)>;
-        let steps: Vec<Step> = vec![
-            Box::new(|f| {
-                f.command(
-                    0,
-                    Command::SignIn {
-                        operator: "ann".into(),
-                    },
-                )
-            }),
+    let steps = || -> Vec<Step> {
+        vec![
+            sign_in(0, "ann"),
             Box::new(|f| f.dispatch(0, vec![op("1", "10", "P1", 5)])),
             Box::new(|f| f.obs(5, signals::PROGRAM, Value::text("P1"))),
             Box::new(|f| f.cycle(10, 100, 1)),
             Box::new(|f| f.cycle(130, 100, 2)),
             Box::new(|f| f.exec(400, Execution::Wait)),
-            Box::new(|f| {
-                f.command(
-                    500,
-                    Command::StopReason {
-                        reason: LossCategory::BLOCKED,
-                        note: None,
-                    },
-                )
-            }),
+            reason(500, LossCategory::BLOCKED),
             Box::new(|f| f.cycle(700, 100, 3)),
             Box::new(|f| f.finish(900)),
-        ];
-        for s in &steps[from..to] {
-            s(f);
-        }
+        ]
     };
-    let mut whole = Feed::new();
-    script(&mut whole, 0, 9);
-    let mut first = Feed::new();
-    script(&mut first, 0, 5);
-    let snap = first.engine.snapshot();
-    let mut second = Feed::new();
-    second.engine.restore(&snap).unwrap();
-    second.seq = first.seq;
-    second.state = first.state.clone();
-    script(&mut second, 5, 9);
-    let mut joined = first.out.clone();
-    joined.extend(second.out.clone());
-    assert_eq!(joined, whole.out);
+    whole_and_split(steps, 5, |_, snap| snap);
 }
 
 #[test]
 fn a_stops_spans_saved_whole_by_an_older_version_take_a_reason_after_the_restore() {
-    let script = |f: &mut Feed, from: usize, to: usize| {
-        type Step = Box<dyn Fn(&mut Feed)>;
-        let steps: Vec<Step> = vec![
-            Box::new(|f| {
-                f.command(
-                    0,
-                    Command::SignIn {
-                        operator: "ann".into(),
-                    },
-                )
-            }),
+    let steps = || -> Vec<Step> {
+        vec![
+            sign_in(0, "ann"),
             Box::new(|f| f.obs(0, signals::PROGRAM, Value::text("O1"))),
             Box::new(|f| f.cycle(0, 100, 1)),
             // The stop from 100 is cut at 400 (signed out) and 700 (signed in): two spans
             // written before the save.
             Box::new(|f| f.command(400, Command::SignOut)),
-            Box::new(|f| {
-                f.command(
-                    700,
-                    Command::SignIn {
-                        operator: "bob".into(),
-                    },
-                )
-            }),
-            Box::new(|f| {
-                f.command(
-                    800,
-                    Command::StopReason {
-                        reason: LossCategory::STARVED,
-                        note: None,
-                    },
-                )
-            }),
+            sign_in(700, "bob"),
+            reason(800, LossCategory::STARVED),
             Box::new(|f| f.exec(1000, Execution::Active)),
             Box::new(|f| f.exec(1100, Execution::ProgramCompleted)),
             Box::new(|f| f.finish(1200)),
-        ];
-        for s in &steps[from..to] {
-            s(f);
-        }
+        ]
     };
-    let mut whole = Feed::new();
-    script(&mut whole, 0, 9);
-    let mut first = Feed::new();
-    script(&mut first, 0, 5);
     // The save as versions before compact stop spans wrote it: each span whole, by its
     // newest writing, with the rule's decision beside it.
-    let mut snap: serde_json::Value = serde_json::from_slice(&first.engine.snapshot()).unwrap();
-    let written = first.intervals();
-    let mut converted = 0;
-    for entry in snap["machines"].as_array_mut().unwrap() {
-        let ctx = entry[1].as_object_mut().unwrap();
-        let spans = ctx.remove("stop_spans").unwrap();
-        let old: Vec<serde_json::Value> = spans
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let start: Timestamp = serde_json::from_value(s["start"].clone()).unwrap();
-                let interval = written.iter().rev().find(|i| i.start == start).unwrap();
-                converted += 1;
-                serde_json::json!({
-                    "interval": interval,
-                    "rule": s["rule"]["category"],
-                    "rule_attribution": s["rule"]["attribution"],
+    let old_format = |first: &Feed, snap: Vec<u8>| {
+        let mut snap: serde_json::Value = serde_json::from_slice(&snap).unwrap();
+        let written = first.intervals();
+        let mut converted = 0;
+        for entry in snap["machines"].as_array_mut().unwrap() {
+            let ctx = entry[1].as_object_mut().unwrap();
+            let spans = ctx.remove("stop_spans").unwrap();
+            let old: Vec<serde_json::Value> = spans
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let start: Timestamp = serde_json::from_value(s["start"].clone()).unwrap();
+                    let interval = written.iter().rev().find(|i| i.start == start).unwrap();
+                    converted += 1;
+                    serde_json::json!({
+                        "interval": interval,
+                        "rule": s["rule"]["category"],
+                        "rule_attribution": s["rule"]["attribution"],
+                    })
                 })
-            })
-            .collect();
-        ctx.insert("stop_segments".into(), serde_json::Value::Array(old));
-    }
-    assert_eq!(converted, 2, "{snap:#}");
-    let mut second = Feed::new();
-    second
-        .engine
-        .restore(&serde_json::to_vec(&snap).unwrap())
-        .unwrap();
-    second.seq = first.seq;
-    second.state = first.state.clone();
-    script(&mut second, 5, 9);
-    let mut joined = first.out.clone();
-    joined.extend(second.out.clone());
-    assert_eq!(joined, whole.out);
+                .collect();
+            ctx.insert("stop_segments".into(), serde_json::Value::Array(old));
+        }
+        assert_eq!(converted, 2, "{snap:#}");
+        serde_json::to_vec(&snap).unwrap()
+    };
+    let (whole, second) = whole_and_split(steps, 5, old_format);
     assert_eq!(whole.category_at(200), "starved");
     assert_eq!(whole.category_at(500), "starved");
     // Saved again, the spans are compact and the old field is gone.
