@@ -359,6 +359,27 @@ struct MachineCtx {
     last_time: Option<Timestamp>,
 }
 
+impl MachineCtx {
+    /// Keeps a span written for the current stop with the rule's decision, the oldest going
+    /// beyond [`MAX_STOP_SEGMENTS`].
+    fn keep_stop_span(
+        &mut self,
+        i: &StateInterval,
+        category: TimeCategory,
+        attribution: Attribution,
+    ) {
+        if self.stop_spans.len() >= MAX_STOP_SEGMENTS {
+            self.stop_spans.remove(0);
+        }
+        let rule = RuleDecided {
+            category,
+            attribution,
+        };
+        let span = StopSpan::new(&self.stop_spans, i, rule);
+        self.stop_spans.push(span);
+    }
+}
+
 /// The context engine for every machine.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -445,12 +466,7 @@ impl Engine {
             .filter(|(m, _)| self.config.machines.contains_key(m))
             .map(|(id, mut m)| {
                 for w in std::mem::take(&mut m.saved_stop_segments) {
-                    let rule = RuleDecided {
-                        category: w.rule,
-                        attribution: w.rule_attribution,
-                    };
-                    let span = StopSpan::new(&m.stop_spans, &w.interval, rule);
-                    m.stop_spans.push(span);
+                    m.keep_stop_span(&w.interval, w.rule, w.rule_attribution);
                 }
                 (id, m)
             })
@@ -1055,15 +1071,7 @@ impl Cx<'_> {
             revision: None,
         };
         if stopped {
-            if m.stop_spans.len() >= MAX_STOP_SEGMENTS {
-                m.stop_spans.remove(0);
-            }
-            let rule = RuleDecided {
-                category: rule,
-                attribution: rule_attribution,
-            };
-            let span = StopSpan::new(&m.stop_spans, &interval, rule);
-            m.stop_spans.push(span);
+            m.keep_stop_span(&interval, rule, rule_attribution);
         }
         let same_op = m.op.as_ref().is_some_and(|op| {
             interval.context.job.as_ref() == Some(&op.op.job)

@@ -739,7 +739,7 @@ fn reason(at: i64, reason: LossCategory) -> Step {
 
 /// Runs `steps` whole, and again split at `at` with the engine's state saved and restored there
 /// (the saved bytes passed through `edit` with the first half's feed): asserts both derived the
-/// same records, and gives back the whole run and the first half's save.
+/// same records, and gives back the whole run and the second half's feed.
 fn whole_and_split(
     steps: impl Fn() -> Vec<Step>,
     at: usize,
