@@ -1207,14 +1207,15 @@ fn is_workday(day: i64) -> bool {
     (day + 3).rem_euclid(7) < 5
 }
 
-/// The shop offset (µs) that puts `start` at 08:00 shop time on a workday (the latest one on or
-/// before `start`'s UTC date): the demo uses it so that a shop started at night or on a weekend
-/// is busy from its first minute.
+/// The shop offset (µs) that puts `start` at 08:00 shop time on a workday followed by another
+/// (Monday to Thursday, the latest one on or before `start`'s UTC date): the demo uses it so
+/// that a shop started at night or on a weekend is busy from its first minute, and a sped-up run
+/// (the soak plays 30 hours) reaches the next working day, not a weekend.
 pub fn demo_shop_offset(start: Timestamp) -> i64 {
     // Whole seconds, so that a calendar can name the offset.
     let t = start.as_micros().div_euclid(SEC) * SEC;
     let mut day = t.div_euclid(DAY);
-    while !is_workday(day) {
+    while !(is_workday(day) && is_workday(day + 1)) {
         day -= 1;
     }
     day * DAY + 8 * HOUR - t
@@ -1223,6 +1224,29 @@ pub fn demo_shop_offset(start: Timestamp) -> i64 {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn a_demo_started_on_any_day_has_a_working_day_after_its_first() {
+        // 2026-11-23 was a Monday; a start on each day of that week, at 23:30 UTC.
+        for d in 23..30 {
+            let start = Timestamp::parse_rfc3339(&format!("2026-11-{d}T23:30:00Z")).unwrap();
+            let off = demo_shop_offset(start);
+            let sim = MachineSim::new_in_shop(0, MachineId::new("m").unwrap(), 1, start, off);
+            let t = start.as_micros();
+            assert!(
+                matches!(sim.slot(t), Slot::Work { shift: 1, .. }),
+                "{d}: {:?}",
+                sim.slot(t)
+            );
+            // 24 hours on: the next day's first shift, not a weekend.
+            let next = t + 24 * HOUR;
+            assert!(
+                matches!(sim.slot(next), Slot::Work { shift: 1, .. }),
+                "{d}: {:?}",
+                sim.slot(next)
+            );
+        }
+    }
 
     #[test]
     fn a_demo_started_on_a_saturday_night_is_mid_shift() {
