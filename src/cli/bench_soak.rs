@@ -19,9 +19,9 @@
 //!
 //! The defaults (`--speed 60`, a 10-minute warm-up) make the 30 minutes 30 simulated hours,
 //! the first shift left out: what the context layer keeps per machine (a stop's spans, the
-//! running operation's, the strings they share) fills with simulated time and levels off after
-//! six to eight simulated hours. At `--speed 10` a 30-minute run sees five simulated hours,
-//! most of it that fill (+2.3 MB/h on a quiet machine, where speed 60 is flat after it).
+//! running operation's, the strings they share) fills with simulated time. At `--speed 10` a
+//! 30-minute run sees only five simulated hours, a night and a second working day not at all
+//! (figures: bench/soak.md).
 //!
 //! The simulator's clock runs `--speed` times fast while the bridge's runs at real time (a
 //! bridge may scale time only when every machine is simulated inside it): the machines'
